@@ -1,0 +1,130 @@
+"""The engine contract as plain data: a job in, progress events out, a result back.
+
+Every front-end builds a StyleJob the same way. check_job() turns it into a CheckedJob (images
+opened and normalised, preset loaded, overrides applied) or raises one ImpastoError, all before
+TensorFlow is imported, so a user learns about a bad file at once rather than after start-up.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from impasto.errors import InputError, PresetError
+from impasto.images import LoadedImage, load_image, save_image
+from impasto.presets import DEFAULT_PRESET, Recipe, apply_overrides, load_preset
+
+MIN_OUTPUT, MAX_OUTPUT = 32, 8192
+
+ImageSource = str | os.PathLike | Image.Image
+
+
+@dataclass
+class StyleJob:
+    """What to paint, in which style, with which recipe.
+
+    styles: style images, each a path/PIL image or a (source, blend weight) pair.
+    size: long side of the output in px (default: the preset's).
+    overrides: recipe keys to change for this job only (see presets.Recipe).
+    preview_every: attach a preview image to every Nth progress event (0: never).
+    checkpoint: write resumable state to this .npz every checkpoint_every steps and on cancel.
+    resume: continue from a checkpoint written by an earlier run of the same job.
+    """
+
+    content: ImageSource
+    styles: list
+    preset: str = DEFAULT_PRESET
+    size: int | None = None
+    seed: int = 0
+    overrides: dict = field(default_factory=dict)
+    preview_every: int = 0
+    checkpoint: str | os.PathLike | None = None
+    checkpoint_every: int = 50
+    resume: str | os.PathLike | None = None
+
+
+@dataclass
+class CheckedJob:
+    """A StyleJob whose inputs have been opened and checked; what the engine actually runs."""
+
+    job: StyleJob
+    recipe: Recipe
+    content: LoadedImage
+    styles: list[tuple[LoadedImage, float]]  # blend weights normalised to sum 1
+    size: int
+
+    def settings(self) -> dict:
+        """What reproduces this picture; embedded in PNG outputs and checkpoints."""
+        from impasto import __version__
+
+        return {
+            "impasto": __version__,
+            "content": _label(self.content.source),
+            "styles": [[_label(img.source), w] for img, w in self.styles],
+            "size": self.size,
+            "seed": self.job.seed,
+            "recipe": self.recipe.to_dict(),
+        }
+
+
+def _label(source: str) -> str:
+    return os.path.basename(source) if os.sep in source or "/" in source else source
+
+
+@dataclass
+class ProgressEvent:
+    """Handed to on_progress after every step."""
+
+    step: int  # 1-based, counted over all scales
+    total: int
+    scale: int  # 1-based index of the current scale
+    scales: int
+    size: tuple[int, int]  # (w, h) of the current scale
+    losses: dict[str, float]  # content, style, tv, total (weighted)
+    elapsed: float  # seconds since the job started
+    eta: float  # estimated seconds left
+    preview: Image.Image | None = None  # set every job.preview_every steps, and at the last step
+
+
+@dataclass
+class StyleResult:
+    image: Image.Image  # RGB, or RGBA when the content had transparency
+    stats: dict  # losses per term, steps, seconds, scales, device
+    settings: dict  # see CheckedJob.settings
+    cancelled: bool = False
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the picture atomically, with its settings embedded where the format allows."""
+        img = self.image
+        alpha = img.getchannel("A") if img.mode == "RGBA" else None
+        return save_image(img.convert("RGB"), path, settings=self.settings, alpha=alpha)
+
+
+def check_job(job: StyleJob) -> CheckedJob:
+    """Open and check everything a job names; raise one ImpastoError on the first problem."""
+    recipe = apply_overrides(load_preset(job.preset), job.overrides)
+    size = recipe.size if job.size is None else job.size
+    if isinstance(size, bool) or not isinstance(size, int) or not MIN_OUTPUT <= size <= MAX_OUTPUT:
+        raise InputError(f"size must be a whole number from {MIN_OUTPUT} to {MAX_OUTPUT}, not {size!r}")
+    if isinstance(job.seed, bool) or not isinstance(job.seed, int) or job.seed < 0:
+        raise InputError(f"seed must be a whole number 0 or more, not {job.seed!r}")
+    if not job.styles:
+        raise InputError("no style image given: name at least one")
+    pairs = [s if isinstance(s, tuple | list) else (s, 1.0) for s in job.styles]
+    weights = []
+    for _, w in pairs:
+        if isinstance(w, bool) or not isinstance(w, int | float) or not w >= 0:
+            raise PresetError(f"style blend weight must be a number 0 or more, not {w!r}")
+        weights.append(float(w))
+    if sum(weights) <= 0:
+        raise PresetError("style blend weights must not all be 0")
+    content = load_image(job.content, "content")
+    styles = [
+        (load_image(src, "style"), w / sum(weights)) for (src, _), w in zip(pairs, weights, strict=True)
+    ]
+    if job.resume is not None and not Path(job.resume).is_file():
+        raise InputError(f"checkpoint {str(job.resume)!r}: file not found")
+    return CheckedJob(job=job, recipe=recipe, content=content, styles=styles, size=size)

@@ -1,0 +1,266 @@
+"""The preset loader: named recipes of layers and weights, checked before any TensorFlow work.
+
+A preset is a TOML file with a name, a one-line description and a recipe. Shipped presets live in
+the package (`presets/` in the source tree); user presets in the user's config folder add to them
+or override them by name; a path to a .toml file is used as it is. Every number that decides the
+look of a picture comes from here, with per-job overrides on top: the engine has no defaults.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import os
+import sys
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from importlib import resources
+from pathlib import Path
+
+from impasto.errors import PresetError
+from impasto.vgg19 import LAYERS
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PRESET = "classic"
+CHOICES = {
+    "pooling": ("max", "avg"),
+    "init": ("content", "noise"),
+    "preserve_color": ("none", "luminance", "histogram"),
+    "precision": ("float32", "bfloat16", "float16"),
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides how a picture looks. Field docs double as `presets show` help."""
+
+    name: str
+    description: str
+    content_layers: dict  # layer -> relative weight (normalised to sum 1)
+    style_layers: dict  # layer -> relative weight (normalised to sum 1)
+    content_weight: float  # weight of the content loss (relative feature error)
+    style_weight: float  # weight of the style loss (relative Gram error)
+    tv_weight: float  # weight of the total-variation (smoothness) loss
+    pooling: str  # "max" or "avg" between VGG19 blocks
+    size: int  # default long side of the output, px
+    min_size: int  # long side of the coarsest scale, px
+    steps: tuple  # Adam steps per scale, coarse to fine; its length is the number of scales
+    learning_rate: float  # Adam step size, in image units (0..1)
+    ema_decay: float  # the output is this exponential moving average of the iterates
+    init: str  # "content" or "noise"
+    preserve_color: str  # "none", "luminance" or "histogram"
+    precision: str  # "float32", "bfloat16" or "float16" for the convolutions
+    style_scale: float  # style image size relative to the output
+
+    @property
+    def total_steps(self) -> int:
+        return sum(self.steps)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["steps"] = list(self.steps)
+        return d
+
+
+RECIPE_KEYS = tuple(f.name for f in fields(Recipe))
+OVERRIDABLE = tuple(k for k in RECIPE_KEYS if k not in ("name", "description"))
+
+
+@dataclass(frozen=True)
+class PresetInfo:
+    """A preset file found on disk, for listing; error is set when the file does not load."""
+
+    name: str
+    path: Path
+    origin: str  # "shipped", "user" or "file"
+    description: str = ""
+    error: str | None = None
+
+
+def user_preset_dir() -> Path:
+    """Where user presets live: %APPDATA%\\impasto\\presets or $XDG_CONFIG_HOME/impasto/presets."""
+    if sys.platform == "win32" and os.environ.get("APPDATA"):
+        base = Path(os.environ["APPDATA"])
+    else:
+        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "impasto" / "presets"
+
+
+def shipped_preset_dir() -> Path:
+    """presets/ of the source tree, installed as the package data impasto.shipped_presets."""
+    source_tree = Path(__file__).resolve().parent.parent / "presets"
+    if source_tree.is_dir():  # a checkout or an editable install
+        return source_tree
+    return Path(str(resources.files("impasto.shipped_presets")))
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.endswith(".toml") or os.sep in name or "/" in name
+
+
+def find_preset(name: str) -> tuple[Path, str]:
+    """The file for a preset name (user folder first) or path, and where it came from."""
+    if _looks_like_path(name):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise PresetError(f"preset file {str(path)!r} not found")
+        return path, "file"
+    for folder, origin in ((user_preset_dir(), "user"), (shipped_preset_dir(), "shipped")):
+        path = folder / f"{name}.toml"
+        if path.is_file():
+            return path, origin
+    names = sorted({p.name for p in list_presets()})
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise PresetError(f"unknown preset {name!r}{hint} (known: {', '.join(names)})")
+
+
+def load_preset(name: str = DEFAULT_PRESET) -> Recipe:
+    """Load and check a preset by name or path. Raises PresetError naming file, key, problem."""
+    path, _ = find_preset(name)
+    return load_preset_file(path)
+
+
+def load_preset_file(path: Path) -> Recipe:
+    where = str(path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise PresetError(f"preset {where}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise PresetError(f"preset {where}: cannot read ({exc.strerror})") from None
+    unknown = [k for k in data if k not in RECIPE_KEYS]
+    if unknown:
+        raise PresetError(f"preset {where}: {_unknown_key_message(unknown[0])}")
+    missing = [k for k in RECIPE_KEYS if k not in data]
+    if missing:
+        raise PresetError(f"preset {where}: missing required key(s) {', '.join(missing)}")
+    return _check(data, where)
+
+
+def _unknown_key_message(key: str) -> str:
+    close = difflib.get_close_matches(key, RECIPE_KEYS, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown key {key!r}{hint}"
+
+
+def apply_overrides(recipe: Recipe, overrides: dict | None, where: str = "override") -> Recipe:
+    """The recipe with per-job overrides on top, checked the same way as a preset file.
+
+    `steps` may be a list (per scale) or a single number: the total, shared out across the
+    recipe's scales in the same proportions.
+    """
+    if not overrides:
+        return recipe
+    data = recipe.to_dict()
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key not in OVERRIDABLE:
+            raise PresetError(f"{where}: {_unknown_key_message(key)}")
+        if key == "steps" and not isinstance(value, list | tuple):
+            value = _share_steps(recipe.steps, _number(value, "steps", where, integer=True))
+        data[key] = value
+    return _check(data, where)
+
+
+def _share_steps(steps: tuple, total: int) -> list[int]:
+    """Distribute `total` steps over scales in the proportions of `steps`, at least 1 each."""
+    if total < len(steps):
+        # Too few steps for every scale: keep only the finest scales, one step each.
+        return [0] * (len(steps) - total) + [1] * total
+    # One step each first, then the rest in proportion; rounding leftovers go to the finest.
+    rest = total - len(steps)
+    base = sum(steps)
+    shares = [1 + math.floor(s * rest / base) for s in steps]
+    shares[-1] += total - sum(shares)
+    return shares
+
+
+def _number(value, key: str, where: str, *, integer: bool = False, positive: bool = False):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PresetError(f"{where}: {key} must be a number, not {value!r}")
+    if integer and int(value) != value:
+        raise PresetError(f"{where}: {key} must be a whole number, not {value!r}")
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        need = "greater than 0" if positive else "0 or more"
+        raise PresetError(f"{where}: {key} must be {need}, not {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _layers(value, key: str, where: str) -> dict:
+    if not isinstance(value, dict) or not value:
+        raise PresetError(f"{where}: {key} must be a table of layer = weight, e.g. block4_conv2 = 1")
+    out = {}
+    for layer, weight in value.items():
+        if layer not in LAYERS:
+            raise PresetError(
+                f"{where}: {key} names unknown layer {layer!r}; valid layers: {', '.join(LAYERS)}"
+            )
+        out[layer] = _number(weight, f"{key}.{layer}", where)
+    total = sum(out.values())
+    if total <= 0:
+        raise PresetError(f"{where}: {key} weights must not all be 0")
+    # Normalised here, once, so content_weight and style_weight alone set the balance.
+    return {layer: w / total for layer, w in sorted(out.items(), key=lambda kv: LAYERS.index(kv[0]))}
+
+
+def _check(data: dict, where: str) -> Recipe:
+    for key, choices in CHOICES.items():
+        if data[key] not in choices:
+            raise PresetError(f"{where}: {key} must be one of {', '.join(choices)}, not {data[key]!r}")
+    for key in ("name", "description"):
+        if not isinstance(data[key], str) or not data[key].strip():
+            raise PresetError(f"{where}: {key} must be a non-empty string")
+    steps = data["steps"]
+    if not isinstance(steps, list | tuple) or not steps:
+        raise PresetError(f"{where}: steps must be a list of steps per scale, e.g. [120, 60, 30]")
+    steps = tuple(_number(s, "steps", where, integer=True) for s in steps)
+    if sum(steps) == 0:
+        raise PresetError(f"{where}: steps must add up to at least 1")
+    size = _number(data["size"], "size", where, integer=True, positive=True)
+    min_size = _number(data["min_size"], "min_size", where, integer=True, positive=True)
+    for key, value in (("size", size), ("min_size", min_size)):
+        if value < 32 or value > 8192:
+            raise PresetError(f"{where}: {key} must be between 32 and 8192 px, not {value}")
+    ema = _number(data["ema_decay"], "ema_decay", where)
+    if ema >= 1:
+        raise PresetError(f"{where}: ema_decay must be below 1, not {ema!r}")
+    return Recipe(
+        name=data["name"].strip(),
+        description=" ".join(data["description"].split()),
+        content_layers=_layers(data["content_layers"], "content_layers", where),
+        style_layers=_layers(data["style_layers"], "style_layers", where),
+        content_weight=_number(data["content_weight"], "content_weight", where),
+        style_weight=_number(data["style_weight"], "style_weight", where),
+        tv_weight=_number(data["tv_weight"], "tv_weight", where),
+        pooling=data["pooling"],
+        size=size,
+        min_size=min_size,
+        steps=steps,
+        learning_rate=_number(data["learning_rate"], "learning_rate", where, positive=True),
+        ema_decay=ema,
+        init=data["init"],
+        preserve_color=data["preserve_color"],
+        precision=data["precision"],
+        style_scale=_number(data["style_scale"], "style_scale", where, positive=True),
+    )
+
+
+def list_presets() -> list[PresetInfo]:
+    """Every preset on disk, user ones overriding shipped ones by name; broken files marked."""
+    found: dict[str, PresetInfo] = {}
+    for folder, origin in ((shipped_preset_dir(), "shipped"), (user_preset_dir(), "user")):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.toml")):
+            name = path.stem
+            try:
+                recipe = load_preset_file(path)
+                found[name] = PresetInfo(name, path, origin, recipe.description)
+            except PresetError as exc:
+                found[name] = PresetInfo(name, path, origin, error=str(exc))
+    return sorted(found.values(), key=lambda p: p.name)
