@@ -148,6 +148,18 @@ def _inputs(checked: CheckedJob) -> tuple[Image.Image, list[tuple[Image.Image, f
     return content, styles
 
 
+def describe(checked: CheckedJob) -> dict:
+    """What a job will do, for the start line of a progress display and the log."""
+    steps_plan = plan(checked)
+    return {
+        "preset": checked.recipe.name,
+        "device": device(),
+        "precision": checked.recipe.precision,
+        "scales": [[w, h, steps] for (w, h), steps in steps_plan],
+        "total": sum(steps for _, steps in steps_plan),
+    }
+
+
 def stylize(
     job: StyleJob | CheckedJob,
     on_progress: Callable[[ProgressEvent], None] | None = None,
@@ -164,13 +176,7 @@ def stylize(
     settings = checked.settings()
     steps_plan = plan(checked)
     total = sum(steps for _, steps in steps_plan)
-    log.info(
-        "stylising on the %s: %d steps over scales %s, %s convolutions",
-        device(),
-        total,
-        ", ".join(f"{w}x{h}" for (w, h), _ in steps_plan),
-        recipe.precision,
-    )
+    log.info("stylising: %s", describe(checked))
     step_fn = _step_for(
         tuple(recipe.content_layers), tuple(recipe.style_layers), recipe.pooling, recipe.precision
     )

@@ -1,0 +1,93 @@
+"""The `impasto` command. Each subcommand lives in its own module; this file only dispatches.
+
+Exit codes: 0 done, 1 unexpected failure, 2 bad input (one line on stderr, no traceback),
+130 interrupted by Ctrl-C (the best image so far is still written), 143 by SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from impasto.errors import ImpastoError
+
+# Subcommand -> module with add_arguments(parser) and run(args) -> exit code. Imported only when
+# that subcommand runs, so `impasto presets list` never pays for TensorFlow or Gradio.
+SUBCOMMANDS = {
+    "stylize": ("impasto.cli_stylize", "paint a photo in the style of one or more artworks"),
+    "presets": ("impasto.cli_presets", "list, show, copy and compare the named recipes"),
+    "weights": ("impasto.cli_weights", "show or install the VGG19 weights"),
+    "serve": ("gradio_app.cli", "start the web app (Gradio)"),
+    "watch": ("hotfolder.cli", "run the hot-folder daemon"),
+    "plugin": ("plugin.cli", "install or remove the Krita / GIMP plug-in"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="impasto", description="Paint a photo in the style of an artwork (Gatys et al.)."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        if name == _requested():
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def _requested() -> str | None:
+    """The subcommand named on the command line (the first word that is not an option)."""
+    for word in sys.argv[1:]:
+        if not word.startswith("-"):
+            return word
+    return None
+
+
+def import_engine():
+    """Import the engine (and TensorFlow) with the C++ start-up chatter hidden, unless -v.
+
+    TensorFlow's native code writes CUDA probing and CPU-flag notes straight to file descriptor
+    2 before its logging can be configured, so the descriptor itself is pointed at /dev/null
+    for the duration of the import; Python errors raised by the import still show.
+    """
+    if logging.getLogger().isEnabledFor(logging.INFO):
+        return importlib.import_module("impasto.engine")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")  # the CUDA probe logs too: run it now, silenced
+        return importlib.import_module("impasto.engine")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    parser = build_parser()
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="impasto: %(message)s",
+    )
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if args.verbose else "3")
+    try:
+        return importlib.import_module(args._module).run(args)
+    except ImpastoError as exc:
+        print(f"impasto: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""`impasto presets list|show|new|gallery`: the named recipes every door offers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+
+from impasto.errors import PresetError
+from impasto.presets import find_preset, list_presets, load_preset, user_preset_dir
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ls = sub.add_parser("list", help="name and description of every preset")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    show = sub.add_parser("show", help="a preset's full recipe and where its file is")
+    show.add_argument("name")
+    new = sub.add_parser("new", help="write an editable copy into your preset folder")
+    new.add_argument("name")
+    new.add_argument("--from", dest="source", default="classic", help="preset to start from")
+    new.add_argument("--force", action="store_true", help="overwrite an existing user preset")
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"list": _list, "show": _show, "new": _new}[args.action](args)
+
+
+def _list(args) -> int:
+    presets = list_presets()
+    if args.json:
+        print(json.dumps([
+            {"name": p.name, "description": p.description, "origin": p.origin,
+             "path": str(p.path), "error": p.error}
+            for p in presets
+        ], indent=2))
+        return 0
+    width = max(len(p.name) for p in presets)
+    for p in presets:
+        mark = " (user)" if p.origin == "user" else ""
+        text = f"BROKEN: {p.error}" if p.error else p.description
+        print(f"{p.name:<{width}}  {text}{mark}")
+    return 0
+
+
+def _show(args) -> int:
+    path, origin = find_preset(args.name)
+    recipe = load_preset(args.name)
+    print(f"# {origin} preset, file: {path}")
+    for key, value in recipe.to_dict().items():
+        print(f"{key} = {json.dumps(value)}")
+    return 0
+
+
+def _new(args) -> int:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", args.name):
+        raise PresetError(f"preset name {args.name!r}: use letters, digits, '-', '_' and '.' only")
+    source, _ = find_preset(args.source)
+    load_preset(args.source)  # refuse to copy a broken preset
+    target = user_preset_dir() / f"{args.name}.toml"
+    if target.exists() and not args.force:
+        raise PresetError(f"{target} already exists (use --force to overwrite it)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = source.read_text(encoding="utf-8")
+    text = re.sub(r'(?m)^name\s*=.*$', f'name = "{args.name}"', text, count=1)
+    tmp = target.with_suffix(".toml.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+    print(f"impasto: wrote {target} (a copy of {args.source}); edit it, then use --preset {args.name}")
+    return 0

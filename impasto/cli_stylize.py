@@ -1,0 +1,137 @@
+"""`impasto stylize CONTENT STYLE [STYLE ...] -o OUT`: the command-line door to the engine."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from impasto.errors import InputError
+from impasto.images import check_output_path, save_image
+from impasto.job import ProgressEvent, StyleJob, check_job
+from impasto.presets import CHOICES, DEFAULT_PRESET
+from impasto.progress import BarProgress, JsonProgress, NoProgress
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("content", help="the photo to paint")
+    p.add_argument("styles", nargs="+", metavar="style", help="one or more artworks to paint it like")
+    p.add_argument("-o", "--output", required=True, help="result file: .png .jpg .webp or .tif")
+    p.add_argument("--preset", default=DEFAULT_PRESET, help="named recipe or path to a .toml file")
+    p.add_argument("--size", type=int, help="long side of the output in px (default: the preset's)")
+    p.add_argument("--steps", type=int, help="total optimisation steps, shared across the scales")
+    p.add_argument("--style-weight", type=float, help="how strongly to follow the style")
+    p.add_argument("--content-weight", type=float, help="how strongly to keep the photo's layout")
+    p.add_argument("--tv-weight", type=float, help="smoothness: higher removes fine noise")
+    p.add_argument("--style-blend", help="blend weights, one per style image, e.g. 0.7,0.3")
+    p.add_argument("--style-scale", type=float, help="style image size relative to the output")
+    p.add_argument("--preserve-color", choices=CHOICES["preserve_color"], help="keep the photo's colours")
+    p.add_argument("--init", choices=CHOICES["init"], help="start from the photo or from noise")
+    p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same picture")
+    p.add_argument("--precision", choices=CHOICES["precision"], help="convolution precision")
+    p.add_argument("--save-every", type=int, default=0, metavar="N", help="save an image every N steps")
+    p.add_argument("--evolution-dir", help="folder for --save-every images (default: OUT_evolution)")
+    p.add_argument("--checkpoint", metavar="FILE", help="keep resumable state in FILE (.npz)")
+    p.add_argument("--checkpoint-every", type=int, default=50, metavar="N", help="steps between checkpoints")
+    p.add_argument("--resume", metavar="FILE", help="continue from a checkpoint of the same job")
+    p.add_argument(
+        "--progress", choices=("bar", "json", "none"), default="bar",
+        help="progress display: a bar on stderr, JSON lines on stdout (for programs), or nothing",
+    )
+
+
+def build_job(args: argparse.Namespace) -> StyleJob:
+    """The StyleJob the arguments describe; one definition of each option's meaning."""
+    blend = [1.0] * len(args.styles)
+    if args.style_blend:
+        try:
+            blend = [float(w) for w in args.style_blend.split(",")]
+        except ValueError:
+            raise InputError(f"--style-blend: {args.style_blend!r} is not a list of numbers") from None
+        if len(blend) != len(args.styles):
+            raise InputError(
+                f"--style-blend has {len(blend)} weight(s) for {len(args.styles)} style image(s)"
+            )
+    overrides = {
+        "steps": args.steps,
+        "style_weight": args.style_weight,
+        "content_weight": args.content_weight,
+        "tv_weight": args.tv_weight,
+        "style_scale": args.style_scale,
+        "preserve_color": args.preserve_color,
+        "init": args.init,
+        "precision": args.precision,
+    }
+    for flag in ("save_every", "checkpoint_every"):
+        if getattr(args, flag) < 0 or (flag == "checkpoint_every" and args.checkpoint_every == 0):
+            raise InputError(f"--{flag.replace('_', '-')} must be a positive number of steps")
+    return StyleJob(
+        content=args.content,
+        styles=list(zip(args.styles, blend, strict=True)),
+        preset=args.preset,
+        size=args.size,
+        seed=args.seed,
+        overrides={k: v for k, v in overrides.items() if v is not None},
+        preview_every=args.save_every,
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    reporter = {"bar": BarProgress, "json": JsonProgress, "none": NoProgress}[args.progress]()
+    try:
+        return _run(args, reporter)
+    except Exception as exc:
+        reporter.error(exc)
+        raise
+
+
+def _run(args: argparse.Namespace, reporter) -> int:
+    job = build_job(args)
+    check_output_path(args.output)
+    checked = check_job(job)  # every input error surfaces here, before TensorFlow loads
+    evolution = None
+    if args.save_every:
+        evolution = Path(args.evolution_dir or Path(args.output).with_suffix("").as_posix() + "_evolution")
+        evolution.mkdir(parents=True, exist_ok=True)
+
+    from impasto.cli import import_engine
+
+    engine = import_engine()  # TensorFlow starts here
+
+    cancel = threading.Event()
+    stopped_by = _stop_on_signals(cancel)
+    reporter.start(engine.describe(checked))
+
+    def on_progress(event: ProgressEvent) -> None:
+        reporter.progress(event)
+        if evolution is not None and event.preview is not None and event.step % args.save_every == 0:
+            save_image(event.preview, evolution / f"step_{event.step:05d}.png")
+
+    result = engine.stylize(checked, on_progress=on_progress, cancel=cancel)
+    path = result.save(args.output)
+    reporter.done(result, path)
+    if result.cancelled:
+        return 130 if stopped_by.get("signal") == signal.SIGINT else 143
+    return 0
+
+
+def _stop_on_signals(cancel: threading.Event) -> dict:
+    """Ctrl-C and SIGTERM finish the current step and keep the best image so far; a second
+    Ctrl-C stops at once."""
+    stopped_by: dict = {}
+
+    def handler(signum, frame):
+        if cancel.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stopped_by["signal"] = signum
+        cancel.set()
+        print("\nimpasto: stopping after this step (Ctrl-C again to quit at once)", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stopped_by

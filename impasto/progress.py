@@ -1,0 +1,107 @@
+"""How the CLI shows a running job: a bar on stderr for people, JSON lines on stdout for programs
+(the editor plug-ins read these), or nothing.
+
+JSON lines, one object each, with an "event" key:
+  {"event": "start", "device": "CPU", "precision": ..., "scales": [[w, h, steps], ...], "total": N}
+  {"event": "progress", "step", "total", "scale", "scales", "size": [w, h], "losses": {...},
+   "elapsed", "eta"}
+  {"event": "done", "output": path, "cancelled": bool, "stats": {...}}
+  {"event": "error", "message": one line}
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from impasto.errors import ImpastoError
+
+
+class NoProgress:
+    def start(self, info: dict) -> None:
+        pass
+
+    def progress(self, event) -> None:
+        pass
+
+    def done(self, result, path) -> None:
+        pass
+
+    def error(self, exc: BaseException) -> None:
+        pass
+
+
+class JsonProgress(NoProgress):
+    def _emit(self, obj: dict) -> None:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    def start(self, info: dict) -> None:
+        self._emit({"event": "start", **info})
+
+    def progress(self, event) -> None:
+        self._emit(
+            {
+                "event": "progress",
+                "step": event.step,
+                "total": event.total,
+                "scale": event.scale,
+                "scales": event.scales,
+                "size": list(event.size),
+                "losses": {k: round(v, 6) for k, v in event.losses.items()},
+                "elapsed": round(event.elapsed, 3),
+                "eta": round(event.eta, 3),
+            }
+        )
+
+    def done(self, result, path) -> None:
+        self._emit(
+            {"event": "done", "output": str(path), "cancelled": result.cancelled, "stats": result.stats}
+        )
+
+    def error(self, exc: BaseException) -> None:
+        message = str(exc) if isinstance(exc, ImpastoError) else f"{type(exc).__name__}: {exc}"
+        self._emit({"event": "error", "message": message})
+
+
+class BarProgress(NoProgress):
+    """One line, redrawn in place: scale, step, bar, loss, time left."""
+
+    WIDTH = 24
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self._last = 0.0
+
+    def start(self, info: dict) -> None:
+        sizes = " > ".join(f"{w}x{h}" for w, h, _ in info["scales"])
+        print(
+            f"impasto: {info['preset']} on the {info['device']} ({info['precision']}), "
+            f"{info['total']} steps over {sizes}",
+            file=self.stream,
+        )
+
+    def progress(self, event) -> None:
+        now = time.monotonic()
+        if event.step != event.total and now - self._last < 0.2:
+            return  # redraw at most five times a second
+        self._last = now
+        filled = round(self.WIDTH * event.step / event.total)
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        w, h = event.size
+        line = (
+            f"\rscale {event.scale}/{event.scales} {w}x{h} [{bar}] {event.step}/{event.total} "
+            f"loss {event.losses['total']:.3f}  {_clock(event.elapsed)} elapsed, {_clock(event.eta)} left "
+        )
+        self.stream.write(line)
+        self.stream.flush()
+
+    def done(self, result, path) -> None:
+        state = "stopped early; best so far" if result.cancelled else "done"
+        print(f"\nimpasto: {state} in {_clock(result.stats['seconds'])}: {path}", file=self.stream)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
