@@ -1,0 +1,57 @@
+"""Shared test set-up: the test images, isolated user folders, and external-program checks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGES = ROOT.parent / "shared" / "images"
+CONTENT = IMAGES / "content"
+STYLES = IMAGES / "styles"
+CAT = CONTENT / "chelsea_cat.png"
+STARRY = STYLES / "vangogh_starry_night_1889.jpg"
+WAVE = STYLES / "hokusai_great_wave_off_kanagawa_c1831.jpg"
+
+
+def require_program(name: str) -> str:
+    """The path of an external program; skip without it, but fail under CI so CI cannot pass
+    by skipping."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}, and CI must run this test (.ci/run installs it)")
+        pytest.skip(message)
+    return path
+
+
+def _find_weights() -> str | None:
+    from impasto import weights
+
+    st = weights.status()
+    return str(st.path) if st.path else None
+
+
+_WEIGHTS = _find_weights()
+
+
+@pytest.fixture(autouse=True)
+def isolated_user_folders(tmp_path_factory, monkeypatch):
+    """Each test gets empty config/data folders, so a developer's own presets never leak in;
+    the verified weights found at start stay reachable through IMPASTO_WEIGHTS."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    if _WEIGHTS:
+        monkeypatch.setenv("IMPASTO_WEIGHTS", _WEIGHTS)
+    yield
+
+
+@pytest.fixture
+def weights_available():
+    if not _WEIGHTS:
+        pytest.fail("VGG19 weights are not installed: run `impasto weights install` (make does)")
