@@ -1,0 +1,1 @@
+"""gradio_app for impasto."""

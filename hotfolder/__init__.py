@@ -1,0 +1,1 @@
+"""hotfolder for impasto."""
