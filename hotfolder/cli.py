@@ -1,0 +1,136 @@
+"""`impasto watch ROOT`: the hot-folder daemon's command line.
+
+    impasto watch ROOT --init [--style ART ...]   write the folder layout and a commented config
+    impasto watch ROOT                            run with ROOT/hotfolder.toml
+    impasto watch ROOT --style ART [--preset P]   one route, inbox/default/, no config file
+    impasto watch ROOT --status [--json]          what the daemon is doing
+
+Exit codes: 0 stopped cleanly (SIGTERM and Ctrl-C are the normal way to stop a daemon, so they
+give 0, which service managers count as success), 2 a config or usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from hotfolder.config import (
+    CONFIG_NAME,
+    Config,
+    ConfigError,
+    example_config,
+    load_config,
+    quick_start_config,
+)
+from hotfolder.layout import Layout, write_text_atomic
+from impasto.errors import ImpastoError
+from impasto.presets import DEFAULT_PRESET
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("root", metavar="ROOT", help="the hot folder (inbox/, outbox/, ... live here)")
+    p.add_argument("--config", metavar="FILE", help=f"config file (default: ROOT/{CONFIG_NAME})")
+    p.add_argument("--init", action="store_true", help="create the folders and an example config")
+    p.add_argument("--status", action="store_true", help="show the queue, the current job, counts")
+    p.add_argument("--json", action="store_true", help="with --status: print JSON")
+    p.add_argument(
+        "--polling", action="store_true", help="poll instead of file events (network shares)"
+    )
+    p.add_argument("--once", action="store_true", help="paint what is in the inbox, then exit")
+    quick = p.add_argument_group("quick start without a config (route 'default')")
+    quick.add_argument("--style", action="append", metavar="IMAGE", help="style image (repeatable)")
+    quick.add_argument("--preset", help=f"preset name (default: {DEFAULT_PRESET})")
+    quick.add_argument("--size", type=int, help="long side of the outputs in px")
+    quick.add_argument("--steps", type=int, help="optimisation steps per picture")
+    quick.add_argument("--format", help="output format: png, jpg, webp, tif or same")
+    timing = p.add_argument_group("timing (override [daemon] in the config)")
+    timing.add_argument(
+        "--settle", type=float, metavar="SECONDS", help="how long a file must hold still"
+    )
+    timing.add_argument("--rescan", type=float, metavar="SECONDS", help="full inbox listing period")
+
+
+def run(args: argparse.Namespace) -> int:
+    root = Path(args.root).expanduser().absolute()
+    if args.status:
+        return _status(root, args.json)
+    if args.init:
+        return _init(root, args)
+    if not root.is_dir():
+        raise ConfigError(f"{root}: no such folder; create it with `impasto watch {root} --init`")
+    config = build_config(root, args)
+
+    from hotfolder.daemon import Daemon
+
+    layout = Layout(root)
+    layout.ensure(config.routes)
+    print(
+        f"impasto: watching {root / 'inbox'} (routes: {', '.join(config.routes)}); "
+        f"log in {root / config.daemon.log_file}; Ctrl-C to stop",
+        flush=True,
+    )
+    return Daemon(config, once=args.once).run()
+
+
+def build_config(root: Path, args: argparse.Namespace) -> Config:
+    """The config from the file or the quick-start options, with command-line timing on top."""
+    config_file = Path(args.config).expanduser() if args.config else root / CONFIG_NAME
+    quick = {"size": args.size, "steps": args.steps, "format": args.format}
+    quick = {k: v for k, v in quick.items() if v is not None}
+    if args.style:
+        if args.config or config_file.exists():
+            raise ConfigError(
+                f"--style makes a one-route config, but {config_file} exists: "
+                "put the style in the config, or move the config away"
+            )
+        config = quick_start_config(root, args.style, args.preset or DEFAULT_PRESET, quick)
+    else:
+        if quick or args.preset:
+            raise ConfigError(
+                "--preset, --size, --steps and --format go with --style; "
+                f"otherwise set them per route in {CONFIG_NAME}"
+            )
+        config = load_config(root, config_file)
+    daemon = config.daemon
+    changes = {}
+    if args.polling:
+        changes["polling"] = True
+    for flag, key in (("settle", "settle_seconds"), ("rescan", "rescan_seconds")):
+        value = getattr(args, flag)
+        if value is not None:
+            if not value > 0:
+                raise ConfigError(f"--{flag} must be more than 0 seconds, not {value:g}")
+            changes[key] = value
+    if args.settle is not None:
+        changes["closed_settle_seconds"] = min(daemon.closed_settle_seconds, args.settle)
+    return replace(config, daemon=replace(daemon, **changes)) if changes else config
+
+
+def _init(root: Path, args: argparse.Namespace) -> int:
+    config_file = Path(args.config).expanduser() if args.config else root / CONFIG_NAME
+    root.mkdir(parents=True, exist_ok=True)
+    if config_file.exists():
+        print(f"impasto: {config_file} exists; left as it is")
+        routes = list(load_config(root, config_file).routes)
+    else:
+        text = example_config(args.style, args.preset or DEFAULT_PRESET)
+        write_text_atomic(config_file, text)
+        print(f"impasto: wrote {config_file} (edit it, then run `impasto watch {root}`)")
+        routes = ["default"]
+    Layout(root).ensure(routes)
+    for route in routes:
+        print(f"impasto: drop files into {root / 'inbox' / route}")
+    return 0
+
+
+def _status(root: Path, as_json: bool) -> int:
+    from hotfolder.status import format_status, gather
+
+    info = gather(Layout(root))
+    print(json.dumps(info, indent=2) if as_json else format_status(info))
+    return 0
+
+
+__all__ = ["add_arguments", "run", "build_config", "ImpastoError"]

@@ -1,0 +1,204 @@
+"""The daemon: one engine, one job at a time in arrival order, and a clean stop on signals.
+
+Two threads: the intake (intake.py) watches the inbox and queues complete files in the journal;
+the main thread takes the oldest queued job and runs it (runner.py). SIGTERM and Ctrl-C set the
+engine's cancel event, which stops the job after the current step and writes its checkpoint;
+the job goes back to the queue and the next start resumes it. kill -9 leaves the job marked
+running, and the next start's recovery queues it again from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import logging.handlers
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+from hotfolder.config import Config, ConfigError, check_route
+from hotfolder.intake import Intake
+from hotfolder.journal import Journal
+from hotfolder.layout import Layout
+from hotfolder.runner import Runner
+from impasto.errors import ImpastoError
+
+log = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+class AlreadyRunning(ImpastoError):
+    """Another daemon holds ROOT's lock."""
+
+
+@contextlib.contextmanager
+def exclusive(layout: Layout) -> Iterator[None]:
+    """Hold ROOT/.hotfolder/daemon.lock for the daemon's lifetime: two daemons on one folder
+    would take the same files. The kernel drops the lock when the process dies, even by kill -9."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; one daemon per folder is then up to you
+        yield
+        return
+    layout.state.mkdir(parents=True, exist_ok=True)
+    fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise AlreadyRunning(
+                f"another impasto watch is already running on {layout.root} (pid {pid})"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def running_pid(layout: Layout) -> int | None:
+    """The pid of the daemon holding ROOT's lock, or None when none runs."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fd = os.open(layout.lock, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else -1
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def add_log_file(layout: Layout, name: str) -> logging.Handler:
+    """ROOT/hotfolder.log for the hotfolder's own loggers; rotated so weeks of running stay
+    small."""
+    path = layout.root / name
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=5_000_000, backupCount=3, encoding="utf-8"
+    )
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setLevel(logging.INFO)
+    logger = logging.getLogger("hotfolder")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    return handler
+
+
+class Daemon:
+    def __init__(self, config: Config, once: bool = False, engine=None):
+        self.config = config
+        self.layout = Layout(config.root)
+        self.once = once
+        self.engine = engine
+        self.stop = threading.Event()
+        self.cancel = threading.Event()
+        self.wake = threading.Event()
+        self.stopped_by: int | None = None
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: quit now; the next start recovers
+        self.stopped_by = signum
+        log.info("%s: stopping after the current step", signal.Signals(signum).name)
+        self.stop.set()
+        self.cancel.set()
+        self.wake.set()
+
+    def run(self) -> int:
+        """Run until stopped (or, with once, until the inbox is empty); returns the exit code."""
+        routes = list(self.config.routes)
+        self.layout.ensure(routes)
+        with exclusive(self.layout):
+            handler = add_log_file(self.layout, self.config.daemon.log_file)
+            try:
+                return self._run(routes)
+            finally:
+                logging.getLogger("hotfolder").removeHandler(handler)
+                handler.close()
+
+    def _run(self, routes: list[str]) -> int:
+        settings = self.config.daemon
+        if self.engine is None:
+            from impasto import weights
+            from impasto.cli import import_engine
+
+            weights.verified_path()  # missing weights: one clear line now, not failed files
+            self.engine = import_engine()
+        journal = Journal(self.layout.journal)
+        journal.clear_holds()
+        runner = Runner(self.layout, self.config, journal, self.engine, self.cancel)
+        runner.recover()
+        intake = Intake(
+            self.layout,
+            routes,
+            settings.settle_seconds,
+            settings.closed_settle_seconds,
+            settings.rescan_seconds,
+            settings.polling,
+            on_queued=self.wake.set,
+        )
+        runner.nudge = intake.nudge
+        intake_stop = threading.Event()
+        thread = threading.Thread(
+            target=intake.run, args=(intake_stop,), name="intake", daemon=True
+        )
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        log.info(
+            "started on %s (pid %d), routes: %s", self.layout.root, os.getpid(), ", ".join(routes)
+        )
+        thread.start()
+        try:
+            self._loop(journal, runner, intake, thread)
+        finally:
+            intake_stop.set()
+            thread.join(timeout=10)
+            for s, h in previous.items():
+                signal.signal(s, h)
+            journal.close()
+        log.info("stopped")
+        return 0
+
+    def _loop(self, journal: Journal, runner: Runner, intake: Intake, thread) -> None:
+        retry_holds_at = time.monotonic() + self.config.daemon.rescan_seconds
+        while not self.stop.is_set():
+            if not thread.is_alive():
+                raise RuntimeError("the intake thread stopped; see the log")
+            holds = journal.holds()
+            if holds and time.monotonic() >= retry_holds_at:
+                self._retry_holds(journal, holds)
+                retry_holds_at = time.monotonic() + self.config.daemon.rescan_seconds
+                continue
+            runnable = [r for r in self.config.routes if r not in holds]
+            job = journal.next_queued(runnable)
+            if job is not None:
+                runner.run(job)
+                continue
+            if self.once and intake.idle() and journal.next_queued(runnable) is None:
+                if holds:
+                    log.warning("routes on hold, files left in their inbox: %s", ", ".join(holds))
+                break
+            self.wake.wait(timeout=1.0)
+            self.wake.clear()
+
+    def _retry_holds(self, journal: Journal, holds: dict) -> None:
+        for route, reason in holds.items():
+            try:
+                check_route(self.config.routes[route], f"route {route}")
+            except ConfigError as exc:
+                log.info("route %s still on hold: %s", route, exc)
+                continue
+            log.info("route %s works again (was: %s)", route, reason)
+            journal.set_hold(route, None)

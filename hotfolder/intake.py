@@ -1,0 +1,389 @@
+"""Deciding when a dropped file is ours to take: complete, not a temporary name, and safe to read.
+
+A file is taken once it has held the same size, mtime and inode for settle_seconds, or, when
+inotify told us its writer closed it, for closed_settle_seconds after that close with nothing
+changed since. Temporary and hidden names are left alone until they are renamed. Watchdog events
+only wake the intake up early; a full listing at start and every rescan_seconds is what
+guarantees that nothing is missed (network shares drop events, and the daemon may have been down
+while files arrived).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import stat
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hotfolder.journal import Identity, Journal
+from hotfolder.layout import Layout
+
+log = logging.getLogger(__name__)
+
+# Names that copy tools, browsers, editors and office programs use while a file is unfinished,
+# and system clutter; they stay in the inbox, untouched, until renamed to a real name.
+IGNORED_PREFIXES = (".", "~$")
+IGNORED_SUFFIXES = (
+    ".part",
+    ".partial",
+    ".tmp",
+    ".temp",
+    ".crdownload",
+    ".download",
+    ".opdownload",
+    ".filepart",
+    ".swp",
+    "~",
+)
+IGNORED_NAMES = ("thumbs.db", "desktop.ini")
+
+
+def is_ignored(name: str) -> bool:
+    """True for temporary, hidden and system names, which are never taken."""
+    low = name.lower()
+    return (
+        low.startswith(IGNORED_PREFIXES) or low.endswith(IGNORED_SUFFIXES) or low in IGNORED_NAMES
+    )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What an inbox entry is: "file" (a candidate), "refuse" (goes to failed/ with reason),
+    "gone" (vanished), or "skip" (a folder: not ours)."""
+
+    kind: str
+    identity: Identity | None = None
+    reason: str | None = None
+
+
+def inspect(path: Path, root: Path, max_bytes: int) -> Verdict:
+    """Look at an inbox entry without following or opening it.
+
+    Symbolic links are refused when they point outside ROOT (or nowhere); FIFOs, sockets and
+    devices are refused without being opened, since opening a FIFO blocks and reading a device
+    never ends.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return Verdict("gone")
+    except OSError as exc:
+        return Verdict("refuse", reason=f"cannot look at the file ({exc.strerror})")
+    identity = Identity.of(st)
+    if stat.S_ISDIR(st.st_mode):
+        return Verdict("skip", identity)
+    if stat.S_ISLNK(st.st_mode):
+        target = Path(os.path.realpath(path))
+        inside = target.is_relative_to(Path(os.path.realpath(root)))
+        if not inside:
+            return Verdict(
+                "refuse",
+                identity,
+                f"a symbolic link to {str(target)!r}, outside the "
+                "hot folder: links out of the hot folder are not followed",
+            )
+        try:
+            target_st = os.stat(path)
+        except OSError:
+            return Verdict("refuse", identity, "a symbolic link to a file that does not exist")
+        if not stat.S_ISREG(target_st.st_mode):
+            return Verdict("refuse", identity, "a symbolic link to something that is not a file")
+        st = target_st
+    kind = _special_kind(st.st_mode)
+    if kind:
+        return Verdict("refuse", identity, f"{kind}, not a regular file: it was not read")
+    if st.st_size > max_bytes:
+        return Verdict(
+            "refuse",
+            identity,
+            f"the file is {st.st_size / 1e6:.1f} MB, larger than "
+            f"the {max_bytes / 1e6:g} MB limit (max_file_mb in hotfolder.toml)",
+        )
+    return Verdict("file", identity)
+
+
+def _special_kind(mode: int) -> str | None:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if not stat.S_ISREG(mode):
+        return "not a file"
+    return None
+
+
+def check_readable(path: Path) -> str | None:
+    """None if the file can be opened for reading, else the reason in words.
+
+    Opened with O_NONBLOCK so that a FIFO swapped in since inspect() cannot hang the daemon, and
+    checked to still be a regular file once open.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+    if not os.path.islink(path):
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return "the file disappeared before it could be read"
+    except PermissionError:
+        return "permission denied: the daemon's user cannot read this file"
+    except OSError as exc:
+        return f"cannot open the file ({exc.strerror})"
+    try:
+        kind = _special_kind(os.fstat(fd).st_mode)
+        return f"{kind}, not a regular file: it was not read" if kind else None
+    finally:
+        os.close(fd)
+
+
+class Settler:
+    """Tells when a file has stopped changing. Keys are anything hashable; times in seconds."""
+
+    def __init__(self, settle: float, closed_settle: float):
+        self.settle, self.closed_settle = settle, closed_settle
+        self._seen: dict = {}  # key -> [identity, since, closed_identity, closed_at]
+
+    def __contains__(self, key) -> bool:
+        return key in self._seen
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def keys(self) -> list:
+        return list(self._seen)
+
+    def observe(self, key, identity: Identity, now: float) -> bool:
+        """Record what the file looks like now; True once it is complete."""
+        seen = self._seen.get(key)
+        if seen is None or seen[0] != identity:
+            self._seen[key] = seen = [identity, now, None, None]
+            if seen is None:
+                return False
+        if now - seen[1] >= self.settle:
+            return True
+        closed_identity, closed_at = seen[2], seen[3]
+        return closed_identity == identity and now - closed_at >= self.closed_settle
+
+    def closed(self, key, identity: Identity, now: float) -> None:
+        """The writer closed the file (inotify IN_CLOSE_WRITE), looking like `identity`."""
+        seen = self._seen.setdefault(key, [identity, now, None, None])
+        seen[2], seen[3] = identity, now
+
+    def forget(self, key) -> None:
+        self._seen.pop(key, None)
+
+
+class Intake:
+    """The intake thread: watches inbox/<route>/ folders and queues complete files in the journal.
+
+    It never touches the files; taking them (reading, moving) is the runner's job.
+    """
+
+    def __init__(
+        self,
+        layout: Layout,
+        routes: list[str],
+        settle: float,
+        closed_settle: float,
+        rescan: float,
+        polling: bool,
+        on_queued: Callable[[], None],
+    ):
+        self.layout, self.routes, self.rescan, self.polling = layout, list(routes), rescan, polling
+        self.on_queued = on_queued
+        self.settler = Settler(settle, closed_settle)
+        self.tick = max(0.05, min(0.5, settle / 4, closed_settle / 2))
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.scanned = threading.Event()  # set after the first full listing has been handled
+        self._warned: set = set()
+        self._rescan_now = threading.Event()
+        self._observer = None
+
+    # --- thread-safe entry points -------------------------------------------------------------
+    def nudge(self) -> None:
+        """Ask for a full listing soon (e.g. a job gave a file back to the inbox)."""
+        self._rescan_now.set()
+        self.events.put(("wake", None))
+
+    def idle(self) -> bool:
+        """True when the first listing is done and no file is waiting to settle."""
+        return self.scanned.is_set() and len(self.settler) == 0 and self.events.empty()
+
+    # --- the thread ---------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        journal = Journal(self.layout.journal)
+        self._start_observer()
+        next_scan = 0.0
+        try:
+            while not stop.is_set():
+                now = time.monotonic()
+                if now >= next_scan or self._rescan_now.is_set():
+                    self._rescan_now.clear()
+                    self._list_all()
+                    next_scan = now + self.rescan
+                self._drain(timeout=self.tick)
+                self._check(journal)
+                self.scanned.set()
+        except Exception:
+            log.exception("the intake thread failed; files are no longer being picked up")
+            raise
+        finally:
+            self._stop_observer()
+            journal.close()
+
+    def _start_observer(self) -> None:
+        from watchdog.observers import Observer
+        from watchdog.observers.polling import PollingObserver
+
+        handler = _Handler(self.events)
+        inbox = self.layout.root / "inbox"
+        kinds = [PollingObserver] if self.polling else [Observer, PollingObserver]
+        for kind in kinds:
+            observer = kind(timeout=min(1.0, self.tick * 2)) if kind is PollingObserver else kind()
+            try:
+                observer.schedule(handler, str(inbox), recursive=True)
+                observer.start()
+            except OSError as exc:
+                log.warning(
+                    "cannot watch %s with %s (%s); polling instead", inbox, kind.__name__, exc
+                )
+                continue
+            self._observer = observer
+            log.info("watching %s (%s)", inbox, "polling" if kind is PollingObserver else "events")
+            return
+        log.warning("no file-system watcher could start; relying on rescans every %gs", self.rescan)
+
+    def _stop_observer(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+
+    def _where(self, path: str) -> tuple[str, str] | None:
+        """(route, name) for a path directly inside inbox/<route>/, else None."""
+        p = Path(path)
+        if p.parent.parent != self.layout.root / "inbox":
+            return None
+        route = p.parent.name
+        if route not in self.routes:
+            self._warn_once(
+                ("route", route),
+                "%s has no [routes.%s] in the config: its files are left alone",
+                p.parent,
+                route,
+            )
+            return None
+        return route, p.name
+
+    def _warn_once(self, key, message: str, *args) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(message, *args)
+
+    def _list_all(self) -> None:
+        inbox = self.layout.root / "inbox"
+        try:
+            entries = list(os.scandir(inbox))
+        except OSError as exc:
+            log.error("cannot list %s: %s", inbox, exc.strerror)
+            return
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if entry.name not in self.routes and not is_ignored(entry.name):
+                    self._where(os.path.join(entry.path, "x"))  # warns once
+            elif not is_ignored(entry.name):
+                self._warn_once(
+                    ("loose", entry.name),
+                    "%s is not inside a route folder (inbox/<route>/); it is left alone",
+                    entry.path,
+                )
+        for route in self.routes:
+            folder = self.layout.folder("inbox", route)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                names = os.listdir(folder)
+            except OSError as exc:
+                log.error("cannot list %s: %s", folder, exc.strerror)
+                continue
+            for name in names:
+                self._consider(route, name)
+
+    def _consider(self, route: str, name: str) -> None:
+        if not is_ignored(name) and (route, name) not in self.settler:
+            self.settler.observe((route, name), Identity(-1, -1, -1, -1), time.monotonic())
+
+    def _drain(self, timeout: float) -> None:
+        try:
+            item = self.events.get(timeout=timeout)
+        except queue.Empty:
+            return
+        while True:
+            kind, path = item
+            where = self._where(path) if path else None
+            if where is not None and not is_ignored(where[1]):
+                self._consider(*where)
+                if kind == "closed":
+                    try:
+                        self.settler.closed(where, Identity.of(os.lstat(path)), time.monotonic())
+                    except OSError:
+                        pass
+            try:
+                item = self.events.get_nowait()
+            except queue.Empty:
+                return
+
+    def _check(self, journal: Journal) -> None:
+        ready = []
+        now = time.monotonic()
+        for route, name in self.settler.keys():
+            path = self.layout.folder("inbox", route) / name
+            try:
+                st = os.lstat(path)
+            except OSError:
+                self.settler.forget((route, name))  # gone (renamed, deleted): not ours any more
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                self.settler.forget((route, name))
+                self._warn_once(
+                    ("dir", route, name),
+                    "%s is a folder; sub-folders of a route are not watched",
+                    path,
+                )
+                continue
+            identity = Identity.of(st)
+            if journal.knows(route, name, identity):
+                self.settler.forget((route, name))
+                continue
+            if self.settler.observe((route, name), identity, now):
+                ready.append((identity.mtime_ns, name, route, identity))
+        for _, name, route, identity in sorted(ready):
+            self.settler.forget((route, name))
+            job_id = journal.enqueue(route, name, identity)
+            if job_id is not None:
+                log.info("queued %s/%s (job %d)", route, name, job_id)
+        if ready:
+            self.on_queued()
+
+
+class _Handler:
+    """Watchdog handler that only forwards paths to the intake's queue (no work in its thread)."""
+
+    def __init__(self, events: queue.SimpleQueue):
+        self.events = events
+
+    def dispatch(self, event) -> None:
+        if event.is_directory:
+            return
+        kind = event.event_type
+        if kind in ("created", "modified"):
+            self.events.put(("changed", os.fsdecode(event.src_path)))
+        elif kind == "closed":
+            self.events.put(("closed", os.fsdecode(event.src_path)))
+        elif kind == "moved":
+            self.events.put(("changed", os.fsdecode(event.dest_path)))

@@ -1,0 +1,262 @@
+"""The journal: one SQLite row per job, so a restart after kill -9 or a power cut knows exactly
+where every file stood.
+
+A job moves through
+    queued -> running -> finishing -> done      (output on disk, input moving to processed/)
+                      \\-> failing  -> failed    (reason known, input moving to failed/)
+and a crash can stop it anywhere. Every state is written (and fsynced, synchronous=FULL) before
+the file operation it announces, and every file operation can be redone safely, so recovery is:
+running -> finishing if the output is already on disk, else queued again (the engine resumes
+from the job's checkpoint); finishing and failing are simply completed.
+
+Names in outbox/, processed/ and failed/ are reserved in the row before anything is written, so
+a redone job writes to the same name instead of making a second output.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+ACTIVE = ("queued", "running", "finishing", "failing")
+ACTIVE_SQL = "(" + ", ".join(f"'{s}'" for s in ACTIVE) + ")"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    route TEXT NOT NULL,
+    name TEXT NOT NULL,           -- file name in inbox/<route>/
+    dev INTEGER NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    output TEXT,                  -- reserved name in outbox/<route>/
+    moved_to TEXT,                -- reserved name in processed/<route>/ or failed/<route>/
+    reason TEXT,                  -- why it failed, one line
+    note TEXT,                    -- anything else worth telling (e.g. input left in the inbox)
+    left_in_inbox INTEGER NOT NULL DEFAULT 0,  -- finished, but the input could not be moved
+    step INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL DEFAULT 0, eta REAL,
+    crashes INTEGER NOT NULL DEFAULT 0,
+    queued_at REAL NOT NULL, started_at REAL, finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, id);
+CREATE INDEX IF NOT EXISTS jobs_file ON jobs(route, name);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What tells one file from another that later got the same name."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, st) -> Identity:
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    route: str
+    name: str
+    identity: Identity
+    state: str
+    output: str | None
+    moved_to: str | None
+    reason: str | None
+    note: str | None
+    step: int
+    total: int
+    eta: float | None
+    crashes: int
+    queued_at: float
+    started_at: float | None
+    finished_at: float | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.route}/{self.name}"
+
+
+def _job(row: sqlite3.Row) -> Job:
+    d = dict(row)
+    identity = Identity(d.pop("dev"), d.pop("ino"), d.pop("size"), d.pop("mtime_ns"))
+    d.pop("left_in_inbox")
+    return Job(identity=identity, **d)
+
+
+class Journal:
+    """One connection; open one per thread."""
+
+    def __init__(self, path: Path, readonly: bool = False):
+        self.path = Path(path)
+        if readonly:
+            self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
+        else:
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        if not readonly:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+            self.db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+            )
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _one(self, sql: str, args: tuple = ()) -> Job | None:
+        row = self.db.execute(sql, args).fetchone()
+        return _job(row) if row else None
+
+    def _all(self, sql: str, args: tuple = ()) -> list[Job]:
+        return [_job(r) for r in self.db.execute(sql, args).fetchall()]
+
+    def _set(self, job_id: int, **values) -> None:
+        cols = ", ".join(f"{k} = ?" for k in values)
+        self.db.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*values.values(), job_id))
+
+    # --- intake -------------------------------------------------------------------------------
+    def knows(self, route: str, name: str, identity: Identity) -> bool:
+        """True if this file needs no new job: one is under way for its name, or this very file
+        was finished before but could not be moved out of the inbox."""
+        row = self.db.execute(
+            f"SELECT 1 FROM jobs WHERE route = ? AND name = ? AND (state IN {ACTIVE_SQL} OR "
+            "(left_in_inbox = 1 AND dev = ? AND ino = ? AND size = ? AND mtime_ns = ?)) LIMIT 1",
+            (route, name, identity.dev, identity.ino, identity.size, identity.mtime_ns),
+        ).fetchone()
+        return row is not None
+
+    def enqueue(self, route: str, name: str, identity: Identity) -> int | None:
+        """Queue a file unless a job for its name is already under way; returns the job id."""
+        cur = self.db.execute(
+            "INSERT INTO jobs (route, name, dev, ino, size, mtime_ns, state, queued_at) "
+            "SELECT ?, ?, ?, ?, ?, ?, 'queued', ? WHERE NOT EXISTS "
+            f"(SELECT 1 FROM jobs WHERE route = ? AND name = ? AND state IN {ACTIVE_SQL})",
+            (
+                route,
+                name,
+                identity.dev,
+                identity.ino,
+                identity.size,
+                identity.mtime_ns,
+                time.time(),
+                route,
+                name,
+            ),
+        )
+        return cur.lastrowid if cur.rowcount else None
+
+    # --- the runner ---------------------------------------------------------------------------
+    def next_queued(self, routes: list[str]) -> Job | None:
+        """The oldest queued job of one of these routes (arrival order)."""
+        if not routes:
+            return None
+        marks = ", ".join("?" for _ in routes)
+        return self._one(
+            f"SELECT * FROM jobs WHERE state = 'queued' AND route IN ({marks}) ORDER BY id LIMIT 1",
+            tuple(routes),
+        )
+
+    def get(self, job_id: int) -> Job | None:
+        return self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+
+    def in_state(self, *states: str) -> list[Job]:
+        marks = ", ".join("?" for _ in states)
+        return self._all(f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY id", states)
+
+    def reserved(self, route: str, column: str) -> set[str]:
+        """Names in outbox/ ('output') or processed|failed/ ('moved_to') held by jobs under way."""
+        assert column in ("output", "moved_to")
+        rows = self.db.execute(
+            f"SELECT {column} FROM jobs "
+            f"WHERE route = ? AND state IN {ACTIVE_SQL} AND {column} IS NOT NULL",
+            (route,),
+        )
+        return {r[0] for r in rows}
+
+    def all_outputs(self, route: str) -> set[str]:
+        rows = self.db.execute(
+            "SELECT output FROM jobs WHERE route = ? AND output IS NOT NULL", (route,)
+        )
+        return {r[0] for r in rows}
+
+    def all_moved(self, route: str) -> set[str]:
+        rows = self.db.execute(
+            "SELECT moved_to FROM jobs WHERE route = ? AND moved_to IS NOT NULL", (route,)
+        )
+        return {r[0] for r in rows}
+
+    def start(self, job_id: int, output: str, total: int) -> None:
+        self._set(
+            job_id,
+            state="running",
+            output=output,
+            step=0,
+            total=total,
+            eta=None,
+            started_at=time.time(),
+        )
+
+    def progress(self, job_id: int, step: int, total: int, eta: float) -> None:
+        self._set(job_id, step=step, total=total, eta=eta)
+
+    def requeue(self, job_id: int, crashed: bool = False) -> None:
+        """Back to the queue: stopped cleanly (SIGTERM), or found running after a crash."""
+        if crashed:
+            self.db.execute("UPDATE jobs SET crashes = crashes + 1 WHERE id = ?", (job_id,))
+        self._set(job_id, state="queued")
+
+    def forget(self, job_id: int) -> None:
+        """Drop a job that never started on a file that changed: the intake will see it anew."""
+        self.db.execute(
+            "DELETE FROM jobs WHERE id = ? AND state IN ('queued', 'running')", (job_id,)
+        )
+
+    def finishing(self, job_id: int, moved_to: str) -> None:
+        self._set(job_id, state="finishing", moved_to=moved_to)
+
+    def set_moved_to(self, job_id: int, moved_to: str) -> None:
+        self._set(job_id, moved_to=moved_to)
+
+    def failing(self, job_id: int, moved_to: str, reason: str) -> None:
+        self._set(job_id, state="failing", moved_to=moved_to, reason=reason)
+
+    def finished(
+        self, job_id: int, state: str, note: str | None = None, left: bool = False
+    ) -> None:
+        assert state in ("done", "failed")
+        self._set(job_id, state=state, note=note, left_in_inbox=int(left), finished_at=time.time())
+
+    # --- status and holds ---------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+        return {state: n for state, n in rows}
+
+    def recent(self, state: str, limit: int = 5) -> list[Job]:
+        return self._all(
+            "SELECT * FROM jobs WHERE state = ? ORDER BY finished_at DESC, id DESC LIMIT ?",
+            (state, limit),
+        )
+
+    def set_hold(self, route: str, reason: str | None) -> None:
+        if reason is None:
+            self.db.execute("DELETE FROM meta WHERE key = ?", (f"hold:{route}",))
+        else:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"hold:{route}", reason))
+
+    def holds(self) -> dict[str, str]:
+        rows = self.db.execute("SELECT key, value FROM meta WHERE key LIKE 'hold:%'")
+        return {key[5:]: value for key, value in rows}
+
+    def clear_holds(self) -> None:
+        self.db.execute("DELETE FROM meta WHERE key LIKE 'hold:%'")

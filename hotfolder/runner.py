@@ -1,0 +1,332 @@
+"""Running one queued job: check the input, paint it, write the output, move the input away.
+
+The order is what makes the daemon lose nothing: the output name is reserved in the journal,
+the picture is written atomically under that name, and only then is the input moved (without
+ever replacing a file) to processed/. A failure moves the input to failed/ and writes
+<name>.error.txt with the engine's one-line reason. Every step can be redone after a crash
+(see recover()).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from hotfolder.config import Config, Route
+from hotfolder.intake import check_readable, inspect
+from hotfolder.journal import Job, Journal
+from hotfolder.layout import (
+    Layout,
+    move_no_replace,
+    remove_partial_writes,
+    unique_name,
+    write_text_atomic,
+)
+from impasto import checkpoint as checkpoints
+from impasto.errors import ImpastoError, InputError, PresetError, WeightsError
+from impasto.images import save_image
+from impasto.job import StyleJob, check_job
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY = 1.0  # seconds between progress rows in the journal (for --status)
+ERROR_SUFFIX = ".error.txt"
+
+
+class Runner:
+    """Runs jobs one at a time through one engine; `engine` is impasto.engine (or a stand-in
+    with stylize() and describe() in tests)."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        config: Config,
+        journal: Journal,
+        engine,
+        cancel: threading.Event,
+        nudge: Callable[[], None] = lambda: None,
+    ):
+        self.layout, self.config, self.journal, self.engine = layout, config, journal, engine
+        self.cancel, self.nudge = cancel, nudge
+        self.max_bytes = int(config.daemon.max_file_mb * 1e6)
+
+    def _inbox_path(self, job: Job) -> Path:
+        return self.layout.folder("inbox", job.route) / job.name
+
+    # --- one job ------------------------------------------------------------------------------
+    def run(self, job: Job) -> str:
+        """Run a queued job; returns "done", "failed", "stopped" (cancel was set: the job is
+        queued again and will resume), "held" (its route is broken: the job stays queued), or
+        "changed" (the file changed since it was queued: the intake will queue it again)."""
+        route = self.config.routes[job.route]
+        src = self._inbox_path(job)
+        verdict = inspect(src, self.layout.root, self.max_bytes)
+        if verdict.kind == "gone":
+            return self._fail(job, "the file disappeared before it could be read")
+        if verdict.identity != job.identity:
+            return self._changed(job, "changed since it was queued")
+        if verdict.kind == "refuse":
+            return self._fail(job, verdict.reason)
+        if verdict.kind == "skip":
+            return self._changed(job, "is now a folder")
+        problem = check_readable(src)
+        if problem:
+            return self._fail(job, problem)
+        if job.crashes >= self.config.daemon.max_crashes:
+            return self._fail(
+                job,
+                f"the daemon stopped {job.crashes} times while painting this file (crash, kill "
+                "or power cut), so it was not tried again",
+            )
+
+        ckpt = self.layout.checkpoint(job.id)
+        style_job = StyleJob(
+            content=str(src),
+            styles=list(route.styles),
+            preset=route.preset,
+            size=route.size,
+            seed=route.seed,
+            overrides=dict(route.overrides),
+            preview_every=route.save_every,
+            checkpoint=str(ckpt),
+            checkpoint_every=self.config.daemon.checkpoint_every,
+        )
+        try:
+            checked = check_job(style_job)
+        except ImpastoError as exc:
+            if is_route_problem(exc):
+                return self._hold(job, str(exc))
+            if inspect(src, self.layout.root, self.max_bytes).identity != job.identity:
+                return self._changed(job, "is still being written")
+            return self._fail(job, self._words(exc, src))
+        resume_step = self._resume_step(job, ckpt, checked)
+        if resume_step is not None:
+            checked.job.resume = str(ckpt)
+
+        output = job.output or unique_name(
+            self.layout.folder("outbox", job.route),
+            Path(job.name).stem + route.output_suffix(job.name),
+            taken=self.journal.reserved(job.route, "output").__contains__,
+        )
+        total = self.engine.describe(checked)["total"]
+        self.journal.start(job.id, output, total)
+        log.info(
+            "painting %s -> outbox/%s/%s (%d steps%s)",
+            job.label,
+            job.route,
+            output,
+            total,
+            f", resuming from step {resume_step}" if resume_step is not None else "",
+        )
+        try:
+            result = self.engine.stylize(
+                checked, on_progress=self._progress(job, route, output), cancel=self.cancel
+            )
+        except (WeightsError, PresetError) as exc:
+            return self._hold(job, str(exc))
+        except ImpastoError as exc:
+            return self._fail(job, self._words(exc, src))
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the queue
+            log.exception("the engine failed on %s", job.label)
+            return self._fail(job, f"the engine failed: {_first_line(exc)}")
+        if result.cancelled:
+            self.journal.requeue(job.id)
+            log.info(
+                "stopped %s at step %d; it resumes from there next time",
+                job.label,
+                result.stats.get("steps", 0),
+            )
+            return "stopped"
+        try:
+            result.save(self.layout.folder("outbox", job.route) / output)
+        except (OSError, ImpastoError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            return self._fail(job, f"could not write the output {output!r}: {why}")
+        stats = result.stats
+        log.info(
+            "painted %s in %.1f s (%d steps)",
+            job.label,
+            stats.get("seconds", 0),
+            stats.get("steps", 0),
+        )
+        return self._finish(self.journal.get(job.id))
+
+    def _progress(self, job: Job, route: Route, output: str):
+        last = [0.0]
+        evolution = self.layout.folder("evolution", job.route) / Path(output).stem
+
+        def on_progress(event) -> None:
+            now = time.monotonic()
+            if event.step == event.total or now - last[0] >= PROGRESS_EVERY:
+                last[0] = now
+                self.journal.progress(job.id, event.step, event.total, event.eta)
+            if (
+                route.save_every
+                and event.preview is not None
+                and event.step % route.save_every == 0
+            ):
+                try:
+                    evolution.mkdir(parents=True, exist_ok=True)
+                    save_image(event.preview, evolution / f"step_{event.step:05d}.png")
+                except OSError as exc:
+                    log.warning("could not save a snapshot of %s: %s", job.label, exc.strerror)
+
+        return on_progress
+
+    def _resume_step(self, job: Job, ckpt: Path, checked) -> int | None:
+        """The step the job's checkpoint reached, if it belongs to this very job; a checkpoint
+        made under another config (edited after a crash) is dropped and the job starts over."""
+        if not ckpt.is_file():
+            return None
+        try:
+            return checkpoints.load(ckpt, checked.settings()).step
+        except InputError as exc:
+            log.warning("%s: dropping its checkpoint and starting over (%s)", job.label, exc)
+            ckpt.unlink(missing_ok=True)
+            return None
+
+    @staticmethod
+    def _words(exc: Exception, src: Path) -> str:
+        """The engine's message, naming the file as the user knows it rather than by full path."""
+        return _first_line(exc).replace(repr(str(src)), repr(src.name))
+
+    def _changed(self, job: Job, why: str) -> str:
+        log.info("%s %s; it will be taken once it stops changing", job.label, why)
+        self.journal.forget(job.id)
+        self.layout.checkpoint(job.id).unlink(missing_ok=True)
+        self.nudge()
+        return "changed"
+
+    def _hold(self, job: Job, reason: str) -> str:
+        log.error("route %s is on hold: %s (its files wait in the inbox)", job.route, reason)
+        self.journal.requeue(job.id)
+        self.journal.set_hold(job.route, reason)
+        return "held"
+
+    # --- the end of a job: move the input out of the inbox --------------------------------------
+    def _finish(self, job: Job) -> str:
+        """Output is on disk: move the input to processed/ and mark the job done."""
+        dest = job.moved_to or unique_name(
+            self.layout.folder("processed", job.route),
+            job.name,
+            taken=self.journal.reserved(job.route, "moved_to").__contains__,
+        )
+        self.journal.finishing(job.id, dest)
+        note, left = self._move_input(job, "processed", dest)
+        self.journal.finished(job.id, "done", note, left)
+        self.layout.checkpoint(job.id).unlink(missing_ok=True)
+        log.info("done %s -> outbox/%s/%s", job.label, job.route, job.output)
+        return "done"
+
+    def _fail(self, job: Job, reason: str) -> str:
+        reason = " ".join(str(reason).split()) or "unknown error"
+        folder = self.layout.folder("failed", job.route)
+        reserved = self.journal.reserved(job.route, "moved_to")
+        dest = job.moved_to or unique_name(
+            folder,
+            job.name,
+            taken=lambda n: n in reserved or os.path.lexists(folder / (n + ERROR_SUFFIX)),
+        )
+        self.journal.failing(job.id, dest, reason)
+        return self._complete_failure(self.journal.get(job.id))
+
+    def _complete_failure(self, job: Job) -> str:
+        note, left = self._move_input(job, "failed", job.moved_to)
+        folder = self.layout.folder("failed", job.route)
+        try:
+            write_text_atomic(folder / (job.moved_to + ERROR_SUFFIX), job.reason + "\n")
+        except OSError as exc:
+            log.error("could not write %s%s: %s", job.moved_to, ERROR_SUFFIX, exc.strerror)
+        self.journal.finished(job.id, "failed", note, left)
+        self.layout.checkpoint(job.id).unlink(missing_ok=True)
+        log.warning("failed %s: %s", job.label, job.reason)
+        return "failed"
+
+    def _move_input(self, job: Job, kind: str, dest: str) -> tuple[str | None, bool]:
+        """Move the job's input to <kind>/<route>/<dest>. Returns (note, left_in_inbox)."""
+        src = self._inbox_path(job)
+        folder = self.layout.folder(kind, job.route)
+        target = folder / dest
+        verdict = inspect(src, self.layout.root, 1 << 62)
+        if verdict.kind == "gone":
+            return (None if os.path.lexists(target) else "the input had left the inbox"), False
+        if verdict.identity != job.identity:
+            self.nudge()
+            return "the input was replaced while being painted; the new file stays queued", False
+        for _ in range(100):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                move_no_replace(src, target)
+                return None, False
+            except FileExistsError:
+                if os.path.samestat(os.lstat(src), os.lstat(target)):
+                    os.unlink(src)  # a crash came between the link and the unlink
+                    return None, False
+                dest = unique_name(folder, job.name)
+                target = folder / dest
+                self.journal.set_moved_to(job.id, dest)
+            except OSError as exc:
+                log.error(
+                    "could not move %s to %s/: %s; it stays in the inbox and is not taken again",
+                    job.label,
+                    kind,
+                    exc.strerror,
+                )
+                return f"could not be moved to {kind}/ ({exc.strerror})", True
+        return f"could not be moved to {kind}/", True
+
+    # --- after a crash ------------------------------------------------------------------------
+    def recover(self) -> None:
+        """Bring every job the last run left half-way to a consistent state (see journal.py)."""
+        for job in self.journal.in_state("running"):
+            output = self.layout.folder("outbox", job.route) / (job.output or "")
+            if job.output and output.is_file():
+                log.info("%s was painted before the daemon stopped; finishing it", job.label)
+                self._finish(job)
+            else:
+                self.journal.requeue(job.id, crashed=True)
+                log.warning(
+                    "%s was interrupted at step %d of %d (crash or kill); it is queued again",
+                    job.label,
+                    job.step,
+                    job.total,
+                )
+        for job in self.journal.in_state("finishing"):
+            self._finish(job)
+        for job in self.journal.in_state("failing"):
+            self._complete_failure(job)
+        self._remove_partial_writes()
+
+    def _remove_partial_writes(self) -> None:
+        removed = 0
+        for route in self.config.routes:
+            outputs = self.journal.all_outputs(route)
+            moved = self.journal.all_moved(route)
+            removed += remove_partial_writes(self.layout.folder("outbox", route), outputs)
+            removed += remove_partial_writes(
+                self.layout.folder("failed", route), {m + ERROR_SUFFIX for m in moved} | moved
+            )
+            removed += remove_partial_writes(self.layout.folder("processed", route), moved)
+        keep = {f"job-{job.id}.npz" for job in self.journal.in_state("queued")}
+        folder = self.layout.checkpoints
+        for entry in os.scandir(folder) if folder.is_dir() else ():
+            if entry.name not in keep and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)  # partial writes and checkpoints of finished jobs
+                removed += 1
+        if removed:
+            log.info("removed %d partial file(s) left by the last run", removed)
+
+
+def is_route_problem(exc: ImpastoError) -> bool:
+    """True when an error is about the route (preset, overrides, style images, weights) rather
+    than the dropped file. The engine names the image's role at the start of its message."""
+    return isinstance(exc, PresetError | WeightsError) or str(exc).startswith("style image")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

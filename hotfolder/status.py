@@ -1,0 +1,93 @@
+"""`impasto watch ROOT --status`: what the daemon is doing, read from its journal.
+
+Reads only (the journal is opened read-only and the lock is only tested), so it is safe to run
+at any time, and it never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import time
+
+from hotfolder.daemon import running_pid
+from hotfolder.journal import Journal
+from hotfolder.layout import Layout
+from impasto.errors import ImpastoError
+
+QUEUE_SHOWN = 10
+
+
+def gather(layout: Layout) -> dict:
+    """The daemon's state as plain data (what --status --json prints)."""
+    if not layout.journal.is_file():
+        raise ImpastoError(
+            f"{layout.root}: no hot-folder journal here yet; start `impasto watch {layout.root}`"
+        )
+    journal = Journal(layout.journal, readonly=True)
+    try:
+        counts = journal.counts()
+        running = journal.in_state("running", "finishing", "failing")
+        queued = journal.in_state("queued")
+        failed = journal.recent("failed")
+        holds = journal.holds()
+    finally:
+        journal.close()
+    now = time.time()
+    current = None
+    if running:
+        job = running[0]
+        current = {
+            "route": job.route,
+            "name": job.name,
+            "output": job.output,
+            "state": job.state,
+            "step": job.step,
+            "total": job.total,
+            "eta": job.eta,
+            "seconds": round(now - job.started_at, 1) if job.started_at else None,
+        }
+    pid = running_pid(layout)
+    return {
+        "root": str(layout.root),
+        "running": pid is not None,
+        "pid": pid,
+        "current": current,
+        "queue": [{"route": j.route, "name": j.name, "crashes": j.crashes} for j in queued],
+        "done": counts.get("done", 0),
+        "failed": counts.get("failed", 0),
+        "recent_failures": [
+            {"route": j.route, "name": j.name, "reason": j.reason, "moved_to": j.moved_to}
+            for j in failed
+        ],
+        "holds": holds,
+    }
+
+
+def format_status(info: dict) -> str:
+    lines = []
+    state = f"running (pid {info['pid']})" if info["running"] else "not running"
+    lines.append(f"hot folder {info['root']}: {state}")
+    cur = info["current"]
+    if cur:
+        share = f" ({100 * cur['step'] // cur['total']}%)" if cur["total"] else ""
+        eta = f", about {_clock(cur['eta'])} left" if cur["eta"] is not None else ""
+        verb = "painting" if info["running"] else "interrupted"
+        lines.append(
+            f"{verb}: {cur['route']}/{cur['name']} step {cur['step']}/{cur['total']}{share}{eta}"
+        )
+    else:
+        lines.append("painting: nothing")
+    queue = info["queue"]
+    names = ", ".join(f"{q['route']}/{q['name']}" for q in queue[:QUEUE_SHOWN])
+    more = f", and {len(queue) - QUEUE_SHOWN} more" if len(queue) > QUEUE_SHOWN else ""
+    lines.append(f"queue: {len(queue)} waiting" + (f": {names}{more}" if queue else ""))
+    lines.append(f"done: {info['done']}   failed: {info['failed']}")
+    for f in info["recent_failures"]:
+        lines.append(f"  failed/{f['route']}/{f['moved_to']}: {f['reason']}")
+    for route, reason in info["holds"].items():
+        lines.append(f"route {route} on hold: {reason}")
+    return "\n".join(lines)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
