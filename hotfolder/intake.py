@@ -162,10 +162,11 @@ class Settler:
     def observe(self, key, identity: Identity, now: float) -> bool:
         """Record what the file looks like now; True once it is complete."""
         seen = self._seen.get(key)
-        if seen is None or seen[0] != identity:
-            self._seen[key] = seen = [identity, now, None, None]
-            if seen is None:
-                return False
+        if seen is None:
+            self._seen[key] = [identity, now, None, None]
+            return False
+        if seen[0] != identity:
+            seen[0], seen[1] = identity, now  # changed: the clock restarts (a close stays known)
         if now - seen[1] >= self.settle:
             return True
         closed_identity, closed_at = seen[2], seen[3]

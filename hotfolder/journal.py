@@ -207,7 +207,7 @@ class Journal:
             started_at=time.time(),
         )
 
-    def progress(self, job_id: int, step: int, total: int, eta: float) -> None:
+    def progress(self, job_id: int, step: int, total: int, eta: float | None) -> None:
         self._set(job_id, step=step, total=total, eta=eta)
 
     def requeue(self, job_id: int, crashed: bool = False) -> None:

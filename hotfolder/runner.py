@@ -134,6 +134,7 @@ class Runner:
             log.exception("the engine failed on %s", job.label)
             return self._fail(job, f"the engine failed: {_first_line(exc)}")
         if result.cancelled:
+            self.journal.progress(job.id, result.stats.get("steps", 0), total, None)
             self.journal.requeue(job.id)
             log.info(
                 "stopped %s at step %d; it resumes from there next time",
