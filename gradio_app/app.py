@@ -1,0 +1,432 @@
+"""The web app: a gr.Blocks page around the engine, for people who would rather click than type.
+
+One EngineRunner per app (so one engine per process) and one Gradio queue: the Run event has a
+single concurrency id with limit 1 and the queue is bounded, so a shared demo link cannot pile up
+work without end, and waiting visitors see their place in line. A job streams its picture every
+few steps from a generator; Cancel sets the job's threading.Event and the engine hands back the
+best picture so far, which is then offered like any finished result.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+import impasto
+from gradio_app.form import MIN_SIZE, STRENGTH, Limits, job_from_form, public_message
+from gradio_app.presets_view import (
+    PresetView,
+    default_preset,
+    describe_markdown,
+    preset_views,
+    recipe_or_none,
+)
+from gradio_app.runner import EngineRunner
+
+log = logging.getLogger(__name__)
+
+PLOT_POINTS = 200  # the loss plot keeps at most this many steps per term
+LOSS_TERMS = ("total", "style", "content", "tv")
+KEEP_RESULTS = 24 * 3600  # seconds a finished PNG stays downloadable
+ENGINE_QUEUE = "impasto-engine"  # the one concurrency id every job waits under
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+MAX_UPLOAD = "50mb"  # larger uploads are refused by Gradio before they reach the engine
+COLOUR_CHOICES = [
+    ("the painting's colours", "none"),
+    ("the photo's colours (luminance)", "luminance"),
+    ("the photo's palette (histogram)", "histogram"),
+]
+
+
+class LossHistory:
+    """The loss terms over the steps, thinned for the plot."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, str, float]] = []
+
+    def add(self, event: impasto.ProgressEvent) -> None:
+        for term in LOSS_TERMS:
+            if term in event.losses:
+                self.rows.append((event.step, term, float(event.losses[term])))
+
+    def frame(self) -> pd.DataFrame:
+        df = pd.DataFrame(self.rows, columns=["step", "term", "loss"])
+        steps = df["step"].unique()
+        if len(steps) > PLOT_POINTS:
+            stride = -(-len(steps) // PLOT_POINTS)
+            df = df[df["step"].isin(set(steps[::stride]) | {steps[-1]})]
+        return df
+
+
+class ResultFolder:
+    """Where finished PNGs wait to be downloaded: one sub-folder per job (two visitors may paint
+    files with the same name), each removed after KEEP_RESULTS, all when the app closes."""
+
+    def __init__(self) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="impasto-web-"))
+
+    def new_job_folder(self) -> Path:
+        cutoff = time.time() - KEEP_RESULTS
+        for old in self.path.iterdir():
+            try:
+                if old.stat().st_mtime < cutoff:
+                    shutil.rmtree(old, ignore_errors=True)
+            except FileNotFoundError:
+                pass
+        folder = self.path / uuid.uuid4().hex
+        folder.mkdir()
+        return folder
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _output_name(content: str, preset: str, seed: int) -> str:
+    stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in Path(content).stem)[:60]
+    return f"{stem or 'picture'}-{preset}-seed{seed}.png"
+
+
+def _finished_message(outcome: impasto.StyleResult) -> str:
+    w, h = outcome.image.size
+    stats = outcome.stats
+    if outcome.cancelled:
+        return (
+            f"Stopped at step {stats['steps']} of {stats['total_steps']}: "
+            f"the best picture so far ({w}×{h})."
+        )
+    return (
+        f"Done: {w}×{h} in {_clock(stats['seconds'])} "
+        f"({stats['steps']} steps on the {stats['device']})."
+    )
+
+
+def build_app(
+    runner: EngineRunner | None = None,
+    *,
+    max_size: int = 1024,
+    max_steps: int = 1000,
+    queue_size: int = 16,
+    examples_dir: Path | None = EXAMPLES,
+) -> gr.Blocks:
+    """The impasto page. max_size and max_steps bound what one visitor can ask of this machine;
+    queue_size bounds how many jobs may wait (more are refused with "queue is full")."""
+    runner = runner or EngineRunner()
+    limits = Limits(max_size=max_size, max_steps=max_steps)
+    results = ResultFolder()
+    views = {v.name: v for v in preset_views()}
+    first = default_preset(list(views.values()))
+    first_recipe = recipe_or_none(first)
+
+    def view_for(name: str | None) -> PresetView | None:
+        if name not in views:  # a preset added to the library since the page was built
+            views.update({v.name: v for v in preset_views()})
+        return views.get(name)
+
+    def preset_changed(name: str):
+        view, recipe = view_for(name), recipe_or_none(name)
+        tile_path = str(view.tile) if view and view.tile else None
+        shown = [
+            describe_markdown(view, recipe),
+            gr.update(value=tile_path, visible=tile_path is not None),
+        ]
+        if recipe is None:
+            return [*shown, gr.skip(), gr.skip(), gr.skip()]
+        size_value = min(max(recipe.size, MIN_SIZE), max_size)
+        return [*shown, size_value, min(recipe.total_steps, max_steps), recipe.preserve_color]
+
+    def refresh_presets(current: str | None):
+        fresh = preset_views()
+        views.clear()
+        views.update({v.name: v for v in fresh})
+        value = current if current in views else default_preset(fresh)
+        return gr.update(choices=[(v.name, v.name) for v in fresh], value=value)
+
+    def run_job(
+        content,
+        style_1,
+        weight_1,
+        style_2,
+        weight_2,
+        style_3,
+        weight_3,
+        preset,
+        size,
+        steps,
+        strength,
+        colour,
+        seed,
+        request: gr.Request,
+        progress=gr.Progress(),  # noqa: B008  (Gradio's way of asking for a progress bar)
+    ):
+        """Paint the photo in the style of the style images (blended by weight). Streams the
+        picture every few steps; the last update carries the PNG with its settings embedded."""
+        paths: list[str] = []
+        try:
+            job, paths = job_from_form(
+                content,
+                [(style_1, weight_1), (style_2, weight_2), (style_3, weight_3)],
+                preset,
+                recipe_or_none(preset),
+                size,
+                steps,
+                strength,
+                colour,
+                seed,
+                limits,
+            )
+            checked = impasto.check_job(job)
+        except impasto.ImpastoError as exc:
+            raise gr.Error(public_message(str(exc), paths), print_exception=False) from None
+        yield {
+            status: "Starting…",
+            result: None,
+            download: gr.update(value=None, visible=False),
+            plot: None,
+        }
+        history = LossHistory()
+        session = request.session_hash if request is not None else ""
+        outcome = None
+        try:
+            for item in runner.run(checked, session):
+                if not isinstance(item, impasto.ProgressEvent):
+                    outcome = item
+                    break
+                history.add(item)
+                w, h = item.size
+                progress(
+                    (item.step, item.total),
+                    desc=f"scale {item.scale}/{item.scales} ({w}×{h}) · step {item.step}/"
+                    f"{item.total} · about {_clock(item.eta)} left",
+                    unit="steps",
+                )
+                if item.preview is not None:
+                    yield {status: "", result: item.preview, plot: history.frame()}
+        except impasto.ImpastoError as exc:
+            raise gr.Error(public_message(str(exc), paths), print_exception=False) from None
+        if outcome is None:
+            yield {status: "Cancelled before it started."}
+            return
+        path = outcome.save(results.new_job_folder() / _output_name(paths[0], preset, job.seed))
+        yield {
+            status: _finished_message(outcome),
+            result: str(path),
+            download: gr.update(value=str(path), visible=True),
+            plot: history.frame(),
+        }
+
+    def cancel_job(request: gr.Request):
+        """Stop this page's running job after its current step; it keeps the best picture."""
+        asked = runner.cancel(request.session_hash if request is not None else "")
+        if not asked:
+            gr.Info("Nothing of yours is running.")
+            return gr.skip()
+        return "Stopping after this step…"
+
+    with gr.Blocks(
+        title="impasto", analytics_enabled=False, delete_cache=(3600, KEEP_RESULTS)
+    ) as demo:
+        gr.Markdown(
+            "# impasto\nPaint a photo in the style of an artwork: upload a photo and one or "
+            "more paintings, pick a preset, press **Run**."
+        )
+        with gr.Row():
+            with gr.Column(scale=1):
+                with gr.Row():
+                    content = _upload("Photo (content)", "impasto-content", 220)
+                    with gr.Column():
+                        style_1 = _upload("Style", "impasto-style-1", 160)
+                        weight_1 = _weight()
+                with gr.Accordion("Blend more styles", open=False):
+                    with gr.Row():
+                        with gr.Column():
+                            style_2 = _upload("Style 2", "impasto-style-2", 140)
+                            weight_2 = _weight()
+                        with gr.Column():
+                            style_3 = _upload("Style 3", "impasto-style-3", 140)
+                            weight_3 = _weight()
+                first_view = views.get(first)
+                first_tile = str(first_view.tile) if first_view and first_view.tile else None
+                with gr.Row(equal_height=True):
+                    preset = gr.Dropdown(
+                        choices=[(name, name) for name in views],
+                        value=first,
+                        label="Preset",
+                        elem_id="impasto-preset",
+                        scale=3,
+                    )
+                    tile = gr.Image(
+                        value=first_tile,
+                        label="Preset sample",
+                        interactive=False,
+                        visible=first_tile is not None,
+                        height=110,
+                        scale=1,
+                        buttons=[],
+                    )
+                preset_md = gr.Markdown(describe_markdown(first_view, first_recipe))
+                with gr.Row():
+                    size = gr.Slider(
+                        MIN_SIZE,
+                        max_size,
+                        value=min(first_recipe.size, max_size) if first_recipe else 512,
+                        step=16,
+                        label="Output size (long side, px)",
+                        elem_id="impasto-size",
+                    )
+                    steps = gr.Slider(
+                        1,
+                        max_steps,
+                        value=min(first_recipe.total_steps, max_steps) if first_recipe else 100,
+                        step=1,
+                        label="Steps",
+                        info="more: more painted, slower",
+                        elem_id="impasto-steps",
+                    )
+                with gr.Row():
+                    strength = gr.Slider(
+                        *STRENGTH,
+                        value=1.0,
+                        step=0.05,
+                        label="Style strength",
+                        info="times the preset's style weight",
+                        elem_id="impasto-strength",
+                    )
+                    seed = gr.Number(
+                        value=0, precision=0, minimum=0, label="Seed", elem_id="impasto-seed"
+                    )
+                colour = gr.Radio(
+                    COLOUR_CHOICES,
+                    value=first_recipe.preserve_color if first_recipe else "none",
+                    label="Colours",
+                    elem_id="impasto-colour",
+                )
+            with gr.Column(scale=1):
+                with gr.Row():
+                    run_button = gr.Button("Run", variant="primary", elem_id="impasto-run")
+                    cancel_button = gr.Button("Cancel", variant="stop", elem_id="impasto-cancel")
+                status = gr.Markdown(
+                    "Ready.", elem_id="impasto-status", min_height=72, padding=True
+                )
+                result = gr.Image(
+                    label="Picture",
+                    interactive=False,
+                    format="webp",  # previews only; the finished picture is the PNG file itself
+                    height=400,
+                    elem_id="impasto-result",
+                    buttons=["download", "fullscreen"],
+                )
+                download = gr.DownloadButton(
+                    "Download PNG (settings embedded)",
+                    visible=False,
+                    variant="primary",
+                    elem_id="impasto-download",
+                )
+                plot = gr.LinePlot(
+                    x="step",
+                    y="loss",
+                    color="term",
+                    label="Loss over the steps",
+                    height=240,
+                    elem_id="impasto-plot",
+                )
+        if examples_dir is not None:
+            _add_examples(examples_dir, content, style_1)
+
+        preset.change(
+            preset_changed,
+            inputs=preset,
+            outputs=[preset_md, tile, size, steps, colour],
+            queue=False,
+            api_visibility="private",
+        )
+        demo.load(
+            refresh_presets, inputs=preset, outputs=preset, queue=False, api_visibility="private"
+        )
+        run_button.click(
+            run_job,
+            inputs=[
+                content,
+                style_1,
+                weight_1,
+                style_2,
+                weight_2,
+                style_3,
+                weight_3,
+                preset,
+                size,
+                steps,
+                strength,
+                colour,
+                seed,
+            ],
+            outputs=[status, result, download, plot],
+            api_name="stylize",
+            preprocess=False,  # see gradio_app.form: the engine judges the uploads
+            concurrency_id=ENGINE_QUEUE,
+            concurrency_limit=1,
+            show_progress="full",
+            show_progress_on=[status],
+        )
+        cancel_button.click(
+            cancel_job, outputs=status, api_name="cancel", queue=False, show_progress="hidden"
+        )
+    demo.queue(max_size=queue_size, default_concurrency_limit=1)
+    demo.impasto_runner = runner  # for the CLI and tests
+    demo.impasto_results = results
+    return demo
+
+
+def _upload(label: str, elem_id: str, height: int) -> gr.Image:
+    return gr.Image(
+        label=label,
+        type="filepath",
+        sources=["upload", "clipboard"],
+        height=height,
+        elem_id=elem_id,
+    )
+
+
+def _weight() -> gr.Slider:
+    return gr.Slider(0, 1, value=1.0, step=0.05, label="Blend weight")
+
+
+def _add_examples(folder: Path, content, style) -> None:
+    """Clickable examples from examples/ (a content photo and a style image), where present."""
+    pairs = [(folder / "content.jpg", folder / "style.png")]
+    rows = [[str(c), str(s)] for c, s in pairs if c.is_file() and s.is_file()]
+    if not rows:
+        log.info("no example images in %s", folder)
+        return
+    gr.Examples(rows, inputs=[content, style], label="Try an example")
+
+
+def launch(demo: gr.Blocks, **options):
+    """Start serving in the background with the app's defaults: the upload limit, no Gradio
+    banner, and no share link (gradio_app.sharing asks for one afterwards, see there)."""
+    settings = {
+        "max_file_size": MAX_UPLOAD,
+        "quiet": True,
+        "prevent_thread_lock": True,
+        "share": False,
+        "show_error": False,
+    }
+    settings.update(options)
+    return demo.launch(**settings)
+
+
+def close(demo: gr.Blocks) -> None:
+    """Stop serving and remove the finished pictures this app kept for download."""
+    demo.close()
+    demo.impasto_results.remove()

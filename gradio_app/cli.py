@@ -1,0 +1,100 @@
+"""`impasto serve`: start the web app, optionally with a public link and a password.
+
+The engine is imported before the server opens, so the first visitor does not wait for
+TensorFlow; the server then runs until Ctrl-C or SIGTERM, both of which stop it cleanly (exit 0:
+stopping a server is the normal way to end it, not an interruption of work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+
+from impasto.errors import ImpastoError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to listen on (default {DEFAULT_HOST}; 0.0.0.0 for your network)",
+    )
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument(
+        "--share", action="store_true", help="also ask Gradio for a temporary public link"
+    )
+    p.add_argument(
+        "--auth",
+        metavar="USER:PASS",
+        default=os.environ.get("IMPASTO_AUTH"),
+        help="require this login (or set IMPASTO_AUTH, which keeps it out of `ps`)",
+    )
+    p.add_argument(
+        "--max-size",
+        type=int,
+        default=1024,
+        help="largest output long side visitors may ask for, px (default 1024)",
+    )
+    p.add_argument(
+        "--max-steps", type=int, default=1000, help="most steps visitors may ask for (default 1000)"
+    )
+    p.add_argument(
+        "--queue-size", type=int, default=16, help="jobs that may wait for the engine (default 16)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from gradio_app import sharing
+
+    auth = sharing.parse_auth(args.auth)
+    if not 1 <= args.port <= 65535:
+        raise ImpastoError(f"--port must be 1 to 65535, not {args.port}")
+    if not 64 <= args.max_size <= 8192:
+        raise ImpastoError(f"--max-size must be 64 to 8192 px, not {args.max_size}")
+    if args.max_steps < 1 or args.queue_size < 1:
+        raise ImpastoError("--max-steps and --queue-size must be 1 or more")
+    for warning in sharing.exposure_warnings(args.host, args.share, auth):
+        print(f"impasto: warning: {warning}", file=sys.stderr)
+
+    print("impasto: loading the engine…", file=sys.stderr, flush=True)
+    from gradio_app.app import build_app, close, launch
+    from gradio_app.runner import EngineRunner
+
+    runner = EngineRunner()
+    runner.load()
+    demo = build_app(
+        runner, max_size=args.max_size, max_steps=args.max_steps, queue_size=args.queue_size
+    )
+    try:
+        launch(demo, server_name=args.host, server_port=args.port, auth=auth)
+    except OSError as exc:
+        demo.impasto_results.remove()
+        raise ImpastoError(f"cannot serve on {args.host}:{args.port}: {exc}") from None
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        print(f"impasto: serving on {demo.local_url} (Ctrl+C to stop)", flush=True)
+        if args.share:
+            url, reason = sharing.open_public_link(demo)
+            if url:
+                print(
+                    f"impasto: public link: {url} (temporary; stop the app to close it)", flush=True
+                )
+            else:
+                print(
+                    f"impasto: no public link: {reason}; still serving on {demo.local_url}",
+                    flush=True,
+                )
+        stop.wait()
+    finally:
+        print("impasto: stopping", file=sys.stderr, flush=True)
+        close(demo)
+    return 0

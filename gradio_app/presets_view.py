@@ -1,0 +1,78 @@
+"""What the web app shows about presets: the choices, a description, and a gallery tile.
+
+The list is read from the preset library every time (never hard-coded), so a preset the user adds
+to their preset folder appears on the next page load. A broken preset file is left out of the
+choices and logged, rather than offered and failing on Run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from impasto.errors import ImpastoError
+from impasto.presets import DEFAULT_PRESET, Recipe, list_presets, load_preset
+
+log = logging.getLogger(__name__)
+
+TILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+@dataclass(frozen=True)
+class PresetView:
+    name: str
+    description: str
+    tile: Path | None
+
+
+def preset_views() -> list[PresetView]:
+    """Every loadable preset, sorted by name."""
+    views = []
+    for info in list_presets():
+        if info.error:
+            log.warning("preset %s left out of the web app: %s", info.name, info.error)
+            continue
+        views.append(PresetView(info.name, info.description, preset_tile(info.path)))
+    return views
+
+
+def preset_tile(preset_file: Path) -> Path | None:
+    """The preset's gallery tile, where the library has one: an image named like the preset,
+    next to its .toml file or in a gallery/ folder beside it."""
+    folder, stem = preset_file.parent, preset_file.stem
+    for where in (folder, folder / "gallery"):
+        for suffix in TILE_SUFFIXES:
+            candidate = where / f"{stem}{suffix}"
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def default_preset(views: list[PresetView]) -> str | None:
+    names = [v.name for v in views]
+    if DEFAULT_PRESET in names:
+        return DEFAULT_PRESET
+    return names[0] if names else None
+
+
+def recipe_or_none(name: str | None) -> Recipe | None:
+    if not name:
+        return None
+    try:
+        return load_preset(name)
+    except ImpastoError as exc:
+        log.warning("preset %s: %s", name, exc)
+        return None
+
+
+def describe_markdown(view: PresetView | None, recipe: Recipe | None) -> str:
+    """The few lines under the dropdown: what the preset is for and what it will cost."""
+    if view is None or recipe is None:
+        return "*This preset cannot be loaded; pick another.*"
+    steps = " + ".join(str(s) for s in recipe.steps if s)
+    return (
+        f"{view.description}\n\n"
+        f"<small>{recipe.size} px by default · {recipe.total_steps} steps ({steps}) · "
+        f"colour: {recipe.preserve_color} · {recipe.precision}</small>"
+    )

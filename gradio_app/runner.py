@@ -1,0 +1,117 @@
+"""One engine per process, shared by every browser tab: jobs run one at a time in a worker thread.
+
+Gradio already queues the Run event under one concurrency id, but Gradio forgets a job as soon as
+its generator is dropped (a closed tab), while the engine thread may still be finishing its step.
+The lock here is what actually guarantees that two jobs never share the engine (and its memory);
+Gradio's queue is what shows waiting users their place in line.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from impasto import ProgressEvent, StyleResult
+
+log = logging.getLogger(__name__)
+
+Stylize = Callable[..., StyleResult]
+
+
+@dataclass
+class _Finished:
+    result: StyleResult | None = None
+    error: BaseException | None = None
+
+
+class EngineRunner:
+    """Runs checked jobs one at a time and streams their progress events to the caller.
+
+    stylize: the engine entry point; None means impasto's, imported (with TensorFlow's start-up
+    chatter hidden) on first use. Tests pass a wrapper to observe the jobs.
+    """
+
+    def __init__(self, stylize: Stylize | None = None):
+        self._stylize = stylize
+        self._engine_lock = threading.Lock()
+        self._registry_lock = threading.Lock()
+        self._cancels: dict[str, set[threading.Event]] = {}
+        self._running = 0
+
+    def load(self) -> Stylize:
+        """Import the engine now (a few seconds the first time), so the first job does not wait."""
+        if self._stylize is None:
+            from impasto.cli import import_engine
+
+            self._stylize = import_engine().stylize
+        return self._stylize
+
+    @property
+    def busy(self) -> bool:
+        return self._engine_lock.locked()
+
+    def run(self, checked, session: str = "") -> Iterator[ProgressEvent | StyleResult]:
+        """Yield the job's ProgressEvents, then its StyleResult (cancelled=True after cancel()).
+
+        Engine errors are re-raised here, in the caller's thread. If the caller stops iterating
+        (the browser tab went away), the job is cancelled and the engine freed within a step.
+        """
+        stylize = self.load()
+        cancel = threading.Event()
+        events: queue.Queue = queue.Queue()
+
+        def work() -> None:
+            with self._engine_lock:
+                if cancel.is_set():  # given up while waiting for the engine
+                    events.put(_Finished(error=None))
+                    return
+                try:
+                    events.put(
+                        _Finished(result=stylize(checked, on_progress=events.put, cancel=cancel))
+                    )
+                except BaseException as exc:  # handed to the caller's thread, raised there
+                    events.put(_Finished(error=exc))
+
+        self._register(session, cancel)
+        worker = threading.Thread(target=work, name="impasto-engine", daemon=True)
+        worker.start()
+        finished = False
+        try:
+            while True:
+                item = events.get()
+                if isinstance(item, _Finished):
+                    finished = True
+                    if item.error is not None:
+                        raise item.error
+                    if item.result is not None:
+                        yield item.result
+                    return
+                yield item
+        finally:
+            if not finished:
+                log.info("job abandoned by its page; cancelling it")
+                cancel.set()
+            self._unregister(session, cancel)
+
+    def cancel(self, session: str = "") -> int:
+        """Ask the session's running jobs to stop after their current step; how many were asked."""
+        with self._registry_lock:
+            events = list(self._cancels.get(session, ()))
+        for event in events:
+            event.set()
+        return len(events)
+
+    def _register(self, session: str, cancel: threading.Event) -> None:
+        with self._registry_lock:
+            self._cancels.setdefault(session, set()).add(cancel)
+
+    def _unregister(self, session: str, cancel: threading.Event) -> None:
+        with self._registry_lock:
+            mine = self._cancels.get(session)
+            if mine is not None:
+                mine.discard(cancel)
+                if not mine:
+                    del self._cancels[session]
