@@ -6,13 +6,15 @@
     impasto watch ROOT --status [--json]          what the daemon is doing
 
 Exit codes: 0 stopped cleanly (SIGTERM and Ctrl-C are the normal way to stop a daemon, so they
-give 0, which service managers count as success), 2 a config or usage error.
+give 0, which service managers count as success), 2 a config or usage error, 130 a second
+Ctrl-C (stop at once, without waiting for the current step).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -71,7 +73,11 @@ def run(args: argparse.Namespace) -> int:
         f"log in {root / config.daemon.log_file}; Ctrl-C to stop",
         flush=True,
     )
-    return Daemon(config, once=args.once).run()
+    try:
+        return Daemon(config, once=args.once).run()
+    except KeyboardInterrupt:  # a second Ctrl-C: the journal lets the next start pick up
+        print("impasto: stopped at once; the interrupted job resumes next time", file=sys.stderr)
+        return 130
 
 
 def build_config(root: Path, args: argparse.Namespace) -> Config:

@@ -121,16 +121,26 @@ class Daemon:
         """Run until stopped (or, with once, until the inbox is empty); returns the exit code."""
         routes = list(self.config.routes)
         self.layout.ensure(routes)
-        with exclusive(self.layout):
-            handler = add_log_file(self.layout, self.config.daemon.log_file)
-            try:
-                return self._run(routes)
-            finally:
-                logging.getLogger("hotfolder").removeHandler(handler)
-                handler.close()
+        # From here on a SIGTERM (even during TensorFlow's start-up) means "stop cleanly".
+        signals = (signal.SIGTERM, signal.SIGINT)
+        previous = {s: signal.signal(s, self._on_signal) for s in signals}
+        try:
+            with exclusive(self.layout):
+                handler = add_log_file(self.layout, self.config.daemon.log_file)
+                try:
+                    return self._run(routes)
+                finally:
+                    logging.getLogger("hotfolder").removeHandler(handler)
+                    handler.close()
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
 
     def _run(self, routes: list[str]) -> int:
         settings = self.config.daemon
+        log.info(
+            "starting on %s (pid %d), routes: %s", self.layout.root, os.getpid(), ", ".join(routes)
+        )
         if self.engine is None:
             from impasto import weights
             from impasto.cli import import_engine
@@ -138,35 +148,31 @@ class Daemon:
             weights.verified_path()  # missing weights: one clear line now, not failed files
             self.engine = import_engine()
         journal = Journal(self.layout.journal)
-        journal.clear_holds()
-        runner = Runner(self.layout, self.config, journal, self.engine, self.cancel)
-        runner.recover()
-        intake = Intake(
-            self.layout,
-            routes,
-            settings.settle_seconds,
-            settings.closed_settle_seconds,
-            settings.rescan_seconds,
-            settings.polling,
-            on_queued=self.wake.set,
-        )
-        runner.nudge = intake.nudge
-        intake_stop = threading.Event()
-        thread = threading.Thread(
-            target=intake.run, args=(intake_stop,), name="intake", daemon=True
-        )
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-        log.info(
-            "started on %s (pid %d), routes: %s", self.layout.root, os.getpid(), ", ".join(routes)
-        )
-        thread.start()
         try:
-            self._loop(journal, runner, intake, thread)
+            journal.clear_holds()
+            runner = Runner(self.layout, self.config, journal, self.engine, self.cancel)
+            runner.recover()
+            intake = Intake(
+                self.layout,
+                routes,
+                settings.settle_seconds,
+                settings.closed_settle_seconds,
+                settings.rescan_seconds,
+                settings.polling,
+                on_queued=self.wake.set,
+            )
+            runner.nudge = intake.nudge
+            intake_stop = threading.Event()
+            thread = threading.Thread(
+                target=intake.run, args=(intake_stop,), name="intake", daemon=True
+            )
+            thread.start()
+            try:
+                self._loop(journal, runner, intake, thread)
+            finally:
+                intake_stop.set()
+                thread.join(timeout=10)
         finally:
-            intake_stop.set()
-            thread.join(timeout=10)
-            for s, h in previous.items():
-                signal.signal(s, h)
             journal.close()
         log.info("stopped")
         return 0

@@ -291,7 +291,7 @@ class Runner:
             else:
                 self.journal.requeue(job.id, crashed=True)
                 log.warning(
-                    "%s was interrupted at step %d of %d (crash or kill); it is queued again",
+                    "%s was interrupted near step %d of %d (crash or kill); it is queued again",
                     job.label,
                     job.step,
                     job.total,

@@ -38,15 +38,17 @@ def image_bytes(img: Image.Image, fmt: str, **kwargs) -> bytes:
 
 
 def huge_png(width: int = 40000, height: int = 40000) -> bytes:
-    """A PNG whose header claims width x height (a decompression bomb), cut after the header."""
+    """A small PNG whose header claims width x height (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return (
+            struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+        )
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + struct.pack(">I", len(ihdr))
-        + chunk
-        + struct.pack(">I", zlib.crc32(chunk) & 0xFFFFFFFF)
-    )
+    idat = zlib.compress(b"\0" * 1000)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def rotated_jpeg() -> bytes:
