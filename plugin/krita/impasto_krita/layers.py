@@ -1,0 +1,152 @@
+"""Pixels in and out of Krita: the region to stylise, the layer as a PNG for the engine, and the
+engine's PNG back as a new layer.
+
+The engine works on 8-bit sRGB. An 8-bit RGBA layer is handed over as it is; any other colour
+space (16-bit, float, CMYK, greyscale, Lab) is converted to 8-bit sRGB on a detached copy, and the
+result layer is converted back to the document's colour space, so the document is never changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from PyQt5.QtCore import Qt
+from PyQt5.QtGui import QImage
+
+from . import impasto_client as client
+
+log = logging.getLogger(__name__)
+
+ENGINE_SPACE = ("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
+MASK_TYPES = (
+    "transparencymask",
+    "filtermask",
+    "transformmask",
+    "selectionmask",
+    "colorizemask",
+)
+
+
+@dataclass
+class Region:
+    """The rectangle to stylise (document pixels) and, for a shaped selection, its mask: one
+    byte per pixel, 255 inside."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    mask: bytes | None = None
+
+    @property
+    def long_side(self) -> int:
+        return max(self.width, self.height)
+
+
+def source_layer(doc):
+    """The layer to stylise: the active node, or the layer a selected mask belongs to."""
+    node = doc.activeNode()
+    if node is None:
+        raise client.EngineError("select the layer to stylise in the Layers docker first")
+    if node.type() in MASK_TYPES and node.parentNode() is not None:
+        node = node.parentNode()
+    return node
+
+
+def work_region(doc) -> Region:
+    """The selection's bounds (inside the canvas) if there is a selection, else the whole canvas."""
+    width, height = doc.width(), doc.height()
+    selection = doc.selection()
+    if selection is None or selection.width() <= 0 or selection.height() <= 0:
+        return Region(0, 0, width, height)
+    x0, y0 = max(0, selection.x()), max(0, selection.y())
+    x1 = min(width, selection.x() + selection.width())
+    y1 = min(height, selection.y() + selection.height())
+    if x1 <= x0 or y1 <= y0:
+        raise client.EngineError("the selection is outside the canvas")
+    w, h = x1 - x0, y1 - y0
+    mask = bytes(selection.pixelData(x0, y0, w, h))
+    if len(mask) != w * h or mask.count(255) == len(mask):
+        mask = None  # a plain rectangle: nothing to cut out
+    elif not mask.strip(b"\x00"):
+        raise client.EngineError("the selection is empty")
+    return Region(x0, y0, w, h, mask)
+
+
+def _is_engine_space(node) -> bool:
+    return (node.colorModel(), node.colorDepth()) == ENGINE_SPACE[:2]
+
+
+def read_region(node, region: Region) -> bytes:
+    """The region's pixels as 8-bit BGRA (Krita's byte order for RGBA/U8), converted if needed."""
+    source = node
+    if not _is_engine_space(node):
+        source = node.duplicate()  # detached: converting it leaves the document alone
+        if source is None or not source.setColorSpace(*ENGINE_SPACE):
+            raise client.EngineError(
+                f"cannot convert this {node.colorModel()}/{node.colorDepth()} layer to 8-bit "
+                "RGB for the engine: convert the image to RGB/Alpha 8-bit (Image > Convert "
+                "Image Color Space) and try again"
+            )
+    data = bytes(source.pixelData(region.x, region.y, region.width, region.height))
+    if len(data) != region.width * region.height * 4:
+        raise client.EngineError("Krita returned no pixels for this layer")
+    return data
+
+
+def export_region(node, region: Region, path: str) -> None:
+    """Write the layer's region to a PNG the engine can read (alpha kept)."""
+    data = read_region(node, region)
+    image = QImage(data, region.width, region.height, region.width * 4, QImage.Format_ARGB32)
+    if not image.copy().save(path, "PNG"):
+        raise client.EngineError(f"cannot write the layer to {path}")
+
+
+def load_result(path: str, region: Region) -> bytes:
+    """The engine's PNG as BGRA bytes of exactly the region's size, cut to the selection."""
+    image = QImage(path)
+    if image.isNull():
+        raise client.EngineError(f"cannot read the engine's result {path}")
+    image = image.convertToFormat(QImage.Format_ARGB32)
+    if (image.width(), image.height()) != (region.width, region.height):
+        # The user chose another output size: the layer still has to fit the region.
+        image = image.scaled(
+            region.width, region.height, Qt.IgnoreAspectRatio, Qt.SmoothTransformation
+        )
+    ptr = image.constBits()
+    ptr.setsize(image.sizeInBytes())
+    stride = image.bytesPerLine()
+    row = region.width * 4
+    data = b"".join(bytes(ptr[y * stride : y * stride + row]) for y in range(region.height))
+    if region.mask is not None:
+        data = apply_mask(data, region.mask)
+    return data
+
+
+def apply_mask(bgra: bytes, mask: bytes) -> bytes:
+    """Multiply the alpha of BGRA pixels by a selection mask (0-255), so a shaped selection
+    gives a shaped result."""
+    out = bytearray(bgra)
+    alpha = out[3::4]
+    # No zip(strict=): Krita builds bundle Pythons older than 3.10. Lengths match by design.
+    out[3::4] = bytes((a * m + 127) // 255 for a, m in zip(alpha, mask))  # noqa: B905
+    return bytes(out)
+
+
+def add_result_layer(doc, source, region: Region, bgra: bytes, name: str):
+    """A new paint layer right above source, canvas-sized, holding bgra at the region."""
+    layer = doc.createNode(name, "paintlayer")
+    converted = not _is_engine_space(layer)
+    if converted and not layer.setColorSpace(*ENGINE_SPACE):
+        raise client.EngineError("cannot create an 8-bit layer for the result")
+    layer.setPixelData(bgra, region.x, region.y, region.width, region.height)
+    parent = source.parentNode() or doc.rootNode()
+    if not parent.addChildNode(layer, source):
+        raise client.EngineError("Krita refused to add the result layer")
+    if converted:
+        # Back to the document's own colour space, so the new layer blends like the others.
+        layer.setColorSpace(doc.colorModel(), doc.colorDepth(), doc.colorProfile())
+    doc.setActiveNode(layer)
+    doc.refreshProjection()
+    return layer

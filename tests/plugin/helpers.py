@@ -1,0 +1,131 @@
+"""Helpers for the editor tests: Krita's environment, the engine's own output to compare with,
+and process groups that are always killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tests.conftest import STARRY
+
+HERE = Path(__file__).resolve().parent
+VENV_BIN = Path(sys.executable).parent
+IMPASTO = VENV_BIN / "impasto"
+
+# Small and few steps: each engine run stays a few seconds on two cores.
+CONTENT_SIZE = (96, 64)
+STEPS = 6
+SEED = 3
+
+
+def editor_env(root: Path) -> dict:
+    """An environment for Krita/kritarunner: its own XDG folders under root, and no trace of
+    our virtual environment, whose python3 on PATH would make Krita's embedded Python adopt
+    the venv and lose PyQt5 (as it would for a user starting Krita from an activated venv)."""
+    env = dict(os.environ)
+    env.pop("VIRTUAL_ENV", None)
+    env.pop("PYTHONPATH", None)
+    env.pop("PYTHONHOME", None)
+    env["PATH"] = os.pathsep.join(
+        p for p in env.get("PATH", "").split(os.pathsep) if p and Path(p) != VENV_BIN
+    )
+    for name in ("DATA", "CONFIG", "CACHE"):
+        folder = root / name.lower()
+        folder.mkdir(parents=True, exist_ok=True)
+        env[f"XDG_{name}_HOME"] = str(folder)
+    runtime = root / "runtime"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    env["XDG_RUNTIME_DIR"] = str(runtime)
+    return env
+
+
+def install_krita_plugin(env: dict, dest: Path) -> subprocess.CompletedProcess:
+    """`impasto plugin install krita --dest DEST`, the way a user runs it."""
+    proc = subprocess.run(
+        [str(IMPASTO), "plugin", "install", "krita", "--dest", str(dest)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def run_group(cmd: list, env: dict, timeout: float, log_path: Path, done=None) -> int | None:
+    """Run cmd in its own process group, wait for it (or for done() to become true), and kill
+    the whole group at the end whatever happened. Returns the exit code, or None if killed."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    return proc.returncode
+                if done is not None and done():
+                    # Give the program a moment to quit on its own, then stop waiting.
+                    try:
+                        return proc.wait(timeout=20)
+                    except subprocess.TimeoutExpired:
+                        return None
+                time.sleep(0.5)
+            return None
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def engine_output(content: Path, out: Path, size: int, style: Path = STARRY) -> np.ndarray:
+    """What `impasto stylize` makes of content with the tests' settings, as RGB uint8."""
+    proc = subprocess.run(
+        [
+            str(IMPASTO),
+            "stylize",
+            str(content),
+            str(style),
+            "-o",
+            str(out),
+            "--size",
+            str(size),
+            "--steps",
+            str(STEPS),
+            "--seed",
+            str(SEED),
+            "--progress",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return np.asarray(Image.open(out).convert("RGB"))
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # A zombie is gone for our purposes (its parent, Krita, is dead and it will be reaped).
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
