@@ -8,8 +8,10 @@ stopping a server is the normal way to end it, not an interruption of work).
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
+import socket
 import sys
 import threading
 
@@ -59,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         raise ImpastoError(f"--max-size must be 64 to 8192 px, not {args.max_size}")
     if args.max_steps < 1 or args.queue_size < 1:
         raise ImpastoError("--max-steps and --queue-size must be 1 or more")
+    _check_port_free(args.host, args.port)  # before the engine's few seconds of loading
     for warning in sharing.exposure_warnings(args.host, args.share, auth):
         print(f"impasto: warning: {warning}", file=sys.stderr)
 
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         launch(demo, server_name=args.host, server_port=args.port, auth=auth)
-    except OSError as exc:
+    except OSError as exc:  # e.g. another program took the port while the engine loaded
         demo.impasto_results.remove()
         raise ImpastoError(f"cannot serve on {args.host}:{args.port}: {exc}") from None
 
@@ -98,3 +101,17 @@ def run(args: argparse.Namespace) -> int:
         print("impasto: stopping", file=sys.stderr, flush=True)
         close(demo)
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail fast, in one line, if another program holds the port (as the server would find)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ImpastoError(
+                    f"port {port} on {host} is in use; pick another with --port"
+                ) from None
+            raise ImpastoError(f"cannot serve on {host}:{port}: {exc.strerror}") from None

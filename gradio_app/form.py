@@ -45,14 +45,18 @@ def upload_path(payload, what: str) -> str | None:
 
 def number(value, label: str, low: float, high: float, *, whole: bool = False) -> float | int:
     """A form number within [low, high], or one line saying what is allowed."""
-    kind = "a whole number" if whole else "a number"
+    allowed = f"{'a whole number' if whole else 'a number'} from {_show(low)} to {_show(high)}"
     try:
         x = float(value)
     except (TypeError, ValueError):
-        raise InputError(f"{label} must be {kind} from {low:g} to {high:g}") from None
+        raise InputError(f"{label} must be {allowed}") from None
     if not math.isfinite(x) or not low <= x <= high or (whole and x != int(x)):
-        raise InputError(f"{label} must be {kind} from {low:g} to {high:g}, not {value!r}")
+        raise InputError(f"{label} must be {allowed}, not {value!r}")
     return int(x) if whole else x
+
+
+def _show(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def job_from_form(

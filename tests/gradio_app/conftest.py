@@ -1,0 +1,79 @@
+"""A live impasto web app for the tests that talk to it (gradio_client, the browser).
+
+One app per test module, served in this process on a free local port, with the real engine
+wrapped in a recorder that notes how many jobs ran at once. Test images are small and jobs short.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from dataclasses import dataclass
+
+import pytest
+
+from gradio_app.app import build_app, close, launch
+from gradio_app.runner import EngineRunner
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RecordingEngine:
+    """The real stylize(), counting calls and the most that ever ran at the same time."""
+
+    def __init__(self, stylize):
+        self._stylize = stylize
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.running = 0
+        self.most_at_once = 0
+
+    def __call__(self, job, on_progress=None, cancel=None):
+        with self._lock:
+            self.calls += 1
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            return self._stylize(job, on_progress=on_progress, cancel=cancel)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+@dataclass
+class Served:
+    url: str
+    demo: object
+    engine: RecordingEngine
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, weights_for_module):
+    """The app, serving until the module's tests are done."""
+    engine = RecordingEngine(EngineRunner().load())
+    with pytest.MonkeyPatch.context() as mp:
+        home = tmp_path_factory.mktemp("app-home")
+        mp.setenv("XDG_CONFIG_HOME", str(home / "config"))
+        mp.setenv("XDG_DATA_HOME", str(home / "data"))
+        demo = build_app(EngineRunner(engine), max_size=256, max_steps=400, queue_size=8)
+        launch(demo, server_name="127.0.0.1", server_port=free_port(), max_file_size="2mb")
+        try:
+            yield Served(url=demo.local_url, demo=demo, engine=engine)
+        finally:
+            close(demo)
+
+
+@pytest.fixture(scope="module")
+def weights_for_module():
+    """The engine needs the VGG19 weights (tests/conftest.py finds them)."""
+    from tests.conftest import _WEIGHTS
+
+    if not _WEIGHTS:
+        pytest.fail("VGG19 weights are not installed: run `impasto weights install` (make does)")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IMPASTO_WEIGHTS", _WEIGHTS)
+        yield _WEIGHTS

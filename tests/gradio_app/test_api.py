@@ -1,0 +1,150 @@
+"""The web app through its API (gradio_client), as a script or a second front-end would use it:
+jobs complete with the picture a visitor asked for, several at once all complete one after the
+other, bad uploads get a clear message without breaking the app, and Cancel keeps the best so far.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from gradio_client.utils import Status
+from PIL import Image
+
+from impasto.images import read_settings
+from tests.conftest import CAT, STARRY, WAVE
+
+
+def stylize(client: Client, content, *styles, size=64, steps=3, preset="classic", submit=False):
+    """Call /stylize with the form's 13 values; styles are (path, weight) pairs or paths."""
+    slots = []
+    for style in (*styles, None, None, None)[:3]:
+        path, weight = style if isinstance(style, tuple) else (style, 1.0)
+        slots += [handle_file(str(path)) if path else None, weight]
+    args = [handle_file(str(content)), *slots, preset, size, steps, 1.0, "none", 0]
+    if submit:
+        return client.submit(*args, api_name="/stylize")
+    return client.predict(*args, api_name="/stylize")
+
+
+@pytest.fixture
+def client(served):
+    return Client(served.url, verbose=False)
+
+
+def test_a_job_completes_with_the_size_asked_for_and_its_settings(client):
+    status, image, download, plot = stylize(client, CAT, STARRY, size=96, steps=4)
+    assert status.startswith("Done: 96×64")
+    with Image.open(image) as img:
+        assert img.size == (96, 64)  # the cat is 3:2; long side as asked
+    settings = read_settings(image)
+    assert settings["recipe"]["name"] == "classic"
+    assert settings["size"] == 96 and settings["recipe"]["steps"][-1] >= 1
+    assert settings["content"] == CAT.name  # the visitor's file name, not the server's path
+    assert Path(download["value"]).name == Path(image).name
+    terms = {row[1] for row in plot["data"]}
+    assert terms == {"total", "style", "content", "tv"}
+    assert max(row[0] for row in plot["data"]) == 4  # the plot covers every step
+
+
+def test_two_styles_are_blended_by_their_weights(client):
+    status, image, _, _ = stylize(client, CAT, (STARRY, 0.75), (WAVE, 0.25), size=64, steps=2)
+    assert status.startswith("Done")
+    styles = read_settings(image)["styles"]
+    assert [name for name, _ in styles] == [STARRY.name, WAVE.name]
+    assert [round(w, 3) for _, w in styles] == [0.75, 0.25]
+
+
+def test_three_jobs_at_once_all_complete_one_engine_run_at_a_time(served):
+    before = served.engine.calls
+    clients = [Client(served.url, verbose=False) for _ in range(3)]  # three browser tabs
+    jobs = [
+        stylize(c, CAT, STARRY, size=64 + 16 * n, steps=3, submit=True)
+        for n, c in enumerate(clients)
+    ]
+    waited = []
+
+    def watch(job):
+        while not job.done():
+            s = job.status()
+            if s.code == Status.IN_QUEUE and s.rank:
+                waited.append(s.rank)
+            time.sleep(0.05)
+
+    watchers = [threading.Thread(target=watch, args=(j,)) for j in jobs]
+    for w in watchers:
+        w.start()
+    results = [job.result(timeout=300) for job in jobs]
+    for w in watchers:
+        w.join()
+    sizes = []
+    for status, image, _, _ in results:
+        assert status.startswith("Done")
+        with Image.open(image) as img:
+            sizes.append(max(img.size))
+    assert sizes == [64, 80, 96]  # each tab got its own picture
+    assert served.engine.calls - before == 3
+    assert served.engine.most_at_once == 1
+    assert waited, "no waiting job was told its place in the queue"
+
+
+def test_not_an_image_gives_a_clear_message_and_the_next_job_works(client, tmp_path, served):
+    notes = tmp_path / "notes.png"
+    notes.write_text("hello, not a picture")
+    with pytest.raises(AppError) as caught:
+        stylize(client, notes, STARRY)
+    message = str(caught.value)
+    assert "notes.png" in message and "not an image" in message
+    assert str(tmp_path) not in message and "/tmp/gradio" not in message  # no server paths
+    status, image, _, _ = stylize(client, CAT, STARRY, size=64, steps=2)
+    assert status.startswith("Done")
+
+
+def test_missing_style_gives_a_clear_message(client):
+    with pytest.raises(AppError, match="at least one style image"):
+        stylize(client, CAT)
+
+
+def test_too_many_pixels_is_refused_before_decoding(client, tmp_path):
+    huge = tmp_path / "huge.png"
+    Image.new("1", (10_001, 10_001)).save(huge)  # 100,020,001 px, a few kB on disk
+    with pytest.raises(AppError, match="huge.png.*too many pixels"):
+        stylize(client, CAT, huge)
+
+
+def test_an_upload_over_the_size_limit_is_refused(client, tmp_path):
+    big = tmp_path / "big.png"
+    noise = Image.effect_noise((1200, 1200), 80).convert("RGB")  # ~3 MB PNG, limit is 2 MB
+    noise.save(big)
+    assert big.stat().st_size > 2_000_000
+    with pytest.raises(ValueError, match="exceeds the maximum file size"):
+        stylize(client, CAT, big)
+
+
+def test_size_beyond_the_servers_limit_is_refused(client):
+    with pytest.raises(AppError, match="Output size must be .* from 64 to 256"):
+        stylize(client, CAT, STARRY, size=4096)
+
+
+def test_cancel_stops_within_a_step_and_keeps_the_best_picture(client):
+    job = stylize(client, CAT, STARRY, size=128, steps=400, submit=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        progress = job.status().progress_data
+        if progress and progress[0].index and progress[0].index >= 2:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the job never reported progress")
+    assert client.predict(api_name="/cancel").startswith("Stopping")
+    status, image, download, _ = job.result(timeout=120)
+    assert status.startswith("Stopped at step")
+    stopped_at = int(status.split()[3])
+    assert 2 <= stopped_at < 400
+    with Image.open(image) as img:
+        assert img.size == (128, 85)  # the best so far, still at the size asked for
+    assert read_settings(image)["size"] == 128

@@ -1,0 +1,160 @@
+"""The web app in a real browser (Debian's headless Chromium through Selenium), as a visitor uses
+it: a missing style is explained in the page, then two images uploaded, a preset picked, Run
+pressed, and the finished picture appears at the size asked for. Saves a screenshot
+(to $IMPASTO_SCREENSHOTS too, when set).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CAT, STARRY, require_program
+
+pytest.importorskip("selenium")
+
+from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1400,1000",
+)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    chromium = require_program("chromium")
+    chromedriver = require_program("chromedriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+class Page:
+    """The few things a visitor does on the impasto page."""
+
+    def __init__(self, driver, url: str):
+        self.driver = driver
+        driver.get(url)
+        self.wait(30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#impasto-run"))
+
+    def wait(self, seconds: float) -> WebDriverWait:
+        return WebDriverWait(self.driver, seconds, poll_frequency=0.2)
+
+    def find(self, css: str):
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def upload(self, elem_id: str, path: Path) -> None:
+        self.find(f"#{elem_id} input[type=file]").send_keys(str(path))
+        self.wait(30).until(lambda d: d.find_elements(By.CSS_SELECTOR, f"#{elem_id} img"))
+
+    def pick_preset(self, name: str) -> None:
+        box = self.find("#impasto-preset input")
+        box.click()
+        option = f"#impasto-preset li[role=option][aria-label='{name}']"
+        self.wait(10).until(lambda d: d.find_elements(By.CSS_SELECTOR, option))
+        self.find(option).click()
+        self.wait(10).until(lambda d: box.get_attribute("value") == name)
+
+    def set_number(self, elem_id: str, value: int) -> None:
+        box = self.find(f"#{elem_id} input[type=number]")
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(str(value), Keys.TAB)
+        self.wait(10).until(lambda d: box.get_attribute("value") == str(value))
+
+    def run(self) -> None:
+        self.find("#impasto-run").click()
+
+    def toast_text(self, seconds: float = 30) -> str:
+        toast = "[data-testid='toast-body']"
+        self.wait(seconds).until(lambda d: d.find_elements(By.CSS_SELECTOR, toast))
+        return " ".join(e.text for e in self.driver.find_elements(By.CSS_SELECTOR, toast))
+
+    def finished_picture_size(self, seconds: float = 240) -> tuple[int, int]:
+        """Wait for the download button (shown only with the finished picture) and return the
+        natural size of the picture on the page."""
+        try:
+            self.wait(seconds).until(lambda d: self.find("#impasto-download").is_displayed())
+        except TimeoutException:
+            pytest.fail(f"no result; the page said: {self.find('#impasto-status').text!r}")
+        img = self.find("#impasto-result img")
+        self.wait(30).until(
+            lambda d: (
+                d.execute_script("return arguments[0].complete", img)
+                and img.get_attribute("src").endswith(".png")
+            )
+        )
+        return tuple(
+            self.driver.execute_script(
+                "return [arguments[0].naturalWidth, arguments[0].naturalHeight]", img
+            )
+        )
+
+
+def save_screenshot(driver, tmp_path: Path) -> Path:
+    shot = tmp_path / "gradio-app.png"
+    assert driver.save_screenshot(str(shot)), "the browser could not take a screenshot"
+    if os.environ.get("IMPASTO_SCREENSHOTS"):
+        folder = Path(os.environ["IMPASTO_SCREENSHOTS"])
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, folder / shot.name)
+    return shot
+
+
+def test_a_visitor_paints_the_cat_in_the_browser(served, browser, tmp_path):
+    page = Page(browser, served.url)
+    page.upload("impasto-content", CAT)
+    page.run()
+    assert "Add at least one style image" in page.toast_text()
+
+    page.upload("impasto-style-1", STARRY)
+    page.pick_preset("classic")
+    page.set_number("impasto-size", 96)
+    page.set_number("impasto-steps", 5)
+    page.run()
+    assert page.finished_picture_size() == (96, 64)
+    assert page.find("#impasto-status").text.startswith("Done: 96×64")
+    shot = save_screenshot(browser, tmp_path)
+    assert shot.stat().st_size > 10_000
+
+
+def test_two_tabs_at_once_both_get_their_pictures(served, browser):
+    tabs = []
+    for size in (96, 80):
+        if tabs:
+            browser.switch_to.new_window("tab")
+        page = Page(browser, served.url)
+        page.upload("impasto-content", CAT)
+        page.upload("impasto-style-1", STARRY)
+        page.set_number("impasto-size", size)
+        page.set_number("impasto-steps", 20)
+        tabs.append((browser.current_window_handle, page, size))
+    for handle, page, _ in tabs:
+        browser.switch_to.window(handle)
+        page.run()
+    for handle, page, size in tabs:
+        browser.switch_to.window(handle)
+        assert page.finished_picture_size() == (size, size * 2 // 3)

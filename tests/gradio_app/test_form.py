@@ -1,0 +1,106 @@
+"""The web form's values become a StyleJob, or one clear message a visitor can act on.
+No server, no TensorFlow."""
+
+from __future__ import annotations
+
+import pytest
+
+from gradio_app.form import Limits, job_from_form, public_message, upload_path
+from impasto.errors import ImpastoError
+from impasto.presets import load_preset
+from tests.conftest import CAT, STARRY, WAVE
+
+LIMITS = Limits(max_size=512, max_steps=300)
+
+
+def upload(path) -> dict:
+    """What Gradio hands an event registered with preprocess=False for an uploaded image."""
+    return {"path": str(path), "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+
+
+def form(**changes):
+    values = {
+        "content": upload(CAT),
+        "styles": [(upload(STARRY), 1.0), (None, 1.0), (None, 1.0)],
+        "preset": "classic",
+        "recipe": load_preset("classic"),
+        "size": 128,
+        "steps": 40,
+        "strength": 1.0,
+        "colour": "none",
+        "seed": 0,
+        "limits": LIMITS,
+    }
+    values.update(changes)
+    return job_from_form(**values)
+
+
+def test_a_filled_form_becomes_the_job_it_describes():
+    job, paths = form(
+        styles=[(upload(STARRY), 0.75), (None, 1.0), (upload(WAVE), 0.25)],
+        size=256,
+        steps=60,
+        strength=2.0,
+        colour="luminance",
+        seed=7,
+    )
+    assert job.content == str(CAT)
+    assert job.styles == [(str(STARRY), 0.75), (str(WAVE), 0.25)]
+    assert (job.preset, job.size, job.seed) == ("classic", 256, 7)
+    classic = load_preset("classic")
+    assert job.overrides == {
+        "steps": 60,
+        "style_weight": classic.style_weight * 2.0,
+        "preserve_color": "luminance",
+    }
+    assert job.preview_every == 3  # about 20 previews per job
+    assert paths == [str(CAT), str(STARRY), str(WAVE)]
+
+
+def test_short_jobs_preview_every_step():
+    job, _ = form(steps=5)
+    assert job.preview_every == 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"content": None}, "add a photo"),
+        ({"styles": [(None, 1.0)] * 3}, "at least one style image"),
+        ({"preset": ""}, "pick a preset"),
+        ({"recipe": None}, "preset 'classic' cannot be loaded"),
+        ({"size": 1024}, "output size must be a whole number from 64 to 512, not 1024"),
+        ({"size": 32}, "output size must be a whole number from 64 to 512"),
+        ({"steps": 0}, "steps must be a whole number from 1 to 300"),
+        ({"steps": 12.5}, "steps must be a whole number"),
+        ({"size": "big"}, "output size must be a whole number"),
+        ({"strength": float("nan")}, "style strength must be a number from 0.25 to 4"),
+        ({"seed": -1}, "seed must be a whole number from 0"),
+        (
+            {"styles": [(upload(STARRY), 2.0)]},
+            "blend weight of style 1 must be a number from 0 to 1",
+        ),
+        ({"content": {"url": "data:image/png;base64,AAAA"}}, "photo did not arrive as a file"),
+    ],
+)
+def test_each_mistake_gets_its_own_message(changes, message):
+    with pytest.raises(ImpastoError, match=message):
+        form(**changes)
+
+
+def test_an_empty_seed_means_zero():
+    job, _ = form(seed=None)
+    assert job.seed == 0
+
+
+def test_upload_path_accepts_a_plain_path_for_callers_in_python():
+    assert upload_path(str(CAT), "photo") == str(CAT)
+    assert upload_path(None, "photo") is None
+
+
+def test_messages_name_files_without_the_servers_upload_folders():
+    server_path = "/tmp/gradio/3f2a9c/holiday photo.jpg"
+    text = f"content image {server_path!r}: not an image Pillow can read"
+    assert public_message(text, [server_path]) == (
+        "Content image 'holiday photo.jpg': not an image Pillow can read"
+    )
