@@ -98,6 +98,8 @@ def add_log_file(layout: Layout, name: str) -> logging.Handler:
 
 
 class Daemon:
+    ERROR_PAUSE = 5.0  # seconds to wait after an unexpected error before recovering
+
     def __init__(self, config: Config, once: bool = False, engine=None):
         self.config = config
         self.layout = Layout(config.root)
@@ -190,7 +192,12 @@ class Daemon:
             runnable = [r for r in self.config.routes if r not in holds]
             job = journal.next_queued(runnable)
             if job is not None:
-                runner.run(job)
+                try:
+                    runner.run(job)
+                except Exception:  # noqa: BLE001 - e.g. the journal's disk is full
+                    log.exception("unexpected error on %s; recovering shortly", job.label)
+                    self.stop.wait(self.ERROR_PAUSE)
+                    self._recover(runner)
                 continue
             if self.once and intake.idle() and journal.next_queued(runnable) is None:
                 if holds:
@@ -198,6 +205,16 @@ class Daemon:
                 break
             self.wake.wait(timeout=1.0)
             self.wake.clear()
+
+    @staticmethod
+    def _recover(runner: Runner) -> None:
+        """Bring the journal and the folders back in line after an unexpected error, the same
+        way a restart would (the job's crash count goes up, so a file that keeps failing this
+        way ends in failed/)."""
+        try:
+            runner.recover()
+        except Exception:  # noqa: BLE001
+            log.exception("recovery failed too; trying again later")
 
     def _retry_holds(self, journal: Journal, holds: dict) -> None:
         for route, reason in holds.items():

@@ -224,17 +224,18 @@ class Intake:
         next_scan = 0.0
         try:
             while not stop.is_set():
-                now = time.monotonic()
-                if now >= next_scan or self._rescan_now.is_set():
-                    self._rescan_now.clear()
-                    self._list_all()
-                    next_scan = now + self.rescan
-                self._drain(timeout=self.tick)
-                self._check(journal)
-                self.scanned.set()
-        except Exception:
-            log.exception("the intake thread failed; files are no longer being picked up")
-            raise
+                try:
+                    now = time.monotonic()
+                    if now >= next_scan or self._rescan_now.is_set():
+                        self._rescan_now.clear()
+                        self._list_all()
+                        next_scan = now + self.rescan
+                    self._drain(timeout=self.tick)
+                    self._check(journal)
+                    self.scanned.set()
+                except Exception:  # noqa: BLE001 - e.g. the journal's disk is full: keep trying
+                    log.exception("the intake hit an error; trying again in a few seconds")
+                    stop.wait(5.0)
         finally:
             self._stop_observer()
             journal.close()
@@ -273,14 +274,17 @@ class Intake:
             return None
         route = p.parent.name
         if route not in self.routes:
-            self._warn_once(
-                ("route", route),
-                "%s has no [routes.%s] in the config: its files are left alone",
-                p.parent,
-                route,
-            )
+            self._warn_unconfigured(route)
             return None
         return route, p.name
+
+    def _warn_unconfigured(self, route: str) -> None:
+        self._warn_once(
+            ("route", route),
+            "inbox/%s has no [routes.%s] in the config: its files are left alone",
+            route,
+            route,
+        )
 
     def _warn_once(self, key, message: str, *args) -> None:
         if key not in self._warned:
@@ -297,7 +301,7 @@ class Intake:
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
                 if entry.name not in self.routes and not is_ignored(entry.name):
-                    self._where(os.path.join(entry.path, "x"))  # warns once
+                    self._warn_unconfigured(entry.name)
             elif not is_ignored(entry.name):
                 self._warn_once(
                     ("loose", entry.name),
@@ -316,8 +320,19 @@ class Intake:
                 self._consider(route, name)
 
     def _consider(self, route: str, name: str) -> None:
-        if not is_ignored(name) and (route, name) not in self.settler:
-            self.settler.observe((route, name), Identity(-1, -1, -1, -1), time.monotonic())
+        if is_ignored(name) or (route, name) in self.settler:
+            return
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:  # bytes that are no text in any encoding we know
+            self._warn_once(
+                ("name", route, name),
+                "inbox/%s/%r: the name is not valid UTF-8; rename the file to have it painted",
+                route,
+                name,
+            )
+            return
+        self.settler.observe((route, name), Identity(-1, -1, -1, -1), time.monotonic())
 
     def _drain(self, timeout: float) -> None:
         try:
@@ -327,9 +342,9 @@ class Intake:
         while True:
             kind, path = item
             where = self._where(path) if path else None
-            if where is not None and not is_ignored(where[1]):
+            if where is not None:
                 self._consider(*where)
-                if kind == "closed":
+                if kind == "closed" and where in self.settler:
                     try:
                         self.settler.closed(where, Identity.of(os.lstat(path)), time.monotonic())
                     except OSError:

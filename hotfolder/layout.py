@@ -68,6 +68,21 @@ def unique_name(folder: Path, name: str, taken: Callable[[str], bool] = lambda n
     return candidate
 
 
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in `folder` survive a power cut (the file's own fsync does
+    not cover its directory entry). A no-op where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def move_no_replace(src: Path, dst: Path) -> None:
     """Move src to dst, failing with FileExistsError rather than replacing dst.
 
@@ -125,6 +140,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
 
 
 def remove_partial_writes(folder: Path, names: Iterable[str]) -> int:

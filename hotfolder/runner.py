@@ -21,6 +21,7 @@ from hotfolder.intake import check_readable, inspect
 from hotfolder.journal import Job, Journal
 from hotfolder.layout import (
     Layout,
+    fsync_dir,
     move_no_replace,
     remove_partial_writes,
     unique_name,
@@ -142,8 +143,11 @@ class Runner:
                 result.stats.get("steps", 0),
             )
             return "stopped"
+        outbox = self.layout.folder("outbox", job.route)
         try:
-            result.save(self.layout.folder("outbox", job.route) / output)
+            outbox.mkdir(parents=True, exist_ok=True)
+            result.save(outbox / output)
+            fsync_dir(outbox)  # the output's name is on disk before the input moves
         except (OSError, ImpastoError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             return self._fail(job, f"could not write the output {output!r}: {why}")
@@ -262,6 +266,8 @@ class Runner:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 move_no_replace(src, target)
+                fsync_dir(folder)
+                fsync_dir(src.parent)
                 return None, False
             except FileExistsError:
                 if os.path.samestat(os.lstat(src), os.lstat(target)):

@@ -248,3 +248,15 @@ def test_a_queued_file_is_not_queued_twice(intake):
     it.wait_queued(1)
     time.sleep(1.0)  # several rescans
     assert it.queued() == ["paint/once.png"]
+
+
+def test_a_name_that_is_not_text_is_left_alone_and_the_others_go_on(intake, caplog):
+    it = intake()
+    inbox = it.layout.folder("inbox", "paint")
+    with open(os.path.join(os.fsencode(inbox), b"bad\xff.png"), "wb") as fh:
+        fh.write(b"x")
+    (inbox / "good.png").write_bytes(b"x")
+    assert it.wait_queued(1) == ["paint/good.png"]
+    time.sleep(0.5)
+    assert it.queued() == ["paint/good.png"]
+    assert "not valid UTF-8" in caplog.text
