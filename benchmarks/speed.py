@@ -1,0 +1,71 @@
+"""Seconds per optimisation step and peak memory, at 256, 512 and 1024 px, float32 and bfloat16.
+
+Each configuration runs in a fresh process (so its peak resident memory is its own): the engine's
+compiled step with the default preset's layers, square content, a few warm-up steps (tracing),
+then the median over timed steps. Prints a table.
+
+    python benchmarks/speed.py [--sizes 256 512 1024] [--steps 5] [--precisions float32 bfloat16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+CHILD = r"""
+import json, os, resource, statistics, sys, time
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np, tensorflow as tf
+from impasto.engine import _params, _step_for
+from impasto.presets import apply_overrides, load_preset
+
+size, precision, steps = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+recipe = apply_overrides(load_preset("classic"), {"precision": precision})
+step = _step_for(tuple(recipe.content_layers), tuple(recipe.style_layers), recipe.pooling, precision)
+rng = np.random.default_rng(0)
+content = rng.uniform(size=(size, size, 3)).astype(np.float32)
+style = rng.uniform(size=(size, size, 3)).astype(np.float32)
+content_t, style_t = step.targets(content, [(style, 1.0)])
+params = _params(recipe)
+x = tf.constant(content); m = tf.zeros_like(x); v = tf.zeros_like(x); ema = x
+times = []
+for i in range(steps + 2):
+    start = time.perf_counter()
+    x, m, v, ema, losses = step.run(x, m, v, ema, tf.constant(float(i + 1)), content_t, style_t, params)
+    float(losses["total"])  # wait for the step to finish
+    if i >= 2:  # the first calls trace and compile
+        times.append(time.perf_counter() - start)
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"median": statistics.median(times), "min": min(times), "peak_mb": peak_mb}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
+    parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"])
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per configuration")
+    args = parser.parse_args()
+    print(f"{'size':>6} {'precision':>10} {'s/step (median)':>16} {'min':>8} {'peak MB':>8}")
+    rows = {}
+    for size in args.sizes:
+        for precision in args.precisions:
+            out = subprocess.run(
+                [sys.executable, "-c", CHILD, str(size), precision, str(args.steps)],
+                capture_output=True, text=True, check=True, env={**os.environ},
+            )
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            rows[(size, precision)] = r
+            print(f"{size:>6} {precision:>10} {r['median']:>16.3f} {r['min']:>8.3f} {r['peak_mb']:>8.0f}",
+                  flush=True)
+    for size in args.sizes:
+        if (size, "float32") in rows and (size, "bfloat16") in rows:
+            ratio = rows[(size, "float32")]["median"] / rows[(size, "bfloat16")]["median"]
+            print(f"{size} px: bfloat16 is {ratio:.2f}x the speed of float32")
+
+
+if __name__ == "__main__":
+    main()
