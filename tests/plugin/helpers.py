@@ -80,11 +80,23 @@ def run_group(cmd: list, env: dict, timeout: float, log_path: Path, done=None) -
                 time.sleep(0.5)
             return None
         finally:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
+            _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to the whole group first (xvfb-run then removes its X lock files), SIGKILL to
+    whatever is left a few seconds later."""
+    for signum, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+        # The leader is gone; members of its group may not be: loop on to SIGKILL them.
+    proc.wait()
 
 
 def log_tail(path: Path, lines: int = 40) -> str:

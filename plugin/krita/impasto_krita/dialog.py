@@ -20,6 +20,7 @@ from PyQt5.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QListWidget,
+    QListWidgetItem,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -72,7 +73,9 @@ class StyleDialog(QDialog):
         self.preset = QComboBox()
         self.preset_help = QLabel()
         self.preset_help.setWordWrap(True)
-        self.preset_help.setStyleSheet("color: palette(mid);")
+        font = self.preset_help.font()
+        font.setItalic(True)
+        self.preset_help.setFont(font)
 
         w, h = region_size
         self.size = QSpinBox()
@@ -184,7 +187,10 @@ class StyleDialog(QDialog):
         present = set(self.style_paths())
         for path in paths:
             if path and path not in present:
-                self.styles.addItem(path)
+                item = QListWidgetItem(os.path.basename(path))
+                item.setData(Qt.UserRole, path)
+                item.setToolTip(path)
+                self.styles.addItem(item)
                 present.add(path)
 
     def _remove_styles(self) -> None:
@@ -192,7 +198,7 @@ class StyleDialog(QDialog):
             self.styles.takeItem(self.styles.row(item))
 
     def style_paths(self) -> list:
-        return [self.styles.item(i).text() for i in range(self.styles.count())]
+        return [self.styles.item(i).data(Qt.UserRole) for i in range(self.styles.count())]
 
     # -- values -----------------------------------------------------------------------------
 

@@ -188,6 +188,7 @@ def job_finished(runner, status: str, message: str) -> None:
             shot = s.get("screenshots", {}).get("window")
             if shot and app.activeWindow() is not None:
                 app.activeWindow().qwindow().grab().save(shot, "PNG")
+            run = runner.job.run
             saved = None
             if s.get("save_as"):
                 saved = bool(doc.saveAs(s["save_as"]))
@@ -205,7 +206,9 @@ def job_finished(runner, status: str, message: str) -> None:
                         runner.job.region.width,
                         runner.job.region.height,
                     ],
-                    "command": runner.job.run.command if runner.job.run else None,
+                    "command": run.command if run else None,
+                    "engine_pid": run.process.pid if run else None,
+                    "engine_returncode": run.process.returncode if run else None,
                 }
             )
             _quit_soon()

@@ -1,0 +1,109 @@
+"""The real Krita, under Xvfb, with the plug-in installed by `impasto plugin install krita
+--dest <profile>`: the menu action, the dialog, the progress dialog and the result layer.
+
+The plug-in's self-test switch (IMPASTO_KRITA_SELFTEST, off by default) triggers the action on
+the document Krita was started with, fills the dialog, presses its buttons, saves the document
+and quits Krita; the test then reads the saved .kra without Krita.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import STARRY, require_program
+from tests.plugin import kra
+from tests.plugin.helpers import (
+    SEED,
+    STEPS,
+    editor_env,
+    engine_output,
+    install_krita_plugin,
+    log_tail,
+    process_gone,
+    run_group,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("weights_available")]
+
+LAYER = "impasto classic: " + STARRY.stem
+SCREEN = "-screen 0 1280x800x24"
+
+
+def run_krita(tmp_path, content, selftest: dict) -> dict:
+    """Start Krita on content with the self-test file; return its report."""
+    require_program("krita")
+    require_program("xvfb-run")
+    env = editor_env(tmp_path / "home")
+    krita_dir = tmp_path / "home" / "data" / "krita"
+    install = install_krita_plugin(env, krita_dir)
+    kritarc = tmp_path / "home" / "config" / "kritarc"
+    assert "enable_impasto_krita=true" in kritarc.read_text(), install.stdout
+
+    out = tmp_path / "out"
+    out.mkdir()
+    report = out / "report.json"
+    spec = {"report": str(report), "save_as": str(out / "result.kra"), **selftest}
+    spec_path = tmp_path / "selftest.json"
+    spec_path.write_text(json.dumps(spec))
+    env["IMPASTO_KRITA_SELFTEST"] = str(spec_path)
+    log = tmp_path / "krita.log"
+    cmd = [shutil.which("xvfb-run"), "-a", "-s", SCREEN, "krita", "--nosplash", str(content)]
+    run_group(cmd, env, timeout=400, log_path=log, done=report.exists)
+    assert report.exists(), f"Krita wrote no self-test report:\n{log_tail(log)}"
+    result = json.loads(report.read_text())
+    assert "trace" not in result, result["trace"]
+    result["kra"] = out / "result.kra"
+    return result
+
+
+def test_menu_action_adds_the_engine_output_as_a_layer(tmp_path, small_content):
+    shots = {"dialog": str(tmp_path / "dialog.png"), "window": str(tmp_path / "window.png")}
+    report = run_krita(
+        tmp_path,
+        small_content,
+        {"dialog": {"styles": [str(STARRY)], "steps": STEPS, "seed": SEED}, "screenshots": shots},
+    )
+    assert report["status"] == "done", report
+    assert report["saved"] is True
+    assert report["events"][-1] == "job done"
+    assert report["engine_returncode"] == 0
+    assert process_gone(report["engine_pid"])
+    # What the dialog sent: its defaults (size = the layer's long side) and the values set.
+    command = report["command"]
+    for flag, value in (("--size", "96"), ("--steps", str(STEPS)), ("--seed", str(SEED))):
+        assert command[command.index(flag) + 1] == value
+    assert "--style-weight" not in command  # strength 1.0 leaves the preset's weight alone
+
+    doc = kra.read_kra(report["kra"])
+    assert [layer.name for layer in doc.layers] == [LAYER, "Background"]
+    source = np.asarray(Image.open(small_content).convert("RGBA"))
+    assert np.array_equal(doc.pixels(doc.layer("Background")), source), "source layer changed"
+    result = doc.pixels(doc.layer(LAYER))
+    assert result.shape == (64, 96, 4) and (result[..., 3] == 255).all()
+    expected = engine_output(small_content, tmp_path / "ref.png", size=96)
+    # Same engine, pixels, settings and seed on the same machine: equal (see test_krita_runner).
+    assert np.array_equal(result[..., :3], expected)
+
+    for shot in shots.values():
+        with Image.open(shot) as img:
+            assert img.width > 200 and img.height > 150
+
+
+def test_cancel_button_stops_the_engine_and_adds_no_layer(tmp_path, small_content):
+    report = run_krita(
+        tmp_path,
+        small_content,
+        {"dialog": {"styles": [str(STARRY)], "steps": 2000, "seed": SEED}, "cancel_after": 2},
+    )
+    assert report["status"] == "cancelled", report
+    assert any(e.startswith("pressing Cancel at step") for e in report["events"])
+    assert report["engine_returncode"] == 130  # stopped by SIGINT after its current step
+    assert process_gone(report["engine_pid"])
+    assert report["new_layer"] is None
+    doc = kra.read_kra(report["kra"])
+    assert [layer.name for layer in doc.layers] == ["Background"]
