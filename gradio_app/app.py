@@ -200,6 +200,9 @@ def build_app(
         outcome = None
         try:
             for item in runner.run(checked, session):
+                if item is None:
+                    yield gr.skip()  # nothing new; lets Gradio close us if the page went away
+                    continue
                 if not isinstance(item, impasto.ProgressEvent):
                     outcome = item
                     break

@@ -19,6 +19,7 @@ from impasto import ProgressEvent, StyleResult
 log = logging.getLogger(__name__)
 
 Stylize = Callable[..., StyleResult]
+HEARTBEAT = 1.0  # seconds: yield None this often while a step runs, so the caller stays closable
 
 
 @dataclass
@@ -39,7 +40,6 @@ class EngineRunner:
         self._engine_lock = threading.Lock()
         self._registry_lock = threading.Lock()
         self._cancels: dict[str, set[threading.Event]] = {}
-        self._running = 0
 
     def load(self) -> Stylize:
         """Import the engine now (a few seconds the first time), so the first job does not wait."""
@@ -49,15 +49,15 @@ class EngineRunner:
             self._stylize = import_engine().stylize
         return self._stylize
 
-    @property
-    def busy(self) -> bool:
-        return self._engine_lock.locked()
-
-    def run(self, checked, session: str = "") -> Iterator[ProgressEvent | StyleResult]:
-        """Yield the job's ProgressEvents, then its StyleResult (cancelled=True after cancel()).
+    def run(self, checked, session: str = "") -> Iterator[ProgressEvent | StyleResult | None]:
+        """Yield the job's ProgressEvents, then its StyleResult (cancelled=True after cancel());
+        None now and then while nothing happens (a heartbeat), so that a caller that is itself a
+        generator can be closed promptly. Nothing after the events if the job was cancelled
+        before it got the engine.
 
         Engine errors are re-raised here, in the caller's thread. If the caller stops iterating
-        (the browser tab went away), the job is cancelled and the engine freed within a step.
+        (Gradio closes the generator of a page that went away), the job is cancelled and the
+        engine is free again after the current step.
         """
         stylize = self.load()
         cancel = threading.Event()
@@ -81,7 +81,11 @@ class EngineRunner:
         finished = False
         try:
             while True:
-                item = events.get()
+                try:
+                    item = events.get(timeout=HEARTBEAT)
+                except queue.Empty:
+                    yield None
+                    continue
                 if isinstance(item, _Finished):
                     finished = True
                     if item.error is not None:
