@@ -60,7 +60,9 @@ def tutorial(content: np.ndarray, style: np.ndarray, steps: int) -> tuple[np.nda
 
     features = extractor(("block5_conv2",) + STYLE_LAYERS, "max", "float32")
     content_t = features(tf.constant(content[None]))["block5_conv2"]
-    style_t = {k: gram(v) for k, v in features(tf.constant(style[None])).items() if k in STYLE_LAYERS}
+    style_t = {
+        k: gram(v) for k, v in features(tf.constant(style[None])).items() if k in STYLE_LAYERS
+    }
     image = tf.Variable(content[None])
     opt = keras.optimizers.Adam(learning_rate=0.02, beta_1=0.99, epsilon=1e-1)
 
@@ -101,8 +103,21 @@ def distances(result: np.ndarray, content: np.ndarray, style: np.ndarray) -> dic
 def run_impasto(content: Path, style: Path, out: Path, extra: list[str]) -> float:
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "impasto.cli", "stylize", str(content), str(style), "-o", str(out),
-         "--size", str(SIZE), "--progress", "none", *extra],
+        [
+            sys.executable,
+            "-m",
+            "impasto.cli",
+            "stylize",
+            str(content),
+            str(style),
+            "-o",
+            str(out),
+            "--size",
+            str(SIZE),
+            "--progress",
+            "none",
+            *extra,
+        ],
         check=True,
     )
     return time.perf_counter() - started
@@ -125,27 +140,37 @@ def main() -> None:
         cached = RESULTS / f"tutorial_{key}.json"
         if args.fresh or not cached.exists():
             image, seconds = tutorial(content, style, args.tutorial_steps)
-            Image.fromarray((image * 255 + 0.5).astype(np.uint8)).save(RESULTS / f"tutorial_{key}.png")
+            Image.fromarray((image * 255 + 0.5).astype(np.uint8)).save(
+                RESULTS / f"tutorial_{key}.png"
+            )
             cached.write_text(json.dumps({"seconds": seconds}))
         t_seconds = json.loads(cached.read_text())["seconds"]
         t_image = np.asarray(Image.open(RESULTS / f"tutorial_{key}.png"), np.float32) / 255
         t_dist = distances(t_image, content, style)
         times = []
-        for run in range(args.runs):
+        for _ in range(args.runs):
             out = RESULTS / f"impasto_{content_path.stem}__{style_path.stem}.png"
             times.append(run_impasto(content_path, style_path, out, args.impasto_args))
         i_image = np.asarray(Image.open(out).convert("RGB"), np.float32) / 255
         i_dist = distances(i_image, content, style)
         i_seconds = statistics.median(times)
-        rows.append((content_path.stem, style_path.stem, t_seconds, t_dist, i_seconds, i_dist, times))
-    print(f"\n{'pair':<48} {'tutorial s':>10} {'content':>8} {'style':>8} | "
-          f"{'impasto s':>9} {'content':>8} {'style':>8} | {'speed-up':>8}")
+        rows.append(
+            (content_path.stem, style_path.stem, t_seconds, t_dist, i_seconds, i_dist, times)
+        )
+    print(
+        f"\n{'pair':<48} {'tutorial s':>10} {'content':>8} {'style':>8} | "
+        f"{'impasto s':>9} {'content':>8} {'style':>8} | {'speed-up':>8}"
+    )
     for c, s, ts, td, isec, idist, times in rows:
-        print(f"{c + ' / ' + s:<48} {ts:>10.1f} {td['content']:>8.4f} {td['style']:>8.4f} | "
-              f"{isec:>9.1f} {idist['content']:>8.4f} {idist['style']:>8.4f} | {ts / isec:>7.1f}x")
-        print(f"{'':<48} impasto runs (s): {', '.join(f'{t:.1f}' for t in times)}; "
-              f"better on content: {idist['content'] <= td['content']}, "
-              f"on style: {idist['style'] <= td['style']}")
+        print(
+            f"{c + ' / ' + s:<48} {ts:>10.1f} {td['content']:>8.4f} {td['style']:>8.4f} | "
+            f"{isec:>9.1f} {idist['content']:>8.4f} {idist['style']:>8.4f} | {ts / isec:>7.1f}x"
+        )
+        print(
+            f"{'':<48} impasto runs (s): {', '.join(f'{t:.1f}' for t in times)}; "
+            f"better on content: {idist['content'] <= td['content']}, "
+            f"on style: {idist['style'] <= td['style']}"
+        )
 
 
 if __name__ == "__main__":

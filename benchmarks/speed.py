@@ -24,7 +24,8 @@ from impasto.presets import apply_overrides, load_preset
 
 size, precision, steps = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 recipe = apply_overrides(load_preset("classic"), {"precision": precision})
-step = _step_for(tuple(recipe.content_layers), tuple(recipe.style_layers), recipe.pooling, precision)
+layers = (tuple(recipe.content_layers), tuple(recipe.style_layers))
+step = _step_for(*layers, recipe.pooling, precision)
 rng = np.random.default_rng(0)
 content = rng.uniform(size=(size, size, 3)).astype(np.float32)
 style = rng.uniform(size=(size, size, 3)).astype(np.float32)
@@ -34,7 +35,8 @@ x = tf.constant(content); m = tf.zeros_like(x); v = tf.zeros_like(x); ema = x
 times = []
 for i in range(steps + 2):
     start = time.perf_counter()
-    x, m, v, ema, losses = step.run(x, m, v, ema, tf.constant(float(i + 1)), content_t, style_t, params)
+    t = tf.constant(float(i + 1))
+    x, m, v, ema, losses = step.run(x, m, v, ema, t, content_t, style_t, params)
     float(losses["total"])  # wait for the step to finish
     if i >= 2:  # the first calls trace and compile
         times.append(time.perf_counter() - start)
@@ -55,12 +57,18 @@ def main() -> None:
         for precision in args.precisions:
             out = subprocess.run(
                 [sys.executable, "-c", CHILD, str(size), precision, str(args.steps)],
-                capture_output=True, text=True, check=True, env={**os.environ},
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ},
             )
             r = json.loads(out.stdout.strip().splitlines()[-1])
             rows[(size, precision)] = r
-            print(f"{size:>6} {precision:>10} {r['median']:>16.3f} {r['min']:>8.3f} {r['peak_mb']:>8.0f}",
-                  flush=True)
+            print(
+                f"{size:>6} {precision:>10} {r['median']:>16.3f} {r['min']:>8.3f} "
+                f"{r['peak_mb']:>8.0f}",
+                flush=True,
+            )
     for size in args.sizes:
         if (size, "float32") in rows and (size, "bfloat16") in rows:
             ratio = rows[(size, "float32")]["median"] / rows[(size, "bfloat16")]["median"]

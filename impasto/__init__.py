@@ -10,11 +10,39 @@ from impasto.job import ProgressEvent, StyleJob, StyleResult, check_job
 __version__ = "0.1.0"
 
 
+def load_engine():
+    """Import the engine (and TensorFlow), hiding TensorFlow's native start-up chatter unless
+    logging is at INFO.
+
+    TensorFlow's C++ code writes CUDA probing and CPU-flag notes straight to file descriptor 2
+    before its logging can be configured, so the descriptor itself points at /dev/null during the
+    import; Python errors raised by the import still show.
+    """
+    import importlib
+    import logging
+    import os
+    import sys
+
+    if "impasto.engine" in sys.modules or logging.getLogger().isEnabledFor(logging.INFO):
+        return importlib.import_module("impasto.engine")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")  # the CUDA probe logs too: run it now, silenced
+        return importlib.import_module("impasto.engine")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def stylize(job, on_progress=None, cancel=None):
     """Run a job and return a StyleResult (see impasto.engine.stylize)."""
-    from impasto.engine import stylize as _stylize
-
-    return _stylize(job, on_progress=on_progress, cancel=cancel)
+    return load_engine().stylize(job, on_progress=on_progress, cancel=cancel)
 
 
 __all__ = [
@@ -26,5 +54,6 @@ __all__ = [
     "StyleResult",
     "WeightsError",
     "check_job",
+    "load_engine",
     "stylize",
 ]

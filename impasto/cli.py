@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 
+from impasto import load_engine
 from impasto.errors import ImpastoError
 
 # Subcommand -> module with add_arguments(parser) and run(args) -> exit code. Imported only when
@@ -48,28 +49,8 @@ def _requested() -> str | None:
     return None
 
 
-def import_engine():
-    """Import the engine (and TensorFlow) with the C++ start-up chatter hidden, unless -v.
-
-    TensorFlow's native code writes CUDA probing and CPU-flag notes straight to file descriptor
-    2 before its logging can be configured, so the descriptor itself is pointed at /dev/null
-    for the duration of the import; Python errors raised by the import still show.
-    """
-    if logging.getLogger().isEnabledFor(logging.INFO):
-        return importlib.import_module("impasto.engine")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow as tf
-
-        tf.config.list_physical_devices("GPU")  # the CUDA probe logs too: run it now, silenced
-        return importlib.import_module("impasto.engine")
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+# The doors import the engine through this one function (it hides TensorFlow's start-up chatter).
+import_engine = load_engine
 
 
 def main(argv: list[str] | None = None) -> int:

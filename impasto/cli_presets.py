@@ -20,20 +20,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     new.add_argument("name")
     new.add_argument("--from", dest="source", default="classic", help="preset to start from")
     new.add_argument("--force", action="store_true", help="overwrite an existing user preset")
+    gal = sub.add_parser("gallery", help="a contact sheet: one small picture per preset")
+    gal.add_argument("content")
+    gal.add_argument("style")
+    gal.add_argument("-o", "--output", required=True, help="the sheet: .png .jpg .webp or .tif")
+    gal.add_argument("--size", type=int, default=192, help="tile size in px (default 192)")
+    gal.add_argument("--steps", type=int, help="steps per tile (default: each preset's own)")
+    gal.add_argument("--seed", type=int, default=0)
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"list": _list, "show": _show, "new": _new}[args.action](args)
+    return {"list": _list, "show": _show, "new": _new, "gallery": _gallery}[args.action](args)
 
 
 def _list(args) -> int:
     presets = list_presets()
     if args.json:
-        print(json.dumps([
-            {"name": p.name, "description": p.description, "origin": p.origin,
-             "path": str(p.path), "error": p.error}
-            for p in presets
-        ], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": p.name,
+                        "description": p.description,
+                        "origin": p.origin,
+                        "path": str(p.path),
+                        "error": p.error,
+                    }
+                    for p in presets
+                ],
+                indent=2,
+            )
+        )
         return 0
     width = max(len(p.name) for p in presets)
     for p in presets:
@@ -62,9 +79,27 @@ def _new(args) -> int:
         raise PresetError(f"{target} already exists (use --force to overwrite it)")
     target.parent.mkdir(parents=True, exist_ok=True)
     text = source.read_text(encoding="utf-8")
-    text = re.sub(r'(?m)^name\s*=.*$', f'name = "{args.name}"', text, count=1)
+    text = re.sub(r"(?m)^name\s*=.*$", f'name = "{args.name}"', text, count=1)
     tmp = target.with_suffix(".toml.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(target)
-    print(f"impasto: wrote {target} (a copy of {args.source}); edit it, then use --preset {args.name}")
+    print(
+        f"impasto: wrote {target} (a copy of {args.source}); edit it, then use --preset {args.name}"
+    )
+    return 0
+
+
+def _gallery(args) -> int:
+    from impasto import gallery
+    from impasto.images import check_output_path, save_image
+
+    check_output_path(args.output)
+
+    def report(name: str, cached: bool) -> None:
+        print(f"impasto: {name}: {'from cache' if cached else 'painted'}", flush=True)
+
+    overrides = {"steps": args.steps} if args.steps else {}
+    image = gallery.sheet(args.content, args.style, args.size, args.seed, overrides, report)
+    save_image(image, args.output)
+    print(f"impasto: gallery written to {args.output}")
     return 0

@@ -17,7 +17,9 @@ from impasto.progress import BarProgress, JsonProgress, NoProgress
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("content", help="the photo to paint")
-    p.add_argument("styles", nargs="+", metavar="style", help="one or more artworks to paint it like")
+    p.add_argument(
+        "styles", nargs="+", metavar="style", help="one or more artworks to paint it like"
+    )
     p.add_argument("-o", "--output", required=True, help="result file: .png .jpg .webp or .tif")
     p.add_argument("--preset", default=DEFAULT_PRESET, help="named recipe or path to a .toml file")
     p.add_argument("--size", type=int, help="long side of the output in px (default: the preset's)")
@@ -27,17 +29,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tv-weight", type=float, help="smoothness: higher removes fine noise")
     p.add_argument("--style-blend", help="blend weights, one per style image, e.g. 0.7,0.3")
     p.add_argument("--style-scale", type=float, help="style image size relative to the output")
-    p.add_argument("--preserve-color", choices=CHOICES["preserve_color"], help="keep the photo's colours")
+    p.add_argument(
+        "--preserve-color", choices=CHOICES["preserve_color"], help="keep the photo's colours"
+    )
     p.add_argument("--init", choices=CHOICES["init"], help="start from the photo or from noise")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same picture")
     p.add_argument("--precision", choices=CHOICES["precision"], help="convolution precision")
-    p.add_argument("--save-every", type=int, default=0, metavar="N", help="save an image every N steps")
-    p.add_argument("--evolution-dir", help="folder for --save-every images (default: OUT_evolution)")
+    p.add_argument(
+        "--save-every", type=int, default=0, metavar="N", help="save an image every N steps"
+    )
+    p.add_argument(
+        "--evolution-dir", help="folder for --save-every images (default: OUT_evolution)"
+    )
     p.add_argument("--checkpoint", metavar="FILE", help="keep resumable state in FILE (.npz)")
-    p.add_argument("--checkpoint-every", type=int, default=50, metavar="N", help="steps between checkpoints")
+    p.add_argument(
+        "--checkpoint-every", type=int, default=50, metavar="N", help="steps between checkpoints"
+    )
     p.add_argument("--resume", metavar="FILE", help="continue from a checkpoint of the same job")
     p.add_argument(
-        "--progress", choices=("bar", "json", "none"), default="bar",
+        "--progress",
+        choices=("bar", "json", "none"),
+        default="bar",
         help="progress display: a bar on stderr, JSON lines on stdout (for programs), or nothing",
     )
 
@@ -49,7 +61,9 @@ def build_job(args: argparse.Namespace) -> StyleJob:
         try:
             blend = [float(w) for w in args.style_blend.split(",")]
         except ValueError:
-            raise InputError(f"--style-blend: {args.style_blend!r} is not a list of numbers") from None
+            raise InputError(
+                f"--style-blend: {args.style_blend!r} is not a list of numbers"
+            ) from None
         if len(blend) != len(args.styles):
             raise InputError(
                 f"--style-blend has {len(blend)} weight(s) for {len(args.styles)} style image(s)"
@@ -96,12 +110,14 @@ def _run(args: argparse.Namespace, reporter) -> int:
     checked = check_job(job)  # every input error surfaces here, before TensorFlow loads
     evolution = None
     if args.save_every:
-        evolution = Path(args.evolution_dir or Path(args.output).with_suffix("").as_posix() + "_evolution")
+        evolution = Path(
+            args.evolution_dir or Path(args.output).with_suffix("").as_posix() + "_evolution"
+        )
         evolution.mkdir(parents=True, exist_ok=True)
 
-    from impasto.cli import import_engine
+    from impasto import load_engine
 
-    engine = import_engine()  # TensorFlow starts here
+    engine = load_engine()  # TensorFlow starts here
 
     cancel = threading.Event()
     stopped_by = _stop_on_signals(cancel)
@@ -109,7 +125,11 @@ def _run(args: argparse.Namespace, reporter) -> int:
 
     def on_progress(event: ProgressEvent) -> None:
         reporter.progress(event)
-        if evolution is not None and event.preview is not None and event.step % args.save_every == 0:
+        if (
+            evolution is not None
+            and event.preview is not None
+            and event.step % args.save_every == 0
+        ):
             save_image(event.preview, evolution / f"step_{event.step:05d}.png")
 
     result = engine.stylize(checked, on_progress=on_progress, cancel=cancel)

@@ -189,7 +189,9 @@ def stylize(
     total_work = sum(w * h * n for (w, h), n in steps_plan)
     work_done = sum(w * h * n for (w, h), n in steps_plan[: resume.scale]) if resume else 0
     if resume:
-        work_done += steps_plan[resume.scale][0][0] * steps_plan[resume.scale][0][1] * resume.scale_step
+        work_done += (
+            steps_plan[resume.scale][0][0] * steps_plan[resume.scale][0][1] * resume.scale_step
+        )
     work_at_start = work_done
     x = m = v = ema = None
     losses: dict = {}
@@ -203,7 +205,13 @@ def stylize(
         content_t, style_t = step_fn.targets(content, styles)
         scale_step = 0
         if resume and index == resume.scale:
-            x, m, v, ema, scale_step = resume.image, resume.m, resume.v, resume.ema, resume.scale_step
+            x, m, v, ema, scale_step = (
+                resume.image,
+                resume.m,
+                resume.v,
+                resume.ema,
+                resume.scale_step,
+            )
         elif x is None:
             x = content if recipe.init == "content" else _noise(content.shape, job.seed)
             m, v = np.zeros_like(x), np.zeros_like(x)
@@ -249,7 +257,9 @@ def stylize(
                 _save_checkpoint(job.checkpoint, settings, index, scale_step, done, x, m, v, ema)
             break
 
-    image = to_image(ema).resize(fit_long_side(content_img.size, checked.size), Image.Resampling.LANCZOS)
+    image = to_image(ema).resize(
+        fit_long_side(content_img.size, checked.size), Image.Resampling.LANCZOS
+    )
     if recipe.preserve_color == "luminance":
         image = colour.with_chroma_of(image, checked.content.rgb)
     if checked.content.alpha is not None:

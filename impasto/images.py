@@ -137,7 +137,9 @@ def output_format(path: str | os.PathLike) -> str:
     ext = Path(path).suffix.lower()
     if ext not in OUTPUT_FORMATS:
         known = ", ".join(sorted(OUTPUT_FORMATS))
-        raise InputError(f"output {str(path)!r}: unknown extension {ext or '(none)'!r}; use {known}")
+        raise InputError(
+            f"output {str(path)!r}: unknown extension {ext or '(none)'!r}; use {known}"
+        )
     return OUTPUT_FORMATS[ext]
 
 

@@ -108,7 +108,9 @@ def check_job(job: StyleJob) -> CheckedJob:
     recipe = apply_overrides(load_preset(job.preset), job.overrides)
     size = recipe.size if job.size is None else job.size
     if isinstance(size, bool) or not isinstance(size, int) or not MIN_OUTPUT <= size <= MAX_OUTPUT:
-        raise InputError(f"size must be a whole number from {MIN_OUTPUT} to {MAX_OUTPUT}, not {size!r}")
+        raise InputError(
+            f"size must be a whole number from {MIN_OUTPUT} to {MAX_OUTPUT}, not {size!r}"
+        )
     if isinstance(job.seed, bool) or not isinstance(job.seed, int) or job.seed < 0:
         raise InputError(f"seed must be a whole number 0 or more, not {job.seed!r}")
     if not job.styles:
@@ -123,7 +125,8 @@ def check_job(job: StyleJob) -> CheckedJob:
         raise PresetError("style blend weights must not all be 0")
     content = load_image(job.content, "content")
     styles = [
-        (load_image(src, "style"), w / sum(weights)) for (src, _), w in zip(pairs, weights, strict=True)
+        (load_image(src, "style"), w / sum(weights))
+        for (src, _), w in zip(pairs, weights, strict=True)
     ]
     if job.resume is not None and not Path(job.resume).is_file():
         raise InputError(f"checkpoint {str(job.resume)!r}: file not found")

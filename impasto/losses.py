@@ -38,7 +38,10 @@ def content_loss(features: dict, targets: dict, layer_weights: dict) -> tf.Tenso
 
 def style_loss(features: dict, target_grams: dict, layer_weights: dict) -> tf.Tensor:
     return tf.add_n(
-        [w * relative_error(gram(features[name]), target_grams[name]) for name, w in layer_weights.items()]
+        [
+            w * relative_error(gram(features[name]), target_grams[name])
+            for name, w in layer_weights.items()
+        ]
     )
 
 

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 @functools.cache
 def device() -> str:
-    """"GPU" when TensorFlow sees one (it then places the work there by itself), else "CPU"."""
+    """ "GPU" when TensorFlow sees one (it then places the work there by itself), else "CPU"."""
     return "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
 
 

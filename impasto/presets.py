@@ -193,7 +193,9 @@ def _number(value, key: str, where: str, *, integer: bool = False, positive: boo
 
 def _layers(value, key: str, where: str) -> dict:
     if not isinstance(value, dict) or not value:
-        raise PresetError(f"{where}: {key} must be a table of layer = weight, e.g. block4_conv2 = 1")
+        raise PresetError(
+            f"{where}: {key} must be a table of layer = weight, e.g. block4_conv2 = 1"
+        )
     out = {}
     for layer, weight in value.items():
         if layer not in LAYERS:
@@ -205,13 +207,17 @@ def _layers(value, key: str, where: str) -> dict:
     if total <= 0:
         raise PresetError(f"{where}: {key} weights must not all be 0")
     # Normalised here, once, so content_weight and style_weight alone set the balance.
-    return {layer: w / total for layer, w in sorted(out.items(), key=lambda kv: LAYERS.index(kv[0]))}
+    return {
+        layer: w / total for layer, w in sorted(out.items(), key=lambda kv: LAYERS.index(kv[0]))
+    }
 
 
 def _check(data: dict, where: str) -> Recipe:
     for key, choices in CHOICES.items():
         if data[key] not in choices:
-            raise PresetError(f"{where}: {key} must be one of {', '.join(choices)}, not {data[key]!r}")
+            raise PresetError(
+                f"{where}: {key} must be one of {', '.join(choices)}, not {data[key]!r}"
+            )
     for key in ("name", "description"):
         if not isinstance(data[key], str) or not data[key].strip():
             raise PresetError(f"{where}: {key} must be a non-empty string")

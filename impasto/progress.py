@@ -57,7 +57,12 @@ class JsonProgress(NoProgress):
 
     def done(self, result, path) -> None:
         self._emit(
-            {"event": "done", "output": str(path), "cancelled": result.cancelled, "stats": result.stats}
+            {
+                "event": "done",
+                "output": str(path),
+                "cancelled": result.cancelled,
+                "stats": result.stats,
+            }
         )
 
     def error(self, exc: BaseException) -> None:
@@ -92,7 +97,8 @@ class BarProgress(NoProgress):
         w, h = event.size
         line = (
             f"\rscale {event.scale}/{event.scales} {w}x{h} [{bar}] {event.step}/{event.total} "
-            f"loss {event.losses['total']:.3f}  {_clock(event.elapsed)} elapsed, {_clock(event.eta)} left "
+            f"loss {event.losses['total']:.3f}  "
+            f"{_clock(event.elapsed)} elapsed, {_clock(event.eta)} left "
         )
         self.stream.write(line)
         self.stream.flush()

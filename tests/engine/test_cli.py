@@ -20,14 +20,33 @@ pytestmark = pytest.mark.usefixtures("weights_available")
 def impasto(*args, **kw):
     return subprocess.run(
         [sys.executable, "-m", "impasto.cli", *map(str, args)],
-        capture_output=True, text=True, timeout=300, **kw,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kw,
     )
 
 
 def test_stylize_writes_png_with_settings_and_json_progress(tmp_path):
     out = tmp_path / "out.png"
-    run = impasto("stylize", CAT, STARRY, WAVE, "-o", out, "--size", 64, "--steps", 3,
-                  "--style-blend", "0.7,0.3", "--seed", 5, "--progress", "json")
+    run = impasto(
+        "stylize",
+        CAT,
+        STARRY,
+        WAVE,
+        "-o",
+        out,
+        "--size",
+        64,
+        "--steps",
+        3,
+        "--style-blend",
+        "0.7,0.3",
+        "--seed",
+        5,
+        "--progress",
+        "json",
+    )
     assert run.returncode == 0, run.stderr
     events = [json.loads(line) for line in run.stdout.splitlines()]
     assert events[0]["event"] == "start" and events[0]["device"] == "CPU"
@@ -42,11 +61,25 @@ def test_stylize_writes_png_with_settings_and_json_progress(tmp_path):
 
 def test_evolution_images(tmp_path):
     out = tmp_path / "o.jpg"
-    run = impasto("stylize", CAT, STARRY, "-o", out, "--size", 64, "--steps", 4,
-                  "--save-every", 2, "--progress", "none")
+    run = impasto(
+        "stylize",
+        CAT,
+        STARRY,
+        "-o",
+        out,
+        "--size",
+        64,
+        "--steps",
+        4,
+        "--save-every",
+        2,
+        "--progress",
+        "none",
+    )
     assert run.returncode == 0, run.stderr
     assert sorted(p.name for p in (tmp_path / "o_evolution").iterdir()) == [
-        "step_00002.png", "step_00004.png",
+        "step_00002.png",
+        "step_00004.png",
     ]
 
 
@@ -55,11 +88,22 @@ def test_evolution_images(tmp_path):
     [
         (lambda d: (d / "e.png").write_bytes(b""), ["{d}/e.png", STARRY], r"empty \(0 bytes\)"),
         (lambda d: (d / "t.txt").write_text("no"), ["{d}/t.txt", STARRY], "not an image"),
-        (lambda d: (d / "c.png").write_bytes(CAT.read_bytes()[:5000]), ["{d}/c.png", STARRY],
-         "truncated"),
-        (lambda d: Image.new("RGB", (1, 1)).save(d / "p.png"), [CAT, "{d}/p.png"], "1x1 is too small"),
+        (
+            lambda d: (d / "c.png").write_bytes(CAT.read_bytes()[:5000]),
+            ["{d}/c.png", STARRY],
+            "truncated",
+        ),
+        (
+            lambda d: Image.new("RGB", (1, 1)).save(d / "p.png"),
+            [CAT, "{d}/p.png"],
+            "1x1 is too small",
+        ),
         (lambda d: None, [CAT, "{d}/missing.jpg"], "style image .*missing.jpg.*file not found"),
-        (lambda d: None, [CAT, STARRY, "--preset", "clasic"], "unknown preset 'clasic'; did you mean 'classic'"),
+        (
+            lambda d: None,
+            [CAT, STARRY, "--preset", "clasic"],
+            "unknown preset 'clasic'; did you mean 'classic'",
+        ),
         (lambda d: None, [CAT, STARRY, "--style-blend", "1,2"], "2 weight.* for 1 style"),
         (lambda d: None, [CAT, STARRY, "--style-weight", "-3"], "style_weight must be 0 or more"),
         (lambda d: None, [CAT, STARRY, "--size", "5"], "size must be a whole number from 32"),
@@ -86,9 +130,25 @@ def test_unknown_output_extension(tmp_path):
 def test_ctrl_c_writes_best_so_far_and_exits_130(tmp_path):
     out = tmp_path / "out.png"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "impasto.cli", "stylize", str(CAT), str(STARRY), "-o", str(out),
-         "--size", "64", "--steps", "100000", "--progress", "json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "impasto.cli",
+            "stylize",
+            str(CAT),
+            str(STARRY),
+            "-o",
+            str(out),
+            "--size",
+            "64",
+            "--steps",
+            "100000",
+            "--progress",
+            "json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         for line in proc.stdout:
@@ -123,7 +183,19 @@ def test_wrong_weights_are_refused(tmp_path):
 
 def test_help_explains_every_option():
     run = impasto("stylize", "--help")
-    for flag in ("--preset", "--size", "--steps", "--style-blend", "--style-scale",
-                 "--preserve-color", "--init", "--seed", "--precision", "--save-every",
-                 "--checkpoint", "--resume", "--progress"):
+    for flag in (
+        "--preset",
+        "--size",
+        "--steps",
+        "--style-blend",
+        "--style-scale",
+        "--preserve-color",
+        "--init",
+        "--seed",
+        "--precision",
+        "--save-every",
+        "--checkpoint",
+        "--resume",
+        "--progress",
+    ):
         assert flag in run.stdout

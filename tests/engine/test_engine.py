@@ -62,9 +62,14 @@ def test_content_only_reconstructs_the_photo():
         job(
             styles=[WAVE],
             overrides={
-                "steps": 150, "init": "noise", "style_weight": 0.0, "tv_weight": 0.0,
-                "content_layers": {"block1_conv1": 1.0}, "learning_rate": 0.05,
-                "precision": "float32", "ema_decay": 0.0,
+                "steps": 150,
+                "init": "noise",
+                "style_weight": 0.0,
+                "tv_weight": 0.0,
+                "content_layers": {"block1_conv1": 1.0},
+                "learning_rate": 0.05,
+                "precision": "float32",
+                "ema_decay": 0.0,
             },
         )
     )
@@ -111,7 +116,9 @@ def test_luminance_keeps_the_photo_colours():
     photo = Image.open(CAT).convert("RGB").resize(result.image.size, Image.Resampling.LANCZOS)
     out = np.asarray(result.image.convert("YCbCr"), np.float32)
     ref = np.asarray(photo.convert("YCbCr"), np.float32)
-    plain = np.asarray(impasto.stylize(job(overrides={"steps": 10})).image.convert("YCbCr"), np.float32)
+    plain = np.asarray(
+        impasto.stylize(job(overrides={"steps": 10})).image.convert("YCbCr"), np.float32
+    )
     chroma = lambda a: a[..., 1:]  # noqa: E731
     assert np.abs(chroma(out) - chroma(ref)).mean() < 1.0  # chroma is the photo's
     assert np.abs(chroma(plain) - chroma(ref)).mean() > 5.0  # and without it, it is not
