@@ -1,0 +1,412 @@
+"""The shared plug-in client, without any editor: command building, progress parsing, engine
+errors and cancel. Fake engines (small Python scripts) play the misbehaving cases; the real
+`impasto` command checks that the client and the CLI agree on the format and the messages."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import textwrap
+import threading
+import time
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pytest
+
+from impasto.job import ProgressEvent
+from impasto.progress import JsonProgress
+from plugin import client
+from tests.conftest import CAT, STARRY, WAVE
+from tests.plugin.helpers import IMPASTO, process_gone
+
+# -- command building ----------------------------------------------------------------------
+
+
+def test_command_carries_every_setting_and_asks_for_json_progress():
+    settings = client.StyleSettings(
+        styles=[str(STARRY), str(WAVE)],
+        preset="classic",
+        size=96,
+        steps=12,
+        style_weight=25.0,
+        preserve_color="luminance",
+        seed=7,
+    )
+    cmd = client.build_command(["/venv/bin/impasto"], "in.png", "out.png", settings)
+    assert cmd == [
+        "/venv/bin/impasto", "stylize", "in.png", str(STARRY), str(WAVE), "-o", "out.png",
+        "--preset", "classic", "--seed", "7", "--size", "96", "--steps", "12",
+        "--style-weight", "25.0", "--preserve-color", "luminance", "--progress", "json",
+    ]  # fmt: skip
+
+
+def test_unset_values_leave_the_preset_in_charge():
+    settings = client.StyleSettings(styles=[str(STARRY)])
+    cmd = client.build_command(["impasto"], "in.png", "out.png", settings)
+    for flag in ("--size", "--steps", "--style-weight", "--preserve-color"):
+        assert flag not in cmd
+    assert cmd[cmd.index("--seed") + 1] == "0"
+
+
+def test_the_command_prefix_may_be_an_interpreter_and_a_module():
+    settings = client.StyleSettings(styles=[str(STARRY)])
+    cmd = client.build_command(["/usr/bin/python3", "-m", "impasto.cli"], "a", "b", settings)
+    assert cmd[:4] == ["/usr/bin/python3", "-m", "impasto.cli", "stylize"]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"styles": []}, "choose at least one style image"),
+        ({"styles": ["/no/such/style.jpg"]}, "'/no/such/style.jpg': file not found"),
+        ({"size": 16}, "output size must be from 32 to 8192 px"),
+        ({"steps": 0}, "steps must be 1 or more"),
+        ({"style_weight": 0.0}, "style strength must be greater than 0"),
+        ({"preserve_color": "sepia"}, "colour preservation must be one of none, luminance"),
+        ({"seed": -1}, "seed must be 0 or more"),
+    ],
+)
+def test_bad_settings_are_refused_before_anything_starts(change, message):
+    settings = client.StyleSettings(**{"styles": [str(STARRY)], **change})
+    with pytest.raises(client.EngineError, match=message.replace("(", r"\(")):
+        client.build_command(["impasto"], "in.png", "out.png", settings)
+
+
+def test_style_strength_is_relative_to_the_preset():
+    recipe = {"style_weight": 10.0}
+    assert client.style_weight_for(1.0, recipe) is None
+    assert client.style_weight_for(2.5, recipe) == 25.0
+    assert client.style_weight_for(0.5, recipe) == 5.0
+
+
+def test_default_size_is_the_long_side_within_the_engine_limits():
+    assert client.default_size(96, 64) == 96
+    assert client.default_size(20, 10) == 32
+    assert client.default_size(10000, 50) == 8192
+
+
+def test_layer_name_names_preset_and_styles():
+    settings = client.StyleSettings(styles=[str(STARRY), str(WAVE)], preset="classic")
+    assert settings.layer_name() == f"impasto classic: {STARRY.stem} + {WAVE.stem}"
+
+
+# -- progress lines ------------------------------------------------------------------------
+
+
+def _engine_lines() -> list[str]:
+    """The lines the CLI's own JSON reporter writes, so a format change breaks this test."""
+
+    class Result:
+        cancelled = False
+        stats = {"steps": 2, "seconds": 1.5}
+
+    out = io.StringIO()
+    reporter = JsonProgress()
+    event = ProgressEvent(
+        step=2, total=30, scale=1, scales=3, size=(64, 43),
+        losses={"content": 0.1, "style": 2.0, "tv": 0.01, "total": 2.11}, elapsed=1.0, eta=75.0,
+    )  # fmt: skip
+    with redirect_stdout(out):
+        reporter.start({"preset": "classic", "device": "CPU", "precision": "bfloat16",
+                        "scales": [[64, 43, 20], [96, 64, 10]], "total": 30})  # fmt: skip
+        reporter.progress(event)
+        reporter.done(Result(), Path("/tmp/out.png"))
+        reporter.error(ValueError("boom\nsecond line"))
+    return out.getvalue().splitlines()
+
+
+def test_parses_every_event_the_engine_writes():
+    start, progress, done, error = (client.parse_line(line) for line in _engine_lines())
+    assert start == client.Start(
+        total=30, scales=[[64, 43, 20], [96, 64, 10]], preset="classic", device="CPU",
+        precision="bfloat16",
+    )  # fmt: skip
+    assert isinstance(progress, client.Progress)
+    assert (progress.step, progress.total, progress.scale, progress.scales) == (2, 30, 1, 3)
+    assert progress.size == (64, 43) and progress.losses["total"] == pytest.approx(2.11)
+    assert progress.fraction == pytest.approx(2 / 30)
+    assert progress.label() == "Scale 1/3 (64\u00d743), step 2/30, 1:15 left"
+    stats = {"steps": 2, "seconds": 1.5}
+    assert done == client.Done(output="/tmp/out.png", cancelled=False, stats=stats)
+    assert isinstance(error, client.Failed)
+    assert error.message == "ValueError: boom second line"  # always one line
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "",
+        "W tensorflow: some warning on stdout",
+        "{not json",
+        "[1, 2]",
+        '{"event": "progress", "step": 1}',  # fields missing
+        '{"event": "something-new", "x": 1}',
+    ],
+)
+def test_anything_else_on_stdout_is_ignored(line):
+    assert client.parse_line(line) is None
+
+
+# -- running fake engines ------------------------------------------------------------------
+
+
+def fake_engine(tmp_path, body: str) -> list[str]:
+    """A command running a small Python script in place of the engine."""
+    script = tmp_path / "fake_engine.py"
+    script.write_text(
+        "import json, os, signal, sys, time\n"
+        "def emit(**obj):\n"
+        "    print(json.dumps(obj), flush=True)\n" + textwrap.dedent(body)
+    )
+    return [sys.executable, str(script)]
+
+
+def run(command, **kw) -> tuple[list, client.EngineRun]:
+    events = []
+    with client.EngineRun(command, **kw) as r:
+        for event in r.events(timeout=60):
+            events.append(event)
+        return events, r
+
+
+PROGRESS = (
+    'emit(event="progress", step={s}, total=3, scale=1, scales=1, size=[8, 8], '
+    'losses={{"total": 1.0}}, elapsed=0.1, eta=0.1)'
+)
+
+
+def test_a_good_run_yields_start_progress_done_in_order(tmp_path):
+    body = 'print("chatter from a library")\n'
+    body += 'emit(event="start", total=3, scales=[[8, 8, 3]])\n'
+    body += "\n".join(PROGRESS.format(s=s) for s in (1, 2, 3)) + "\n"
+    body += 'emit(event="done", output="out.png", cancelled=False, stats={})\n'
+    events, r = run(fake_engine(tmp_path, body))
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["Start", "Progress", "Progress", "Progress", "Done"]
+    assert [e.step for e in events if isinstance(e, client.Progress)] == [1, 2, 3]
+    assert r.result().output == "out.png"
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (
+            'emit(event="error", message="style image \'x.jpg\': not an image")\n'
+            "print(\"impasto: error: style image 'x.jpg': not an image\", file=sys.stderr)\n"
+            "sys.exit(2)\n",
+            "style image 'x.jpg': not an image",
+        ),
+        (
+            'print("impasto: error: VGG19 weights not found: run impasto weights install",'
+            " file=sys.stderr)\nsys.exit(2)\n",
+            "VGG19 weights not found: run impasto weights install",
+        ),
+        ('raise MemoryError("out of memory in conv2d")\n', "MemoryError: out of memory in conv2d"),
+        ("os.kill(os.getpid(), signal.SIGKILL)\n", "the engine was killed by signal 9"),
+        ("sys.exit(0)\n", "the engine exited without writing a result"),
+        (
+            'emit(event="done", output="o.png", cancelled=True, stats={})\nsys.exit(143)\n',
+            "the engine was stopped before it finished",
+        ),
+    ],
+    ids=["json-error", "stderr-error", "traceback", "killed", "silent", "stopped-elsewhere"],
+)
+def test_failures_become_one_line_messages(tmp_path, body, message):
+    _, r = run(fake_engine(tmp_path, body))
+    with pytest.raises(client.EngineError) as info:
+        r.result()
+    assert str(info.value).startswith(message)
+    assert "\n" not in str(info.value)
+
+
+def test_a_missing_command_is_a_clear_error(tmp_path):
+    with pytest.raises(client.EngineError, match="cannot start the impasto command"):
+        client.EngineRun([str(tmp_path / "gone" / "impasto"), "stylize"])
+
+
+def test_the_editors_python_settings_do_not_reach_the_engine(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", "/opt/krita/lib/python3.10")
+    monkeypatch.setenv("PYTHONHOME", "/opt/krita")
+    body = (
+        'emit(event="done", output=os.environ.get("PYTHONPATH", "") + "|" '
+        '+ os.environ.get("PYTHONHOME", ""), cancelled=False, stats={})\n'
+    )
+    _, r = run(fake_engine(tmp_path, body))
+    assert r.result().output == "|"
+
+
+# -- cancel --------------------------------------------------------------------------------
+
+# A fake engine in its step loop. It records the signals it receives in signals.txt; `policy`
+# says what it does on SIGINT / SIGTERM: "finish" (write the best so far and exit like the
+# CLI), or "ignore".
+LOOP = """
+marks = open(sys.argv[1], "a")
+def on_signal(signum, frame):
+    marks.write(signal.Signals(signum).name + "\\n"); marks.flush()
+    if POLICY.get(signum) == "finish":
+        emit(event="done", output="best.png", cancelled=True, stats={})
+        sys.exit(130 if signum == signal.SIGINT else 143)
+signal.signal(signal.SIGINT, on_signal)
+signal.signal(signal.SIGTERM, on_signal)
+emit(event="start", total=1000, scales=[[8, 8, 1000]])
+for s in range(1, 1001):
+    emit(event="progress", step=s, total=1000, scale=1, scales=1, size=[8, 8],
+         losses={"total": 1.0}, elapsed=0.1, eta=9.0)
+    time.sleep(0.05)
+"""
+
+
+def cancel_after_first_step(tmp_path, policy: str, **grace) -> tuple[client.EngineRun, list]:
+    marks = tmp_path / "signals.txt"
+    command = [*fake_engine(tmp_path, f"POLICY = {policy}\n" + LOOP), str(marks)]
+    with client.EngineRun(command) as r:
+        for event in r.events(timeout=60):
+            if isinstance(event, client.Progress) and not r.cancel_requested:
+                r.cancel(**grace)
+        with pytest.raises(client.Cancelled):
+            r.result()
+    signals = marks.read_text().split() if marks.exists() else []
+    return r, signals
+
+
+def test_cancel_interrupts_and_the_engine_finishes_its_step(tmp_path):
+    r, signals = cancel_after_first_step(
+        tmp_path, "{signal.SIGINT: 'finish', signal.SIGTERM: 'finish'}"
+    )
+    assert signals == ["SIGINT"]
+    assert r.process.returncode == 130
+
+
+def test_cancel_terminates_an_engine_that_ignores_the_interrupt(tmp_path):
+    r, signals = cancel_after_first_step(
+        tmp_path,
+        "{signal.SIGINT: 'ignore', signal.SIGTERM: 'finish'}",
+        interrupt_grace=0.5,
+        terminate_grace=5,
+    )
+    assert signals == ["SIGINT", "SIGTERM"]
+    assert r.process.returncode == 143
+
+
+def test_cancel_kills_an_engine_that_ignores_everything(tmp_path):
+    r, signals = cancel_after_first_step(
+        tmp_path,
+        "{signal.SIGINT: 'ignore', signal.SIGTERM: 'ignore'}",
+        interrupt_grace=0.5,
+        terminate_grace=0.5,
+    )
+    assert signals == ["SIGINT", "SIGTERM"]
+    assert r.process.returncode == -9
+
+
+def test_close_kills_what_the_engine_started(tmp_path):
+    """A helper process the engine started (in its group) must not outlive the job."""
+    pid_file = tmp_path / "child.pid"
+    body = f"""
+import subprocess
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+open({str(pid_file)!r}, "w").write(str(child.pid))
+emit(event="start", total=1, scales=[[8, 8, 1]])
+time.sleep(600)
+"""
+    with client.EngineRun(fake_engine(tmp_path, body)) as r:
+        for event in r.events(timeout=60):
+            if isinstance(event, client.Start):
+                break
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while not process_gone(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert process_gone(child)
+    assert process_gone(r.process.pid)
+
+
+def test_run_job_cancels_from_another_thread(tmp_path):
+    marks = tmp_path / "signals.txt"
+    command = [*fake_engine(tmp_path, "POLICY = {signal.SIGINT: 'finish'}\n" + LOOP), str(marks)]
+    cancel = threading.Event()
+    seen = []
+
+    def on_event(event):
+        seen.append(event)
+        if isinstance(event, client.Progress):
+            cancel.set()
+
+    # run_job builds its own command line; give it our fake engine as the "impasto" prefix.
+    settings = client.StyleSettings(styles=[str(STARRY)])
+    original = client.build_command
+    try:
+        client.build_command = lambda *a, **k: command
+        with pytest.raises(client.Cancelled):
+            client.run_job(["unused"], "in.png", "out.png", settings, on_event, cancel)
+    finally:
+        client.build_command = original
+    assert marks.read_text().split() == ["SIGINT"]
+    assert any(isinstance(e, client.Progress) for e in seen)
+
+
+# -- the plug-in's settings file -----------------------------------------------------------
+
+
+def test_settings_file_round_trip_and_checks(tmp_path):
+    with pytest.raises(client.EngineError, match="missing or broken"):
+        client.read_engine_command(tmp_path)
+    client.write_settings(tmp_path, [str(IMPASTO)], "krita", "0.1.0")
+    assert client.read_engine_command(tmp_path) == [str(IMPASTO)]
+    client.write_settings(tmp_path, [str(tmp_path / "moved" / "impasto")], "krita", "0.1.0")
+    with pytest.raises(client.EngineError, match="is gone"):
+        client.read_engine_command(tmp_path)
+    assert json.loads((tmp_path / client.SETTINGS_FILE).read_text())["editor"] == "krita"
+
+
+# -- against the real impasto command ------------------------------------------------------
+
+
+def test_real_engine_error_reaches_the_plugin_as_its_one_line(tmp_path):
+    bad = tmp_path / "style.jpg"
+    bad.write_text("not a picture")
+    settings = client.StyleSettings(styles=[str(bad)], size=64, steps=2)
+    cmd = client.build_command([str(IMPASTO)], str(CAT), str(tmp_path / "out.png"), settings)
+    events, r = run(cmd)
+    with pytest.raises(client.EngineError) as info:
+        r.result()
+    assert str(info.value) == f"style image {str(bad)!r}: not an image Pillow can read"
+    assert r.process.returncode == 2
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_real_presets_are_listed_with_their_recipes():
+    presets = client.list_presets([str(IMPASTO)])
+    names = [p["name"] for p in presets]
+    assert "classic" in names
+    recipe = client.preset_recipe([str(IMPASTO)], "classic")
+    assert recipe["style_weight"] > 0 and sum(recipe["steps"]) > 0
+    with pytest.raises(client.EngineError, match="unknown preset 'nope'"):
+        client.preset_recipe([str(IMPASTO)], "nope")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("weights_available")
+def test_real_engine_cancel_stops_within_a_step_and_keeps_nothing(tmp_path):
+    out = tmp_path / "out.png"
+    settings = client.StyleSettings(styles=[str(STARRY)], size=64, steps=2000)
+    cmd = client.build_command([str(IMPASTO)], str(CAT), str(out), settings)
+    with client.EngineRun(cmd) as r:
+        steps = []
+        for event in r.events(timeout=300):
+            if isinstance(event, client.Progress):
+                steps.append(event.step)
+                if not r.cancel_requested:
+                    r.cancel()
+        with pytest.raises(client.Cancelled):
+            r.result()
+    assert r.process.returncode == 130
+    assert len(steps) < 50
+    assert os.path.exists(out)  # the CLI keeps the best so far; the plug-ins throw it away
