@@ -102,7 +102,7 @@ def _layout(tiles: list[tuple[str, Image.Image]], size: int) -> Image.Image:
     cell_w, cell_h = size + PAD, size + LABEL_HEIGHT + PAD
     canvas = Image.new("RGB", (cols * cell_w + PAD, rows * cell_h + PAD), (245, 243, 238))
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=14)
+    font = ImageFont.load_default(size=max(9, min(14, size // 7)))
     for i, (label, img) in enumerate(tiles):
         x = PAD + (i % cols) * cell_w
         y = PAD + (i // cols) * cell_h

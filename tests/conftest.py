@@ -41,11 +41,12 @@ _WEIGHTS = _find_weights()
 
 @pytest.fixture(autouse=True)
 def isolated_user_folders(tmp_path_factory, monkeypatch):
-    """Each test gets empty config/data folders, so a developer's own presets never leak in;
+    """Each test gets empty config/data/cache folders, so a developer's own presets never leak in;
     the verified weights found at start stay reachable through IMPASTO_WEIGHTS."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
     if _WEIGHTS:
         monkeypatch.setenv("IMPASTO_WEIGHTS", _WEIGHTS)
     yield
