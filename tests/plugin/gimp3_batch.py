@@ -1,0 +1,93 @@
+"""Run inside GIMP 3 by `gimp-console-3.0 --batch-interpreter=python-fu-eval -b
+"SPEC='...'; exec(open('gimp3_batch.py').read())"` (test_gimp3.py).
+
+Calls the installed plug-in's procedure through GIMP's PDB, the way another script or GIMP's
+own menu would, on images opened from the test image; exports each new layer to a PNG (through
+a scratch 8-bit image) and writes a JSON report. GIMP's exit code says nothing about this, so
+the report is the outcome.
+"""
+
+import json
+import traceback
+
+from gi.repository import Gimp, Gio
+
+PROCEDURE = "python-fu-impasto-stylise"
+
+
+def _file(path):
+    return Gio.File.new_for_path(path)
+
+
+def _export_layer(layer, width, height, path):
+    scratch = Gimp.Image.new(width, height, Gimp.ImageBaseType.RGB)
+    copy = Gimp.Layer.new_from_drawable(layer, scratch)
+    scratch.insert_layer(copy, None, 0)
+    _, x, y = layer.get_offsets()
+    copy.set_offsets(x, y)
+    scratch.merge_visible_layers(Gimp.MergeType.CLIP_TO_IMAGE)
+    Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, scratch, _file(path))
+    scratch.delete()
+
+
+def _scenario(spec, name, style, prepare=None):
+    entry = {}
+    image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, _file(spec["content"]))
+    source = image.get_layers()[0]
+    if prepare is not None:
+        prepare(image)
+    entry["precision"] = str(image.get_precision())
+    procedure = Gimp.get_pdb().lookup_procedure(PROCEDURE)
+    if procedure is None:
+        raise RuntimeError(f"GIMP does not know {PROCEDURE}: the plug-in did not register")
+    config = procedure.create_config()
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", [source])
+    config.set_property("style", _file(style))
+    config.set_property("steps", spec["steps"])
+    config.set_property("seed", spec["seed"])
+    result = procedure.run(config)
+    status = result.index(0)
+    entry["status"] = status.value_nick
+    if status != Gimp.PDBStatusType.SUCCESS:
+        entry["message"] = Gimp.PDB.get_last_error(Gimp.get_pdb())
+    layers = image.get_layers()
+    entry["layers"] = [layer.get_name() for layer in layers]
+    if len(layers) > 1:
+        top = layers[0]
+        _, x, y = top.get_offsets()
+        entry["new_layer"] = {"offset": [x, y], "size": [top.get_width(), top.get_height()]}
+        entry["png"] = f"{spec['out_dir']}/{name}.png"
+        _export_layer(top, image.get_width(), image.get_height(), entry["png"])
+    image.delete()
+    return entry
+
+
+def _main(spec):
+    report = {}
+
+    def run(name, *args, **kw):
+        try:
+            report[name] = _scenario(spec, name, *args, **kw)
+        except Exception:
+            report[name] = {"trace": traceback.format_exc()}
+
+    def select_shape(image):
+        x, y, w, h = spec["selection"]
+        image.select_rectangle(Gimp.ChannelOps.REPLACE, x, y, w, h)
+        hx, hy, hw, hh = spec["hole"]
+        image.select_rectangle(Gimp.ChannelOps.SUBTRACT, hx, hy, hw, hh)
+
+    def to_16_bit(image):
+        image.convert_precision(Gimp.Precision.U16_NON_LINEAR)
+
+    run("plain", spec["style"])
+    run("selection", spec["style"], select_shape)
+    run("sixteen_bit", spec["style"], to_16_bit)
+    run("engine_error", spec["bad_style"])
+    with open(spec["report"], "w", encoding="utf-8") as fh:
+        json.dump(report, fh, indent=2)
+
+
+_main(json.loads(SPEC))  # noqa: F821 - SPEC is defined by the -b code that runs this file

@@ -1,0 +1,37 @@
+#!/bin/sh
+# Run a command inside a Debian 13 root that has GIMP 3 (made by make_gimp3_root.sh), with the
+# project (its virtual environment: the engine), the test images, the Python the venv was built
+# from, and a work folder bind-mounted at the same paths, so the plug-in reaches the engine.
+# The mounts live in a private mount namespace: they vanish with the command, nothing is left
+# mounted on the host. Needs root (or CAP_SYS_ADMIN) and unshare(1).
+#
+# usage: gimp3_chroot.sh ROOT WORKDIR COMMAND [ARG...]
+set -eu
+ROOT=$1
+WORK=$2
+shift 2
+PROJECT=$(cd "$(dirname "$0")/../.." && pwd)
+VENV_PYTHON=$(readlink -f "$PROJECT/.venv/bin/python")
+PYTHON_PREFIX=$(dirname "$(dirname "$VENV_PYTHON")")
+SHARED=$(cd "$PROJECT/../shared" 2>/dev/null && pwd || true)
+case "$PYTHON_PREFIX" in
+  /usr|/usr/local|/)
+    echo "gimp3_chroot.sh: the venv's Python lives in $PYTHON_PREFIX, which cannot be mounted" \
+      "over the GIMP 3 root's own; use a venv made from a Python outside /usr (pyenv, uv)" >&2
+    exit 3 ;;
+esac
+exec unshare --mount --propagation private sh -eu -c '
+ROOT=$1; shift
+mount -t proc proc "$ROOT/proc"
+mount --rbind /dev "$ROOT/dev"
+mount --rbind /sys "$ROOT/sys"
+while [ "$1" != "--" ]; do
+  if [ -n "$1" ] && [ -d "$1" ]; then
+    mkdir -p "$ROOT$1"
+    mount --bind "$1" "$ROOT$1"
+  fi
+  shift
+done
+shift
+exec chroot "$ROOT" "$@"
+' sh "$ROOT" "$PROJECT" "$SHARED" "$PYTHON_PREFIX" "$WORK" -- "$@"
