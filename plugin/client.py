@@ -14,8 +14,11 @@ import json
 import logging
 import os
 import queue
+import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -235,6 +238,33 @@ def engine_env(base: dict | None = None) -> dict:
     return env
 
 
+def _cannot_start(program: str, why: str) -> str:
+    return (
+        f"cannot start the impasto command {program!r}: {why}; "
+        "reinstall the plug-in with `impasto plugin install`"
+    )
+
+
+def _check_runnable(program: str) -> None:
+    path = program if os.path.dirname(program) else shutil.which(program)
+    if not path or not os.path.isfile(path):
+        raise EngineError(_cannot_start(program, "no such file"))
+    if not os.access(path, os.X_OK):
+        raise EngineError(_cannot_start(program, "not executable"))
+
+
+def _die_with_parent(command: list) -> list:
+    """On Linux, have the engine sent SIGTERM if the editor dies (a crash, or GIMP killing its
+    plug-in when the user cancels its progress bar): it then stops after its current step
+    instead of running on for minutes, orphaned. setpriv(1) sets this before exec'ing the
+    engine, which is safer than a preexec_fn in a multi-threaded editor. Without setpriv the
+    engine simply runs to its end."""
+    if not sys.platform.startswith("linux"):
+        return command
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--", *command] if setpriv else command
+
+
 class EngineRun:
     """One `impasto stylize` process, read by two threads so a GUI can poll it without blocking.
 
@@ -252,6 +282,7 @@ class EngineRun:
         self._escalation: threading.Thread | None = None
         self._done: Done | None = None
         self._failed: Failed | None = None
+        _check_runnable(self.command[0])
         kwargs = {}
         if os.name == "posix":
             kwargs["start_new_session"] = True
@@ -260,7 +291,7 @@ class EngineRun:
         log.info("starting %s", " ".join(self.command))
         try:
             self.process = subprocess.Popen(
-                self.command,
+                _die_with_parent(self.command),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -273,10 +304,7 @@ class EngineRun:
                 **kwargs,
             )
         except OSError as exc:
-            raise EngineError(
-                f"cannot start the impasto command {self.command[0]!r}: {exc.strerror or exc}; "
-                "reinstall the plug-in with `impasto plugin install`"
-            ) from None
+            raise EngineError(_cannot_start(self.command[0], exc.strerror or str(exc))) from None
         for target, stream in (
             (self._read_stdout, self.process.stdout),
             (self._read_stderr, self.process.stderr),
@@ -474,6 +502,30 @@ def run_job(
         return run.result()
 
 
+def scratch_dir(prefix: str) -> str:
+    """A private temporary folder for one job, named after this process so that folders left
+    behind by a plug-in process that was killed (GIMP's cancel kills it) are removed by the
+    next run instead of piling up."""
+    base = tempfile.gettempdir()
+    for name in os.listdir(base) if os.name == "posix" else ():
+        if not name.startswith(prefix):
+            continue
+        pid = name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: not ours to clean up after
+    return True
+
+
 # ----------------------------------------------------------------------------------------------
 # Asking the engine about presets
 
@@ -489,10 +541,7 @@ def _query(engine: list, args: list, timeout: float = 120.0) -> str:
             stdin=subprocess.DEVNULL,
         )
     except OSError as exc:
-        raise EngineError(
-            f"cannot start the impasto command {engine[0]!r}: {exc.strerror or exc}; "
-            "reinstall the plug-in with `impasto plugin install`"
-        ) from None
+        raise EngineError(_cannot_start(engine[0], exc.strerror or str(exc))) from None
     except subprocess.TimeoutExpired:
         what = " ".join(args)
         raise EngineError(f"`impasto {what}` did not answer within {timeout:.0f} s") from None

@@ -13,7 +13,6 @@ engine's 8-bit RGB on the way out and back in.
 import os
 import shutil
 import sys
-import tempfile
 
 import gi
 
@@ -174,7 +173,7 @@ def _stylise(image, drawables, config):
     source = drawables[0]
     x, y, w, h, selected = _region(image, source)
     engine, settings = _settings(config, (w, h))
-    tmp = tempfile.mkdtemp(prefix="impasto-gimp-")
+    tmp = client.scratch_dir("impasto-gimp-")
     try:
         content = os.path.join(tmp, "layer.png")
         output = os.path.join(tmp, "stylised.png")

@@ -19,7 +19,7 @@ import pytest
 from impasto.job import ProgressEvent
 from impasto.progress import JsonProgress
 from plugin import client
-from tests.conftest import CAT, STARRY, WAVE
+from tests.conftest import CAT, ROOT, STARRY, WAVE
 from tests.plugin.helpers import IMPASTO, process_gone
 
 # -- command building ----------------------------------------------------------------------
@@ -350,6 +350,67 @@ def test_run_job_cancels_from_another_thread(tmp_path):
         client.build_command = original
     assert marks.read_text().split() == ["SIGINT"]
     assert any(isinstance(e, client.Progress) for e in seen)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's")
+def test_engine_stops_after_its_step_when_the_editor_dies(tmp_path):
+    """GIMP kills its plug-in when the user cancels the progress bar; an editor may crash."""
+    import shutil
+    import signal
+    import subprocess
+
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv (util-linux) is not installed")
+    marks = tmp_path / "signals.txt"
+    engine = [*fake_engine(tmp_path, "POLICY = {signal.SIGTERM: 'finish'}\n" + LOOP), str(marks)]
+    editor_code = (
+        f"import sys, time; sys.path.insert(0, {str(ROOT)!r})\n"
+        "from plugin import client\n"
+        f"run = client.EngineRun({engine!r})\n"
+        "print(run.process.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    editor = subprocess.Popen(
+        [sys.executable, "-c", editor_code], stdout=subprocess.PIPE, text=True
+    )
+    engine_pid = None
+    try:
+        engine_pid = int(editor.stdout.readline())
+        deadline = time.monotonic() + 30
+        while not (marks.exists() or time.monotonic() > deadline):
+            time.sleep(0.1)  # the fake engine opens its marks file once it runs
+        editor.kill()
+        editor.wait()
+        deadline = time.monotonic() + 30
+        while not process_gone(engine_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert process_gone(engine_pid)
+        assert marks.read_text().split() == ["SIGTERM"]
+    finally:
+        editor.kill()
+        editor.wait()
+        if engine_pid is not None and not process_gone(engine_pid):
+            os.kill(engine_pid, signal.SIGKILL)
+
+
+def test_scratch_folders_of_dead_plugin_processes_are_cleaned_up(tmp_path, monkeypatch):
+    import subprocess
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left_by_dead = tmp_path / f"impasto-test-{dead.pid}-abc"
+    alive = tmp_path / f"impasto-test-{os.getppid()}-abc"
+    mine = tmp_path / f"impasto-test-{os.getpid()}-abc"
+    unrelated = tmp_path / f"other-{dead.pid}-abc"
+    for folder in (left_by_dead, alive, mine, unrelated):
+        folder.mkdir()
+        (folder / "layer.png").write_bytes(b"x")
+    new = Path(client.scratch_dir("impasto-test-"))
+    assert new.is_dir() and new.name.startswith(f"impasto-test-{os.getpid()}-")
+    assert not left_by_dead.exists()
+    assert alive.exists() and mine.exists() and unrelated.exists()
 
 
 # -- the plug-in's settings file -----------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import time
 
 from . import impasto_client as client
@@ -38,7 +37,7 @@ class KritaJob:
     def start(self) -> client.EngineRun:
         """Export the pixels and start the engine; returns the running process to poll."""
         self.settings.check()
-        self._tmp = tempfile.mkdtemp(prefix="impasto-krita-")
+        self._tmp = client.scratch_dir("impasto-krita-")
         content = os.path.join(self._tmp, "layer.png")
         output = os.path.join(self._tmp, "stylised.png")
         try:
