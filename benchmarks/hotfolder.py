@@ -48,14 +48,15 @@ startup = time.perf_counter() - t0
 src, out, style = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 size, steps = int(sys.argv[4]), int(sys.argv[5])
 files = sorted(src.iterdir())
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 for f in files:
     job = impasto.StyleJob(
         content=str(f), styles=[(style, 1.0)], size=size, overrides={"steps": steps}
     )
     result = engine.stylize(impasto.check_job(job))
     result.save(out / (f.stem + ".png"))
-print(json.dumps({"startup": startup, "seconds": time.perf_counter() - t0, "files": len(files)}))
+seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+print(json.dumps({"startup": startup, "seconds": seconds, "cpu": cpu, "files": len(files)}))
 """
 
 
@@ -79,6 +80,15 @@ def run_direct(photos: Path, out: Path, size: int, steps: int) -> dict:
     cmd = [sys.executable, "-c", DIRECT, str(photos), str(out), str(STYLE), str(size), str(steps)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a running process (Linux /proc), all its threads."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def journal_states(root: Path) -> dict[str, int]:
@@ -111,7 +121,7 @@ def run_daemon(photos: Path, root: Path, size: int, steps: int, settle: float) -
         startup = time.perf_counter() - t0
         files = sorted(photos.iterdir())
         inbox = root / "inbox" / "bench"
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds(proc.pid)
         for f in files:  # as a copy tool would: temporary name, then rename
             shutil.copyfile(f, inbox / (f.name + ".part"))
             os.rename(inbox / (f.name + ".part"), inbox / f.name)
@@ -126,12 +136,14 @@ def run_daemon(photos: Path, root: Path, size: int, steps: int, settle: float) -
                 raise SystemExit(f"the daemon exited: {proc.stderr.read()}")
             time.sleep(0.05)
         seconds = time.perf_counter() - t0
+        c1 = cpu_seconds(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
     return {
         "startup": startup,
         "seconds": seconds,
+        "cpu": None if c0 is None or c1 is None else c1 - c0,
         "first_output": first,
         "files": len(files),
         "failed": states.get("failed", 0),
@@ -173,7 +185,12 @@ def main() -> None:
         "overhead_seconds_per_file": round(overhead / n, 3),
         "overhead_per_file_without_settle": round((overhead - args.settle) / n, 3),
         "overhead_percent": round(100 * overhead / direct["seconds"], 1),
+        "load_average_at_end": os.getloadavg()[0],
     }
+    if daemon["cpu"] is not None:
+        cpu_overhead = daemon["cpu"] - direct["cpu"]
+        report["cpu_overhead_seconds_per_file"] = round(cpu_overhead / n, 3)
+        report["cpu_overhead_percent"] = round(100 * cpu_overhead / direct["cpu"], 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "hotfolder.json").write_text(json.dumps(report, indent=2) + "\n")
     print(
@@ -184,6 +201,12 @@ def main() -> None:
         f"{1000 * (overhead - args.settle) / n:.0f} ms per file without the one settle interval\n"
         f"first output after {daemon['first_output']:.1f} s (settle {args.settle} s included)"
     )
+    if daemon["cpu"] is not None:
+        print(
+            f"CPU time: daemon {daemon['cpu']:.1f} s, direct {direct['cpu']:.1f} s: "
+            f"{1000 * report['cpu_overhead_seconds_per_file']:.0f} ms per file "
+            f"({report['cpu_overhead_percent']}%) (load average now {os.getloadavg()[0]:.1f})"
+        )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from hotfolder.config import (
     example_config,
     load_config,
     quick_start_config,
+    state_dir_of,
 )
 from hotfolder.layout import Layout, write_text_atomic
 from impasto.errors import ImpastoError
@@ -57,7 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     root = Path(args.root).expanduser().absolute()
     if args.status:
-        return _status(root, args.json)
+        config_file = Path(args.config).expanduser() if args.config else None
+        return _status(Layout(root, state_dir_of(root, config_file)), args.json)
     if args.init:
         return _init(root, args)
     if not root.is_dir():
@@ -66,8 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     from hotfolder.daemon import Daemon
 
-    layout = Layout(root)
-    layout.ensure(config.routes)
+    Layout(root, config.daemon.state_dir).ensure(config.routes)
     print(
         f"impasto: watching {root / 'inbox'} (routes: {', '.join(config.routes)}); "
         f"log in {root / config.daemon.log_file}; Ctrl-C to stop",
@@ -119,22 +120,23 @@ def _init(root: Path, args: argparse.Namespace) -> int:
     root.mkdir(parents=True, exist_ok=True)
     if config_file.exists():
         print(f"impasto: {config_file} exists; left as it is")
-        routes = list(load_config(root, config_file).routes)
+        config = load_config(root, config_file)
+        routes, state_dir = list(config.routes), config.daemon.state_dir
     else:
         text = example_config(args.style, args.preset or DEFAULT_PRESET)
         write_text_atomic(config_file, text)
         print(f"impasto: wrote {config_file} (edit it, then run `impasto watch {root}`)")
-        routes = ["default"]
-    Layout(root).ensure(routes)
+        routes, state_dir = ["default"], state_dir_of(root, config_file)
+    Layout(root, state_dir).ensure(routes)
     for route in routes:
         print(f"impasto: drop files into {root / 'inbox' / route}")
     return 0
 
 
-def _status(root: Path, as_json: bool) -> int:
+def _status(layout: Layout, as_json: bool) -> int:
     from hotfolder.status import format_status, gather
 
-    info = gather(Layout(root))
+    info = gather(layout)
     print(json.dumps(info, indent=2) if as_json else format_status(info))
     return 0
 

@@ -16,6 +16,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hotfolder.layout import STATE_DIR
 from impasto.errors import ImpastoError, InputError, PresetError
 from impasto.images import OUTPUT_FORMATS, load_image
 from impasto.job import MAX_OUTPUT, MIN_OUTPUT
@@ -45,6 +46,7 @@ class DaemonSettings:
     checkpoint_every: int = 25  # steps between checkpoints of the running job
     max_crashes: int = 3  # a job the daemon died on this often goes to failed/
     log_file: str = "hotfolder.log"  # relative to ROOT
+    state_dir: str = STATE_DIR  # journal, checkpoints, lock; relative to ROOT, or absolute
 
 
 DAEMON_KEYS = tuple(DaemonSettings.__dataclass_fields__)
@@ -112,9 +114,9 @@ def parse_daemon(data: dict, where: str) -> DaemonSettings:
             if not isinstance(value, bool):
                 raise ConfigError(f"{where}: polling must be true or false, not {value!r}")
             values[key] = value
-        elif key == "log_file":
+        elif key in ("log_file", "state_dir"):
             if not isinstance(value, str) or not value.strip():
-                raise ConfigError(f"{where}: log_file must be a file name")
+                raise ConfigError(f"{where}: {key} must be a path")
             values[key] = value
         elif key in ("checkpoint_every", "max_crashes"):
             values[key] = _number(value, key, where, integer=True, minimum=1)
@@ -232,6 +234,17 @@ def load_config(root: Path, path: Path | None = None) -> Config:
     return config
 
 
+def state_dir_of(root: Path, path: Path | None = None) -> str:
+    """[daemon] state_dir from the config file, without checking the routes (for --status)."""
+    path = Path(path) if path is not None else root / CONFIG_NAME
+    try:
+        with open(path, "rb") as fh:
+            daemon = tomllib.load(fh).get("daemon", {})
+        return parse_daemon(daemon, _where(path, "daemon")).state_dir
+    except (OSError, tomllib.TOMLDecodeError, ConfigError, AttributeError):
+        return STATE_DIR
+
+
 def check_config(config: Config) -> None:
     for name, route in config.routes.items():
         check_route(route, _where(config.path, f"routes.{name}"))
@@ -267,6 +280,8 @@ max_file_mb = 200           # larger inputs go to failed/ unread
 checkpoint_every = 25       # steps between checkpoints: a crash loses at most this much work
 max_crashes = 3             # a file the daemon died on this many times goes to failed/
 log_file = "hotfolder.log"  # relative to this folder
+# state_dir = "/var/lib/impasto/studio"  # journal and checkpoints (default .hotfolder here);
+#                           # SQLite needs a local disk: set this when this folder is a share
 
 # One table per sub-folder of inbox/. Paths are relative to this file.
 [routes.{name}]

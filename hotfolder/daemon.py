@@ -102,7 +102,7 @@ class Daemon:
 
     def __init__(self, config: Config, once: bool = False, engine=None):
         self.config = config
-        self.layout = Layout(config.root)
+        self.layout = Layout(config.root, config.daemon.state_dir)
         self.once = once
         self.engine = engine
         self.stop = threading.Event()

@@ -104,7 +104,9 @@ class Journal:
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         if not readonly:
-            self.db.execute("PRAGMA journal_mode=WAL")
+            mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":  # some network file systems: the classic journal is still safe
+                log.warning("%s: SQLite WAL unavailable here (%s journal instead)", path, mode)
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
             self.db.execute(

@@ -7,7 +7,8 @@
     ROOT/failed/<route>/      inputs that could not be painted, each with <name>.error.txt
     ROOT/evolution/<route>/   optional snapshots every save_every steps, one folder per output
     ROOT/hotfolder.log        what happened, one line per event
-    ROOT/.hotfolder/          the journal, checkpoints and the lock (the daemon's own state)
+    ROOT/.hotfolder/          the journal, checkpoints and the lock (the daemon's own state;
+                              [daemon] state_dir can put it on a local disk instead)
 
 User files are only ever moved, never opened for writing, and a move never replaces an existing
 file: names are made unique instead (cat.png, cat-2.png, ...).
@@ -31,9 +32,10 @@ FOLDERS = ("inbox", "outbox", "processed", "failed")
 
 
 class Layout:
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, state_dir: str | os.PathLike = STATE_DIR):
         self.root = Path(root).absolute()
-        self.state = self.root / STATE_DIR
+        # state_dir may be elsewhere (absolute): SQLite needs a local disk, ROOT may be a share
+        self.state = self.root / Path(state_dir).expanduser()
         self.journal = self.state / "journal.sqlite"
         self.checkpoints = self.state / "checkpoints"
         self.lock = self.state / "daemon.lock"

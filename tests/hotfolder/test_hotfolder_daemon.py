@@ -23,7 +23,6 @@ from tests.hotfolder.helpers import (
     CAT,
     STARRY,
     WAVE,
-    WatchProcess,
     cat,
     files_under,
     huge_png,
@@ -74,7 +73,7 @@ def mixed_files() -> tuple[dict[str, bytes], dict[str, str]]:
 
 
 @pytest.mark.slow
-def test_twenty_mixed_files_dropped_at_once(tmp_path):
+def test_twenty_mixed_files_dropped_at_once(tmp_path, watch):
     root = tmp_path / "studio"
     write_config(
         root,
@@ -98,7 +97,7 @@ preserve_color = "luminance"
 save_every = 1
 """,
     )
-    daemon = WatchProcess(root)
+    daemon = watch(root)
     daemon.wait_for(lambda: daemon.log_has("watching"), what="the daemon to start watching")
     paint, blend = root / "inbox" / "paint", root / "inbox" / "blend"
 
@@ -223,7 +222,7 @@ def assert_no_partial_outputs(root: Path) -> None:
 
 
 @pytest.mark.slow
-def test_killed_twice_mid_job_then_restarted(tmp_path):
+def test_killed_twice_mid_job_then_restarted(tmp_path, watch):
     root = tmp_path / "studio"
     write_config(
         root,
@@ -249,14 +248,14 @@ steps = 80
     args = ("--polling",)
 
     # first run: a is done; killed in the middle of b
-    daemon = WatchProcess(root, *args)
+    daemon = watch(root, *args)
     job = daemon.wait_for(lambda: running_job(root, "b.png", 15), what="b.png to be half-way")
     daemon.stop(signal.SIGKILL)
     assert files_under(root / "outbox") == {"paint/a.png"}
     assert_no_partial_outputs(root)
 
     # second run: b resumes from its checkpoint, and is killed again
-    daemon = WatchProcess(root, *args)
+    daemon = watch(root, *args)
     daemon.wait_for(lambda: daemon.log_has("resuming from step"), what="b.png to resume")
     again = daemon.wait_for(
         lambda: running_job(root, "b.png", job["step"] + 10), what="b.png to get further"
@@ -273,7 +272,7 @@ steps = 80
 
     # third run: a file dropped now is found by the polling observer (rescans are 600 s apart);
     # SIGTERM in the middle of c stops cleanly, keeping c's place
-    daemon = WatchProcess(root, *args)
+    daemon = watch(root, *args)
     daemon.wait_for(lambda: daemon.log_has("watching"), what="the third run to watch")
     originals["d.png"] = image_bytes(cat(75), "PNG")
     (inbox / "d.png").write_bytes(originals["d.png"])

@@ -4,10 +4,13 @@ from an unexpected error in the middle of a job."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
-from hotfolder.config import Config, DaemonSettings, Route
+from hotfolder.config import Config, DaemonSettings, Route, state_dir_of
 from hotfolder.daemon import Daemon
+from hotfolder.layout import Layout
 from hotfolder.runner import Runner
+from hotfolder.status import gather
 from tests.hotfolder.helpers import STARRY, FakeEngine, cat, image_bytes, jobs
 
 FAST = DaemonSettings(settle_seconds=0.2, closed_settle_seconds=0.1, rescan_seconds=0.5)
@@ -69,3 +72,14 @@ def test_an_unexpected_error_after_the_output_is_written_is_recovered(tmp_path, 
     assert os.listdir(tmp_path / "outbox" / "paint") == ["a.png"]
     assert os.listdir(tmp_path / "processed" / "paint") == ["a.png"]
     assert [j["state"] for j in jobs(tmp_path)] == ["done"]
+
+
+def test_the_state_can_live_on_a_local_disk_outside_a_shared_hot_folder(tmp_path):
+    root, state = tmp_path / "share", tmp_path / "local" / "state"
+    cfg = config(root)
+    cfg = Config(root, None, replace(FAST, state_dir=str(state)), cfg.routes)
+    drop(root, "a.png")
+    assert Daemon(cfg, once=True, engine=FakeEngine()).run() == 0
+    assert (state / "journal.sqlite").is_file() and not (root / ".hotfolder").exists()
+    (root / "hotfolder.toml").write_text(f'[daemon]\nstate_dir = "{state}"\n')
+    assert gather(Layout(root, state_dir_of(root)))["done"] == 1  # what --status reads
