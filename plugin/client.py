@@ -28,6 +28,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "impasto_settings.json"
+DEFAULT_PRESET = "classic"  # the engine's default; dialogs start there
 PRESERVE_COLOR_CHOICES = ("none", "luminance", "histogram")
 MIN_SIZE, MAX_SIZE = 32, 8192  # the engine's limits on the output's long side
 
@@ -53,7 +54,7 @@ class StyleSettings:
     """One job as the plug-in dialogs describe it. None means "the preset's value"."""
 
     styles: list = field(default_factory=list)  # style image paths
-    preset: str = "classic"
+    preset: str = DEFAULT_PRESET
     size: int | None = None  # long side of the output, px
     steps: int | None = None  # total optimisation steps
     style_weight: float | None = None  # absolute; see style_weight_for()

@@ -38,7 +38,7 @@ def _presets(engine):
         presets = [p for p in client.list_presets(engine) if not p.get("error")]
     except client.EngineError:
         presets = []
-    return presets or [{"name": "classic", "description": ""}]
+    return presets or [{"name": client.DEFAULT_PRESET, "description": ""}]
 
 
 def _engine():
@@ -77,11 +77,12 @@ class ImpastoPlugIn(Gimp.PlugIn):
         try:
             presets = _presets(_engine())
         except client.EngineError:
-            presets = [{"name": "classic", "description": ""}]
+            presets = [{"name": client.DEFAULT_PRESET, "description": ""}]
         choice = Gimp.Choice.new()
         for index, preset in enumerate(presets):
             choice.add(preset["name"], index, preset["name"], preset.get("description") or "")
-        default = "classic" if any(p["name"] == "classic" for p in presets) else presets[0]["name"]
+        names = [p["name"] for p in presets]
+        default = client.DEFAULT_PRESET if client.DEFAULT_PRESET in names else names[0]
         procedure.add_choice_argument("preset", "_Preset", "Named recipe", choice, default, rw)
         procedure.add_int_argument(
             "size", "Output si_ze", "Long side in px (0: the region's own size)",

@@ -152,6 +152,8 @@ class StyleDialog(QDialog):
                 self.preset.model().item(index).setEnabled(False)
         if not presets:
             raise client.EngineError("the engine lists no presets")
+        # The engine's own default ("classic") first, not whatever sorts first.
+        self.preset.setCurrentIndex(max(0, self.preset.findData(client.DEFAULT_PRESET)))
 
     def recipe(self) -> dict:
         name = self.preset.currentData()

@@ -12,7 +12,8 @@ code. The file's keys:
   cancel_after press the progress dialog's Cancel after this many progress lines
   save_as      where to save the document afterwards (.kra)
   report       where to write the JSON report (status, message, layers, command)
-  screenshots  {"dialog": png, "window": png}: pictures for the README
+  screenshots  {"dialog": png, "progress": png, "window": png}: pictures for the README
+  window_size  [w, h] of Krita's window, for those pictures
   quit         quit Krita when done (default true)
 """
 
@@ -108,6 +109,8 @@ def _trigger(action_id: str) -> None:
         app = Krita.instance()
         doc = app.activeDocument()
         s = spec()
+        if s.get("window_size"):
+            app.activeWindow().qwindow().resize(*s["window_size"])
         if s.get("layer"):
             node = doc.nodeByName(s["layer"])
             if node is None:
@@ -157,14 +160,17 @@ def drive_dialog(dialog) -> None:
 
 
 def watch_runner(runner) -> None:
-    """Press the progress dialog's own Cancel button after spec's cancel_after lines."""
+    """Take the progress dialog's picture, and press its own Cancel button after spec's
+    cancel_after lines."""
     limit = spec().get("cancel_after")
-    if not limit:
-        return
+    shot = spec().get("screenshots", {}).get("progress")
     from PyQt5.QtWidgets import QPushButton
 
     def on_progress(step, total):
-        if step >= limit and not runner.job.run.cancel_requested:
+        if shot and not _state.get("progress_shot") and step >= min(10, total):
+            _state["progress_shot"] = True
+            runner.dialog.grab().save(shot, "PNG")
+        if limit and step >= limit and not runner.job.run.cancel_requested:
             buttons = runner.dialog.findChildren(QPushButton)
             _note(f"pressing Cancel at step {step}/{total}")
             if buttons:
