@@ -280,8 +280,8 @@ max_file_mb = 200           # larger inputs go to failed/ unread
 checkpoint_every = 25       # steps between checkpoints: a crash loses at most this much work
 max_crashes = 3             # a file the daemon died on this many times goes to failed/
 log_file = "hotfolder.log"  # relative to this folder
-# state_dir = "/var/lib/impasto/studio"  # journal and checkpoints (default .hotfolder here);
-#                           # SQLite needs a local disk: set this when this folder is a share
+# On a network share, keep the journal and checkpoints on a local disk (SQLite needs one):
+# state_dir = "/var/lib/impasto/studio"  # default: .hotfolder in this folder
 
 # One table per sub-folder of inbox/. Paths are relative to this file.
 [routes.{name}]

@@ -83,8 +83,8 @@ def running_pid(layout: Layout) -> int | None:
 
 
 def add_log_file(layout: Layout, name: str) -> logging.Handler:
-    """ROOT/hotfolder.log for the hotfolder's own loggers; rotated so weeks of running stay
-    small."""
+    """ROOT/hotfolder.log: the hot folder's own events (INFO and up) and the engine's warnings,
+    rotated so that weeks of running stay small."""
     path = layout.root / name
     handler = logging.handlers.RotatingFileHandler(
         path, maxBytes=5_000_000, backupCount=3, encoding="utf-8"
@@ -94,6 +94,7 @@ def add_log_file(layout: Layout, name: str) -> logging.Handler:
     logger = logging.getLogger("hotfolder")
     logger.setLevel(logging.INFO)
     logger.addHandler(handler)
+    logging.getLogger("impasto").addHandler(handler)  # at the level the CLI set (-v: INFO)
     return handler
 
 
@@ -132,7 +133,8 @@ class Daemon:
                 try:
                     return self._run(routes)
                 finally:
-                    logging.getLogger("hotfolder").removeHandler(handler)
+                    for logger in ("hotfolder", "impasto"):
+                        logging.getLogger(logger).removeHandler(handler)
                     handler.close()
         finally:
             for s, h in previous.items():

@@ -235,7 +235,7 @@ checkpoint_every = 5
 [routes.paint]
 styles = ["{STARRY}"]
 size = 64
-steps = 80
+steps = 50
 """,
     )
     inbox = root / "inbox" / "paint"
@@ -249,7 +249,7 @@ steps = 80
 
     # first run: a is done; killed in the middle of b
     daemon = watch(root, *args)
-    job = daemon.wait_for(lambda: running_job(root, "b.png", 15), what="b.png to be half-way")
+    job = daemon.wait_for(lambda: running_job(root, "b.png", 12), what="b.png to be half-way")
     daemon.stop(signal.SIGKILL)
     assert files_under(root / "outbox") == {"paint/a.png"}
     assert_no_partial_outputs(root)
@@ -258,7 +258,7 @@ steps = 80
     daemon = watch(root, *args)
     daemon.wait_for(lambda: daemon.log_has("resuming from step"), what="b.png to resume")
     again = daemon.wait_for(
-        lambda: running_job(root, "b.png", job["step"] + 10), what="b.png to get further"
+        lambda: running_job(root, "b.png", job["step"] + 8), what="b.png to get further"
     )
     assert again["crashes"] == 1
     # a second daemon on the same folder is refused while this one runs
@@ -276,7 +276,7 @@ steps = 80
     daemon.wait_for(lambda: daemon.log_has("watching"), what="the third run to watch")
     originals["d.png"] = image_bytes(cat(75), "PNG")
     (inbox / "d.png").write_bytes(originals["d.png"])
-    daemon.wait_for(lambda: running_job(root, "c.png", 10), timeout=180, what="c.png to start")
+    daemon.wait_for(lambda: running_job(root, "c.png", 8), timeout=180, what="c.png to start")
     assert daemon.stop(signal.SIGTERM) == 0
     c = next(j for j in jobs(root) if j["name"] == "c.png")
     assert c["state"] == "queued" and c["crashes"] == 0
