@@ -106,7 +106,8 @@ def _layout(tiles: list[tuple[str, Image.Image]], size: int) -> Image.Image:
     for i, (label, img) in enumerate(tiles):
         x = PAD + (i % cols) * cell_w
         y = PAD + (i // cols) * cell_h
-        canvas.paste(img, (x + (size - img.width) // 2, y + (size - img.height) // 2))
+        # Pictures sit on the bottom of their cell, so every label is right under its picture.
+        canvas.paste(img, (x + (size - img.width) // 2, y + size - img.height))
         width = draw.textlength(label, font=font)
         draw.text((x + (size - width) / 2, y + size + 3), label, fill=(40, 40, 40), font=font)
     return canvas
