@@ -39,13 +39,16 @@ class KraDoc:
         raise KeyError(f"no layer {name!r} in {self.path}; layers: {[x.name for x in self.layers]}")
 
     def pixels(self, layer: KraLayer) -> np.ndarray:
-        """The layer's pixels over the whole canvas, RGBA, uint8 or uint16 as stored."""
+        """The layer's pixels over the whole canvas: RGBA (or grey + alpha), uint8 or uint16 as
+        stored."""
         with zipfile.ZipFile(self.path) as z:
             base = f"{self.image_name}/layers/{layer.filename}"
             data = z.read(base)
             names = z.namelist()
             default = z.read(base + ".defaultpixel") if base + ".defaultpixel" in names else None
-        return _decode_tiles(data, default, layer.x, layer.y, self.width, self.height)
+        return _decode_tiles(
+            data, default, layer.x, layer.y, self.width, self.height, layer.colorspace
+        )
 
 
 def read_kra(path) -> KraDoc:
@@ -97,7 +100,9 @@ def lzf_decompress(data: bytes, size: int) -> bytes:
     return bytes(out)
 
 
-def _decode_tiles(data: bytes, default, ox: int, oy: int, width: int, height: int) -> np.ndarray:
+def _decode_tiles(
+    data: bytes, default, ox: int, oy: int, width: int, height: int, colorspace: str
+) -> np.ndarray:
     header = {}
     pos = 0
     for _ in range(5):
@@ -109,8 +114,9 @@ def _decode_tiles(data: bytes, default, ox: int, oy: int, width: int, height: in
         raise ValueError(f"tile format version {header['VERSION']} is not supported")
     tw, th = int(header["TILEWIDTH"]), int(header["TILEHEIGHT"])
     pixel_size = int(header["PIXELSIZE"])
-    channel_bytes = 2 if pixel_size == 8 else 1
+    channel_bytes = 2 if colorspace.endswith("16") else 1  # "RGBA16", "GRAYAU16"
     dtype = np.uint16 if channel_bytes == 2 else np.uint8
+    channels = pixel_size // channel_bytes
     canvas = np.zeros((height, width, pixel_size), dtype=np.uint8)
     if default and len(default) == pixel_size:
         canvas[:, :] = np.frombuffer(default, dtype=np.uint8)
@@ -131,5 +137,7 @@ def _decode_tiles(data: bytes, default, ox: int, oy: int, width: int, height: in
         cx1, cy1 = min(width, x0 + tw), min(height, y0 + th)
         if cx1 > cx0 and cy1 > cy0:
             canvas[cy0:cy1, cx0:cx1] = tile[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
-    pixels = canvas.view(dtype).reshape(height, width, 4)
-    return pixels[:, :, [2, 1, 0, 3]]  # Krita stores BGRA
+    pixels = canvas.view(dtype).reshape(height, width, channels)
+    if colorspace.startswith("RGBA"):
+        return pixels[:, :, [2, 1, 0, 3]]  # Krita stores BGRA
+    return pixels

@@ -99,9 +99,14 @@ def _run(spec, report):
         doc.setColorSpace("RGBA", "U16", "sRGB-elle-V2-srgbtrc.icc")
         doc.waitForDone()
 
+    def to_grey(doc):
+        doc.setColorSpace("GRAYA", "U8", "")
+        doc.waitForDone()
+
     run("plain", nothing, settings())
     run("selection", select_shape, settings())
     run("sixteen_bit", to_16_bit, settings())
+    run("grey", to_grey, settings())
     run("engine_error", nothing, settings(styles=[spec["bad_style"]]))
     run("cancel", nothing, settings(steps=2000), cancel_after=2)
     print("scenarios done", file=sys.stderr)

@@ -34,11 +34,12 @@ LAYER = "impasto classic: " + STARRY.stem
 SCREEN = "-screen 0 1280x800x24"
 
 
-def run_krita(tmp_path, content, selftest: dict) -> dict:
+def run_krita(tmp_path, content, selftest: dict, extra_env: dict | None = None) -> dict:
     """Start Krita on content with the self-test file; return its report."""
     require_program("krita")
     require_program("xvfb-run")
     env = editor_env(tmp_path / "home")
+    env.update(extra_env or {})
     krita_dir = tmp_path / "home" / "data" / "krita"
     install = install_krita_plugin(env, krita_dir)
     kritarc = tmp_path / "home" / "config" / "kritarc"
@@ -105,5 +106,24 @@ def test_cancel_button_stops_the_engine_and_adds_no_layer(tmp_path, small_conten
     assert report["engine_returncode"] == 130  # stopped by SIGINT after its current step
     assert process_gone(report["engine_pid"])
     assert report["new_layer"] is None
+    doc = kra.read_kra(report["kra"])
+    assert [layer.name for layer in doc.layers] == ["Background"]
+
+
+def test_engine_error_appears_in_a_message_box_with_the_engines_line(tmp_path, small_content):
+    missing = tmp_path / "no-such-weights.h5"
+    report = run_krita(
+        tmp_path,
+        small_content,
+        {"dialog": {"styles": [str(STARRY)], "steps": STEPS, "seed": SEED}},
+        extra_env={"IMPASTO_WEIGHTS": str(missing)},  # the engine will not find its weights
+    )
+    assert report["status"] == "error", report
+    assert report["engine_returncode"] == 2
+    box = report["message_box"]
+    assert box["title"] == "impasto"
+    assert box["text"] == report["message"]
+    assert "VGG19 weights" in box["text"] and str(missing) in box["text"]
+    assert "\n" not in box["text"]
     doc = kra.read_kra(report["kra"])
     assert [layer.name for layer in doc.layers] == ["Background"]

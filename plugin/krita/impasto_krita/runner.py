@@ -101,15 +101,10 @@ def show_error(parent, message: str, details: str = "") -> None:
     box = QMessageBox(QMessageBox.Warning, "impasto", message, QMessageBox.Ok, parent)
     if details:
         box.setDetailedText(details)
-    box.setObjectName("impasto-error")
-    if not _selftest_running():
-        box.exec_()
-    else:
-        box.show()  # the self-test reads the message from its report, not from a click
-        box.deleteLater()
-
-
-def _selftest_running() -> bool:
     from . import selftest
 
-    return selftest.active()
+    if selftest.active():
+        box.show()  # the self-test records the box's text in its report instead of a click
+        selftest.note_message_box(box)
+    else:
+        box.exec_()

@@ -181,6 +181,14 @@ def watch_runner(runner) -> None:
     runner.progressed.connect(on_progress)
 
 
+def note_message_box(box) -> None:
+    """Record what an error box says (the user would read it), then close it."""
+    from PyQt5.QtCore import QTimer
+
+    _state["message_box"] = {"title": box.windowTitle(), "text": box.text()}
+    QTimer.singleShot(300, box.close)
+
+
 def job_finished(runner, status: str, message: str) -> None:
     """Save the document, picture the window, write the report, quit."""
     from krita import Krita
@@ -215,6 +223,7 @@ def job_finished(runner, status: str, message: str) -> None:
                     "command": run.command if run else None,
                     "engine_pid": run.process.pid if run else None,
                     "engine_returncode": run.process.returncode if run else None,
+                    "message_box": _state.get("message_box"),
                 }
             )
             _quit_soon()
