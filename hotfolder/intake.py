@@ -204,18 +204,23 @@ class Intake:
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.scanned = threading.Event()  # set after the first full listing has been handled
         self._warned: set = set()
-        self._rescan_now = threading.Event()
+        self._asked = self._listed = 0  # full listings asked for by nudge(), and done since
         self._observer = None
 
     # --- thread-safe entry points -------------------------------------------------------------
     def nudge(self) -> None:
         """Ask for a full listing soon (e.g. a job gave a file back to the inbox)."""
-        self._rescan_now.set()
+        self._asked += 1  # only the main thread nudges
         self.events.put(("wake", None))
 
     def idle(self) -> bool:
         """True when the first listing is done and no file is waiting to settle."""
-        return self.scanned.is_set() and len(self.settler) == 0 and self.events.empty()
+        return (
+            self.scanned.is_set()
+            and self._listed == self._asked
+            and len(self.settler) == 0
+            and self.events.empty()
+        )
 
     # --- the thread ---------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -225,10 +230,10 @@ class Intake:
         try:
             while not stop.is_set():
                 try:
-                    now = time.monotonic()
-                    if now >= next_scan or self._rescan_now.is_set():
-                        self._rescan_now.clear()
+                    now, asked = time.monotonic(), self._asked
+                    if now >= next_scan or asked != self._listed:
                         self._list_all()
+                        self._listed = asked
                         next_scan = now + self.rescan
                     self._drain(timeout=self.tick)
                     self._check(journal)
