@@ -218,6 +218,12 @@ def build_app(
                     yield {status: "", result: item.preview, plot: history.frame()}
         except impasto.ImpastoError as exc:
             raise gr.Error(public_message(str(exc), paths), print_exception=False) from None
+        except Exception as exc:  # a bug, not the visitor's doing: details to the log only
+            log.exception("job failed")
+            raise gr.Error(
+                f"The engine failed ({type(exc).__name__}); the server's log has the details.",
+                print_exception=False,
+            ) from None
         if outcome is None:
             yield {status: "Cancelled before it started."}
             return
@@ -315,6 +321,8 @@ def build_app(
                     label="Colours",
                     elem_id="impasto-colour",
                 )
+                if examples_dir is not None:
+                    _add_examples(examples_dir, content, style_1)
             with gr.Column(scale=1):
                 with gr.Row():
                     run_button = gr.Button("Run", variant="primary", elem_id="impasto-run")
@@ -340,12 +348,9 @@ def build_app(
                     x="step",
                     y="loss",
                     color="term",
-                    label="Loss over the steps",
-                    height=240,
+                    label="Loss over the steps",  # no height: a set height cuts off the legend
                     elem_id="impasto-plot",
                 )
-        if examples_dir is not None:
-            _add_examples(examples_dir, content, style_1)
 
         preset.change(
             preset_changed,

@@ -31,8 +31,9 @@ class _Finished:
 class EngineRunner:
     """Runs checked jobs one at a time and streams their progress events to the caller.
 
-    stylize: the engine entry point; None means impasto's, imported (with TensorFlow's start-up
-    chatter hidden) on first use. Tests pass a wrapper to observe the jobs.
+    stylize: the engine entry point; None means impasto's, imported with impasto.load_engine()
+    (which hides TensorFlow's start-up chatter) on first use. Tests pass a wrapper to observe
+    the jobs.
     """
 
     def __init__(self, stylize: Stylize | None = None):
@@ -44,9 +45,9 @@ class EngineRunner:
     def load(self) -> Stylize:
         """Import the engine now (a few seconds the first time), so the first job does not wait."""
         if self._stylize is None:
-            from impasto.cli import import_engine
+            from impasto import load_engine
 
-            self._stylize = import_engine().stylize
+            self._stylize = load_engine().stylize
         return self._stylize
 
     def run(self, checked, session: str = "") -> Iterator[ProgressEvent | StyleResult | None]:

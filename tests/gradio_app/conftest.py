@@ -31,8 +31,12 @@ class RecordingEngine:
         self.calls = 0
         self.running = 0
         self.most_at_once = 0
+        self.fail_next: Exception | None = None  # raised instead of painting, once
 
     def __call__(self, job, on_progress=None, cancel=None):
+        if self.fail_next is not None:
+            exc, self.fail_next = self.fail_next, None
+            raise exc
         with self._lock:
             self.calls += 1
             self.running += 1

@@ -104,6 +104,16 @@ def test_not_an_image_gives_a_clear_message_and_the_next_job_works(client, tmp_p
     assert status.startswith("Done")
 
 
+def test_an_engine_failure_is_reported_without_internals_and_the_app_recovers(client, served):
+    served.engine.fail_next = RuntimeError("boom in /srv/secret/engine.py")
+    with pytest.raises(AppError) as caught:
+        stylize(client, CAT, STARRY)
+    assert "The engine failed (RuntimeError)" in str(caught.value)
+    assert "secret" not in str(caught.value)
+    status, _, _, _ = stylize(client, CAT, STARRY, size=64, steps=2)
+    assert status.startswith("Done")
+
+
 def test_missing_style_gives_a_clear_message(client):
     with pytest.raises(AppError, match="at least one style image"):
         stylize(client, CAT)
