@@ -28,6 +28,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/quality.py
+	$(BIN)/python benchmarks/hotfolder.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

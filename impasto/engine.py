@@ -73,7 +73,9 @@ class _Step:
     def __init__(self, content_layers: tuple, style_layers: tuple, pooling: str, precision: str):
         self.features = extractor(content_layers + style_layers, pooling, precision)
         self.content_layers, self.style_layers = content_layers, style_layers
-        self.run = tf.function(self._step)
+        # reduce_retracing: after two shapes, one shape-generic graph serves every size, so a
+        # long-running door (hot folder, web app) does not keep a graph per photo size.
+        self.run = tf.function(self._step, reduce_retracing=True)
 
     def targets(self, content: np.ndarray, styles: list[tuple[np.ndarray, float]]):
         """Content features and blended style Gram matrices for one scale."""
