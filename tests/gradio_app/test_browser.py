@@ -158,3 +158,15 @@ def test_two_tabs_at_once_both_get_their_pictures(served, browser):
     for handle, page, size in tabs:
         browser.switch_to.window(handle)
         assert page.finished_picture_size() == (size, size * 2 // 3)
+
+
+def test_clicking_the_example_fills_in_the_photo_and_the_style(served, browser):
+    page = Page(browser, served.url)
+    assert not browser.find_elements(By.CSS_SELECTOR, "#impasto-content img")
+    page.find("table tbody tr").click()  # the examples table's only row
+    for elem_id in ("impasto-content", "impasto-style-1"):
+        page.wait(30).until(lambda d, e=elem_id: d.find_elements(By.CSS_SELECTOR, f"#{e} img"))
+    sources = [
+        page.find(f"#{e} img").get_attribute("src") for e in ("impasto-content", "impasto-style-1")
+    ]
+    assert sources[0].endswith("content.jpg") and sources[1].endswith("style.png")
