@@ -3,7 +3,8 @@
 # project (its virtual environment: the engine), the test images, the Python the venv was built
 # from, and a work folder bind-mounted at the same paths, so the plug-in reaches the engine.
 # The mounts live in a private mount namespace: they vanish with the command, nothing is left
-# mounted on the host. Needs root (or CAP_SYS_ADMIN) and unshare(1).
+# mounted on the host, and the root's /tmp is a throw-away tmpfs. Needs root (or
+# CAP_SYS_ADMIN) and unshare(1).
 #
 # usage: gimp3_chroot.sh ROOT WORKDIR COMMAND [ARG...]
 set -eu
@@ -25,6 +26,7 @@ ROOT=$1; shift
 mount -t proc proc "$ROOT/proc"
 mount --rbind /dev "$ROOT/dev"
 mount --rbind /sys "$ROOT/sys"
+mount -t tmpfs tmpfs "$ROOT/tmp"   # the root stays clean: its /tmp vanishes with the command
 while [ "$1" != "--" ]; do
   if [ -n "$1" ] && [ -d "$1" ]; then
     mkdir -p "$ROOT$1"
