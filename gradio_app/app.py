@@ -284,7 +284,9 @@ def build_app(
                         scale=1,
                         buttons=[],
                     )
-                preset_md = gr.Markdown(describe_markdown(first_view, first_recipe))
+                preset_md = gr.Markdown(
+                    describe_markdown(first_view, first_recipe), elem_id="impasto-preset-info"
+                )
                 with gr.Row():
                     size = gr.Slider(
                         MIN_SIZE,

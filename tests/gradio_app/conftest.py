@@ -15,6 +15,8 @@ import pytest
 from gradio_app.app import build_app, close, launch
 from gradio_app.runner import EngineRunner
 
+MAX_SIZE, MAX_STEPS = 256, 400  # the served app's limits for visitors
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -63,7 +65,7 @@ def served(tmp_path_factory, weights_for_module):
         home = tmp_path_factory.mktemp("app-home")
         mp.setenv("XDG_CONFIG_HOME", str(home / "config"))
         mp.setenv("XDG_DATA_HOME", str(home / "data"))
-        demo = build_app(EngineRunner(engine), max_size=256, max_steps=400, queue_size=8)
+        demo = build_app(EngineRunner(engine), max_size=MAX_SIZE, max_steps=MAX_STEPS, queue_size=8)
         launch(demo, server_name="127.0.0.1", server_port=free_port(), max_file_size="2mb")
         try:
             yield Served(url=demo.local_url, demo=demo, engine=engine)

@@ -12,11 +12,15 @@ from pathlib import Path
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from gradio_client.utils import Status
+from gradio_client.utils import QueueError, Status
 from PIL import Image
 
+from gradio_app.app import build_app, close, launch
+from gradio_app.runner import EngineRunner
+from impasto import StyleResult
 from impasto.images import read_settings
 from tests.conftest import CAT, STARRY, WAVE
+from tests.gradio_app.conftest import free_port
 
 
 def stylize(client: Client, content, *styles, size=64, steps=3, preset="classic", submit=False):
@@ -158,3 +162,36 @@ def test_cancel_stops_within_a_step_and_keeps_the_best_picture(client):
     with Image.open(image) as img:
         assert img.size == (128, 85)  # the best so far, still at the size asked for
     assert read_settings(image)["size"] == 128
+
+
+def test_beyond_the_queue_bound_a_visitor_is_told_the_queue_is_full():
+    """With a stand-in engine that holds the first job: one job runs, one waits, the next is
+    refused (queue_size=1)."""
+    entered, release = threading.Event(), threading.Event()
+
+    def held_engine(checked, on_progress=None, cancel=None):
+        entered.set()
+        release.wait(60)
+        stats = {"steps": 1, "total_steps": 1, "seconds": 0, "device": "CPU"}
+        return StyleResult(image=Image.new("RGB", (64, 43)), stats=stats, settings={})
+
+    demo = build_app(EngineRunner(held_engine), queue_size=1, examples_dir=None)
+    launch(demo, server_name="127.0.0.1", server_port=free_port())
+    try:
+        clients = [Client(demo.local_url, verbose=False) for _ in range(3)]
+        running = stylize(clients[0], CAT, STARRY, submit=True)
+        assert entered.wait(30), "the first job never reached the engine"
+        waiting = stylize(clients[1], CAT, STARRY, submit=True)
+        deadline = time.monotonic() + 30
+        while len(demo._queue) < 1:  # Gradio's count of waiting jobs (not a public API)
+            assert time.monotonic() < deadline, "the second job never joined the queue"
+            time.sleep(0.05)
+        refused = stylize(clients[2], CAT, STARRY, submit=True)
+        with pytest.raises(QueueError, match="Queue is full"):
+            refused.result(timeout=30)
+        release.set()
+        assert running.result(timeout=60)[0].startswith("Done")
+        assert waiting.result(timeout=60)[0].startswith("Done")
+    finally:
+        release.set()
+        close(demo)

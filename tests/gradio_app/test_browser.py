@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from impasto.presets import list_presets, load_preset
 from tests.conftest import CAT, STARRY, require_program
+from tests.gradio_app.conftest import MAX_STEPS
 
 pytest.importorskip("selenium")
 
@@ -88,10 +90,22 @@ class Page:
     def run(self) -> None:
         self.find("#impasto-run").click()
 
-    def toast_text(self, seconds: float = 30) -> str:
+    def toast_says(self, message: str, seconds: float = 30) -> bool:
+        """Whether a notice (Gradio's toast) with this text appears within the time."""
         toast = "[data-testid='toast-body']"
-        self.wait(seconds).until(lambda d: d.find_elements(By.CSS_SELECTOR, toast))
-        return " ".join(e.text for e in self.driver.find_elements(By.CSS_SELECTOR, toast))
+
+        def shown(d):
+            texts = [
+                e.get_attribute("textContent") or ""
+                for e in d.find_elements(By.CSS_SELECTOR, toast)
+            ]
+            return any(message in t for t in texts)
+
+        try:
+            self.wait(seconds).until(shown)
+        except TimeoutException:
+            return False
+        return True
 
     def finished_picture_size(self, seconds: float = 240) -> tuple[int, int]:
         """Wait for the download button (shown only with the finished picture) and return the
@@ -128,9 +142,18 @@ def test_a_visitor_paints_the_cat_in_the_browser(served, browser, tmp_path):
     page = Page(browser, served.url)
     page.upload("impasto-content", CAT)
     page.run()
-    assert "Add at least one style image" in page.toast_text()
+    assert page.toast_says("Add at least one style image")
 
     page.upload("impasto-style-1", STARRY)
+    other = next((p for p in list_presets() if p.name != "classic" and not p.error), None)
+    if other is not None:  # picking a preset shows what it is and resets size and steps to its own
+        page.pick_preset(other.name)
+        recipe = load_preset(other.name)
+        page.wait(10).until(lambda d: other.description in page.find("#impasto-preset-info").text)
+        steps = page.find("#impasto-steps input[type=number]")
+        page.wait(10).until(
+            lambda d: steps.get_attribute("value") == str(min(recipe.total_steps, MAX_STEPS))
+        )
     page.pick_preset("classic")
     page.set_number("impasto-size", 96)
     page.set_number("impasto-steps", 5)
