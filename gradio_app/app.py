@@ -393,8 +393,7 @@ def build_app(
             cancel_job, outputs=status, api_name="cancel", queue=False, show_progress="hidden"
         )
     demo.queue(max_size=queue_size, default_concurrency_limit=1)
-    demo.impasto_runner = runner  # for the CLI and tests
-    demo.impasto_results = results
+    demo.impasto_results = results  # removed by close()
     return demo
 
 

@@ -70,7 +70,11 @@ def run(args: argparse.Namespace) -> int:
     from gradio_app.runner import EngineRunner
 
     runner = EngineRunner()
-    runner.load()
+    try:
+        runner.load()
+    except KeyboardInterrupt:
+        print("impasto: interrupted while loading the engine", file=sys.stderr)
+        return 130
     demo = build_app(
         runner, max_size=args.max_size, max_steps=args.max_steps, queue_size=args.queue_size
     )
