@@ -235,7 +235,7 @@ checkpoint_every = 5
 [routes.paint]
 styles = ["{STARRY}"]
 size = 64
-steps = 50
+steps = 80  # long enough that no job ends before the test kills it
 """,
     )
     inbox = root / "inbox" / "paint"
@@ -254,13 +254,19 @@ steps = 50
     assert files_under(root / "outbox") == {"paint/a.png"}
     assert_no_partial_outputs(root)
 
-    # second run: b resumes from its checkpoint, and is killed again
+    # second run: b resumes from its checkpoint, and is killed again once it has checkpointed
+    # further (the checkpoint, not the journal's once-a-second progress row, so that a fast
+    # machine cannot finish b between two looks)
+    checkpoint = root / ".hotfolder" / "checkpoints" / f"job-{job['id']}.npz"
+    first_checkpoint = checkpoint.stat().st_mtime_ns
     daemon = watch(root, *args)
     daemon.wait_for(lambda: daemon.log_has("resuming from step"), what="b.png to resume")
-    again = daemon.wait_for(
-        lambda: running_job(root, "b.png", job["step"] + 8), what="b.png to get further"
+    daemon.wait_for(
+        lambda: checkpoint.exists() and checkpoint.stat().st_mtime_ns != first_checkpoint,
+        what="b.png to checkpoint further",
     )
-    assert again["crashes"] == 1
+    again = next(j for j in jobs(root) if j["name"] == "b.png")
+    assert again["state"] == "running" and again["crashes"] == 1
     # a second daemon on the same folder is refused while this one runs
     second = subprocess.run(
         [sys.executable, "-m", "impasto.cli", "watch", str(root)], capture_output=True, text=True
