@@ -27,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     gal.add_argument("--size", type=int, default=192, help="tile size in px (default 192)")
     gal.add_argument("--steps", type=int, help="steps per tile (default: each preset's own)")
     gal.add_argument("--seed", type=int, default=0)
+    gal.add_argument(
+        "--tiles", metavar="DIR", help="also save each preset's picture as DIR/<preset>.png"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,7 +102,9 @@ def _gallery(args) -> int:
         print(f"impasto: {name}: {'from cache' if cached else 'painted'}", flush=True)
 
     overrides = {"steps": args.steps} if args.steps else {}
-    image = gallery.sheet(args.content, args.style, args.size, args.seed, overrides, report)
+    image = gallery.sheet(
+        args.content, args.style, args.size, args.seed, overrides, report, args.tiles
+    )
     save_image(image, args.output)
     print(f"impasto: gallery written to {args.output}")
     return 0

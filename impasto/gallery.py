@@ -77,20 +77,27 @@ def sheet(
     seed: int = 0,
     overrides: dict | None = None,
     report: Callable[[str, bool], None] | None = None,
+    tiles_dir: str | os.PathLike | None = None,
 ) -> Image.Image:
-    """The contact sheet: the photo and the painting first, then one labelled tile per preset."""
+    """The contact sheet: the photo and the painting first, then one labelled tile per preset.
+    With tiles_dir, each preset's picture is also saved there as <preset>.png (the web app shows
+    such a tile beside the preset's description)."""
     photo = load_image(content, "content").rgb
     painting = load_image(style, "style").rgb
     tiles = [
         ("photo", photo.resize(fit_long_side(photo.size, size))),
         ("style", painting.resize(fit_long_side(painting.size, size))),
     ]
+    if tiles_dir is not None:
+        Path(tiles_dir).mkdir(parents=True, exist_ok=True)
     for info in list_presets():
         if info.error:
             log.warning("skipping broken preset %s: %s", info.name, info.error)
             continue
         image, was_cached = tile(content, style, info.name, size, seed, overrides or {})
         tiles.append((info.name, image))
+        if tiles_dir is not None:
+            save_image(image, Path(tiles_dir) / f"{info.name}.png")
         if report is not None:
             report(info.name, was_cached)
     return _layout(tiles, size)

@@ -44,6 +44,38 @@ def test_gram_stays_finite_in_reduced_precision():
     np.testing.assert_allclose(g.numpy(), 90000.0, rtol=1e-3)
 
 
+def test_loss_terms_do_not_depend_on_the_image_size():
+    """The same weights must give the same balance at any output size. A picture tiled 3x3 is
+    the same picture at 9 times the pixels: each loss term (of a noisy photo against the photo
+    and the painting) must stay about the same, where a sum over positions, as in the paper's
+    content loss, would grow 9-fold and tip the balance towards the photo at large sizes."""
+    import tensorflow as tf
+
+    from impasto.images import fit_long_side, load_image
+    from impasto.losses import content_loss, gram, style_loss, tv_loss
+    from impasto.model import extractor
+    from impasto.presets import load_preset
+
+    recipe = load_preset("classic")
+    layers = recipe.content_layers, recipe.style_layers
+    features = extractor((*layers[0], *layers[1]), "avg", "float32")
+    photo, painting = (load_image(p).rgb for p in (CAT, STARRY))
+    photo, painting = (to_array(img, fit_long_side(img.size, 128)) for img in (photo, painting))
+    noisy = np.random.default_rng(0).normal(0, 0.1, photo.shape).astype(np.float32)
+    noisy = np.clip(photo + noisy, 0, 1)
+
+    def terms(tiles):
+        x, p, s = (tf.constant(np.tile(a, (tiles, tiles, 1))) for a in (noisy, photo, painting))
+        fx, fp, fs = (features(a[None]) for a in (x, p, s))
+        grams = {k: gram(fs[k]) for k in layers[1]}
+        return np.array(
+            [content_loss(fx, fp, layers[0]), style_loss(fx, grams, layers[1]), tv_loss(x)]
+        )
+
+    ratio = terms(3) / terms(1)
+    assert np.all((0.75 < ratio) & (ratio < 1.33)), ratio
+
+
 def test_each_loss_term_falls():
     """Start from noise: content, style and roughness must all come down over a short run."""
     seen = []

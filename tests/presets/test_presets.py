@@ -197,5 +197,10 @@ def test_gallery_has_one_tile_per_preset_and_uses_its_cache(tmp_path):
         COLUMNS * (64 + PAD) + PAD,
         rows * (64 + LABEL_HEIGHT + PAD) + PAD,
     )
-    second = cli("presets", "gallery", CAT, STARRY, "-o", out, "--size", 64, "--steps", 1)
+    second = cli(
+        "presets", "gallery", CAT, STARRY, "-o", out, "--size", 64, "--steps", 1,
+        "--tiles", tmp_path / "tiles",
+    )  # fmt: skip
     assert second.stdout.count("from cache") == len(SHIPPED)
+    tiles = {p.stem: Image.open(p).size for p in (tmp_path / "tiles").glob("*.png")}
+    assert set(tiles) == set(SHIPPED) and max(tiles["classic"]) == 64
