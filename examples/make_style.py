@@ -16,14 +16,23 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 W, H = 640, 480
-PALETTE = [(22, 40, 92), (38, 74, 150), (70, 120, 190), (230, 200, 90), (245, 230, 150),
-           (20, 60, 70), (110, 160, 200), (200, 120, 40)]
+PALETTE = [
+    (22, 40, 92),
+    (38, 74, 150),
+    (70, 120, 190),
+    (230, 200, 90),
+    (245, 230, 150),
+    (20, 60, 70),
+    (110, 160, 200),
+    (200, 120, 40),
+]
 
 
 def flow(x: float, y: float) -> float:
     """Angle of the stroke direction at (x, y): a few interfering swirls."""
     return (
-        math.sin(x / 70.0) * 2.0 + math.cos(y / 55.0) * 1.5
+        math.sin(x / 70.0) * 2.0
+        + math.cos(y / 55.0) * 1.5
         + math.atan2(y - H * 0.35, x - W * 0.65) * 1.2
     )
 
