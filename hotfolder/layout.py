@@ -25,6 +25,8 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from impasto.atomic import atomic_write
+
 log = logging.getLogger(__name__)
 
 STATE_DIR = ".hotfolder"
@@ -132,16 +134,8 @@ def _copy_then_delete(src: Path, dst: Path) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write a small text file so that it is either absent or complete."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
     fsync_dir(path.parent)
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from impasto.atomic import atomic_write
 from impasto.errors import InputError
 
 ARRAYS = ("image", "m", "v", "ema")
@@ -32,21 +32,13 @@ class Checkpoint:
 
 def save(path: str | os.PathLike, ckpt: Checkpoint) -> None:
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(
-                fh,
-                settings=np.array(json.dumps(ckpt.settings, sort_keys=True)),
-                position=np.array([ckpt.scale, ckpt.scale_step, ckpt.step], dtype=np.int64),
-                **{name: getattr(ckpt, name) for name in ARRAYS},
-            )
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        np.savez(
+            fh,
+            settings=np.array(json.dumps(ckpt.settings, sort_keys=True)),
+            position=np.array([ckpt.scale, ckpt.scale_step, ckpt.step], dtype=np.int64),
+            **{name: getattr(ckpt, name) for name in ARRAYS},
+        )
 
 
 def load(path: str | os.PathLike, settings: dict) -> Checkpoint:

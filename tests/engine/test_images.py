@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -98,6 +100,15 @@ def test_save_formats_atomic_and_settings(tmp_path, ext):
     assert [p.name for p in tmp_path.iterdir()] == [f"out{ext}"]  # no temporary left behind
     if ext == ".png":
         assert read_settings(path) == {"seed": 7, "preset": "classic"}
+
+
+def test_saved_files_have_the_users_usual_permissions(tmp_path):
+    """A temporary file is private (0600); the result must not be, or a studio sharing an
+    output folder could not open it."""
+    path = save_image(Image.new("RGB", (4, 4)), tmp_path / "out.png")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
 
 
 def test_save_unknown_extension(tmp_path):

@@ -1,0 +1,43 @@
+"""Atomic file writes: readers see the old file or the complete new one, never half of it.
+
+The new file is written beside its target under a hidden temporary name
+(`.<name>.<random>.tmp`, which the hot folder's recovery knows), flushed to disk, then renamed
+over the target.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@functools.cache
+def _new_file_mode() -> int:
+    """What open() would give a new file under this process's umask (mkstemp gives 0600)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextmanager
+def atomic_write(
+    path: str | os.PathLike, mode: str = "wb", encoding: str | None = None
+) -> Iterator:
+    """Open a temporary file for writing; on a clean exit it replaces path."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=encoding) as fh:
+            if hasattr(os, "fchmod"):  # people sharing an output folder expect their umask
+                os.fchmod(fh.fileno(), _new_file_mode())
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
