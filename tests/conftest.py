@@ -37,18 +37,20 @@ def _find_weights() -> str | None:
 
 
 _WEIGHTS = _find_weights()
+if _WEIGHTS:
+    # For the whole session, module-scoped fixtures (a server, an editor) included: they start
+    # before the per-test folders below, whose empty data folder holds no weights.
+    os.environ["IMPASTO_WEIGHTS"] = _WEIGHTS
 
 
 @pytest.fixture(autouse=True)
 def isolated_user_folders(tmp_path_factory, monkeypatch):
     """Each test gets empty config/data/cache folders, so a developer's own presets never leak in;
-    the verified weights found at start stay reachable through IMPASTO_WEIGHTS."""
+    the verified weights found at start stay reachable through IMPASTO_WEIGHTS (set above)."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
-    if _WEIGHTS:
-        monkeypatch.setenv("IMPASTO_WEIGHTS", _WEIGHTS)
     yield
 
 
