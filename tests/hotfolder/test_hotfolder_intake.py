@@ -4,8 +4,11 @@ queues such files in arrival order, by events and by rescans."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -96,12 +99,39 @@ def test_inspect_gone_and_folder(tmp_path):
     assert inspect(tmp_path / "sub", tmp_path, MB).kind == "skip"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file regardless of permissions")
-def test_unreadable_file_is_reported(tmp_path):
-    path = tmp_path / "locked.png"
-    path.write_bytes(b"x")
-    path.chmod(0)
-    assert "permission denied" in check_readable(path)
+def test_unreadable_file_is_reported():
+    """A file the daemon's user may not read. Root reads everything, so under root (as in CI)
+    the check runs in a forked child that has become `nobody`."""
+    folder = Path(tempfile.mkdtemp())  # in /tmp: a folder `nobody` can enter
+    try:
+        folder.chmod(0o755)
+        path = folder / "locked.png"
+        path.write_bytes(b"x")
+        path.chmod(0)
+        assert "permission denied" in _as_unprivileged_user(lambda: check_readable(path))
+        path.chmod(0o644)
+        assert _as_unprivileged_user(lambda: check_readable(path)) == "None"
+    finally:
+        shutil.rmtree(folder)
+
+
+def _as_unprivileged_user(check) -> str:
+    """str(check()), run as `nobody` when we are root, else as ourselves."""
+    if os.geteuid() != 0:
+        return str(check())
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop root, run the check, report, and leave without cleanup
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(write, str(check()).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as fh:
+        return fh.read().decode()
 
 
 def ident(size: int, mtime: int = 1) -> Identity:
