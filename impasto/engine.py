@@ -195,6 +195,8 @@ def stylize(
             steps_plan[resume.scale][0][0] * steps_plan[resume.scale][0][1] * resume.scale_step
         )
     work_at_start = work_done
+    # The rate behind the ETA leaves out each scale's first step, which also traces the graph.
+    steady_seconds = steady_work = 0.0
     x = m = v = ema = None
     losses: dict = {}
     cancelled = False
@@ -223,6 +225,7 @@ def stylize(
             x, m, v = _resize(ema, size), _resize(m, size), _resize(v, size)
             ema = x
         x, m, v, ema = (tf.constant(a, tf.float32) for a in (x, m, v, ema))
+        tick, first_in_scale = time.perf_counter(), True
         while scale_step < steps:
             if cancel is not None and cancel.is_set():
                 cancelled = True
@@ -236,9 +239,17 @@ def stylize(
             last = done == total
             if job.checkpoint and (done % job.checkpoint_every == 0 or last):
                 _save_checkpoint(job.checkpoint, settings, index, scale_step, done, x, m, v, ema)
+            now = time.perf_counter()
+            if not first_in_scale:
+                steady_seconds += now - tick
+                steady_work += size[0] * size[1]
+            tick, first_in_scale = now, False
             if on_progress is not None:
-                elapsed = time.perf_counter() - started
-                rate = elapsed / max(work_done - work_at_start, 1)
+                elapsed = now - started
+                if steady_work:
+                    rate = steady_seconds / steady_work
+                else:
+                    rate = elapsed / max(work_done - work_at_start, 1)
                 show = last or (job.preview_every and done % job.preview_every == 0)
                 on_progress(
                     ProgressEvent(
