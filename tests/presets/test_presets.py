@@ -78,7 +78,7 @@ def test_every_shipped_preset_runs_two_steps(name):
 
 
 def test_user_preset_overrides_shipped_one():
-    user_preset("classic", CLASSIC.replace("style_weight = 10.0", "style_weight = 77.0"))
+    user_preset("classic", CLASSIC.replace("style_weight = 3.0", "style_weight = 77.0"))
     assert load_preset("classic").style_weight == 77.0
     listed = {p.name: p for p in list_presets()}
     assert listed["classic"].origin == "user"
@@ -101,7 +101,7 @@ def test_user_preset_adds_a_name_and_path_works(tmp_path):
             r"unknown layer 'block4_conv9'; valid layers: block1_conv1, .*block5_conv4",
         ),
         (
-            lambda t: t.replace("style_weight = 10.0", "style_weight = -1.0"),
+            lambda t: t.replace("style_weight = 3.0", "style_weight = -1.0"),
             r"style_weight must be 0 or more, not -1.0",
         ),
         (
