@@ -125,7 +125,7 @@ def run_impasto(content: Path, style: Path, out: Path, extra: list[str]) -> floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=1, help="how many content/style pairs")
+    parser.add_argument("--pairs", type=int, default=1, help="how many content/style pairs (1-3)")
     parser.add_argument("--runs", type=int, default=3, help="impasto runs per pair (median)")
     parser.add_argument("--fresh", action="store_true", help="rerun the tutorial loop")
     parser.add_argument("--tutorial-steps", type=int, default=1000)
