@@ -1,0 +1,185 @@
+"""Web-app memory under load: does `impasto serve` stay flat over many visitors?
+
+Starts `impasto serve` on a free local port (as a user would, in its own process, Gradio's cache
+in a fresh folder), then sends WAVES waves of CLIENTS jobs at once through gradio_client, one
+Client per job (a new visitor each time, closed when its job is done, as a closed tab). After
+each wave, once the server is idle again, it reads the server's resident memory (VmRSS), its
+thread count and what Gradio's cache holds on disk. The goal: the last wave's RSS within 10 % of
+the second's (the first includes loading and tracing).
+
+    python benchmarks/webapp_load.py [--waves 10] [--clients 30] [--size 64] [--steps 5]
+
+Prints a table and writes it to benchmarks/results/webapp_load-<machine>.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+CONTENT = ROOT / "examples" / "content.jpg"
+STYLE = ROOT / "examples" / "style.png"
+GOAL = 0.10  # last wave within this fraction of the second
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, cache: Path, queue_size: int) -> subprocess.Popen:
+    env = dict(os.environ, GRADIO_TEMP_DIR=str(cache), TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("IMPASTO_AUTH", None)
+    command = [sys.executable, "-m", "impasto.cli", "serve", "--port", str(port)]
+    command += ["--queue-size", str(queue_size), "--max-size", "256"]
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if lines.get(timeout=1).startswith("impasto: serving on"):
+                return proc
+        except queue.Empty:
+            if proc.poll() is not None:
+                break
+    proc.kill()
+    sys.exit(f"impasto serve did not start: {proc.stderr.read()}")
+
+
+def status_of(pid: int) -> dict[str, int]:
+    """VmRSS (kB) and Threads from /proc/PID/status."""
+    text = Path(f"/proc/{pid}/status").read_text()
+    return {k: int(re.search(rf"^{k}:\s+(\d+)", text, re.M).group(1)) for k in ("VmRSS", "Threads")}
+
+
+def folder_usage(folder: Path) -> tuple[int, int]:
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+def one_job(url: str, size: int, steps: int) -> str:
+    """One visitor: a new session, one job, then gone. 'done', 'queue full' or the error."""
+    from gradio_client import Client, handle_file
+
+    client = Client(url, verbose=False)
+    try:
+        status, *_ = client.predict(
+            handle_file(str(CONTENT)), handle_file(str(STYLE)), 1.0, None, 1.0, None, 1.0,
+            "classic", size, steps, 1.0, "none", 0, api_name="/stylize",
+        )  # fmt: skip
+        return "done" if status.startswith("Done") else f"status {status!r}"
+    except Exception as exc:  # the benchmark counts outcomes; it does not stop on one
+        text = " ".join(str(exc).split())
+        return "queue full" if "Queue is full" in text else f"{type(exc).__name__}: {text[:80]}"
+    finally:
+        client.close()
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        model = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text()).group(1)
+        cpu = model.strip()
+    except (OSError, AttributeError):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--waves", type=int, default=10)
+    p.add_argument("--clients", type=int, default=30, help="jobs sent at once per wave")
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--settle", type=float, default=3.0, help="seconds idle before reading RSS")
+    p.add_argument("--name", default=platform.node() or "this-machine", help="results file tag")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="impasto-load-") as tmp:
+        cache = Path(tmp)
+        port = free_port()
+        server = start_server(port, cache, queue_size=args.clients + 2)
+        url = f"http://127.0.0.1:{port}/"
+        rows = []
+        try:
+            time.sleep(args.settle)
+            idle = status_of(server.pid)
+            print(f"{machine()}\nidle, engine loaded: {idle['VmRSS'] / 1024:.0f} MB", flush=True)
+            header = "| wave | done | queue full | other | seconds | RSS MB | threads | cache files | cache MB |"
+            print(header)
+            with ThreadPoolExecutor(args.clients) as pool:
+                for wave in range(1, args.waves + 1):
+                    t0 = time.perf_counter()
+                    outcomes = list(
+                        pool.map(lambda _: one_job(url, args.size, args.steps), range(args.clients))
+                    )
+                    seconds = time.perf_counter() - t0
+                    time.sleep(args.settle)
+                    st = status_of(server.pid)
+                    files, size = folder_usage(cache)
+                    others = [o for o in outcomes if o not in ("done", "queue full")]
+                    row = (
+                        f"| {wave} | {outcomes.count('done')} | {outcomes.count('queue full')} | "
+                        f"{len(others)} | {seconds:.1f} | {st['VmRSS'] / 1024:.0f} | "
+                        f"{st['Threads']} | {files} | {size / 2**20:.1f} |"
+                    )
+                    rows.append((st["VmRSS"], row))
+                    print(row, flush=True)
+                    for other in sorted(set(others)):
+                        print(f"    {others.count(other)} x {other}")
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                _, stderr = server.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                _, stderr = server.communicate()
+    second, last = rows[min(1, len(rows) - 1)][0], rows[-1][0]
+    change = (last - second) / second
+    verdict = "within" if abs(change) <= GOAL else "NOT within"
+    summary = (
+        f"last wave {last / 1024:.0f} MB vs second {second / 1024:.0f} MB: {change:+.1%}, "
+        f"{verdict} the {GOAL:.0%} goal"
+    )
+    print(summary)
+    tracebacks = stderr.count("Traceback")
+    print(f"tracebacks in the server's stderr: {tracebacks}")
+    Path(tempfile.gettempdir(), "webapp_load-server-stderr.txt").write_text(stderr)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"webapp_load-{re.sub(r'[^A-Za-z0-9_.-]', '-', args.name)}.md"
+    out.write_text(
+        f"# Web-app memory under load ({datetime.date.today()})\n\n"
+        f"`python benchmarks/webapp_load.py --waves {args.waves} --clients {args.clients} "
+        f"--size {args.size} --steps {args.steps}`\n\n"
+        f"Machine: {machine()}. `impasto serve --queue-size {args.clients + 2} --max-size 256`, "
+        f"preset classic, {args.clients} gradio_client visitors at once per wave (one new "
+        f"session each). RSS read {args.settle:g} s after each wave; idle with the engine "
+        f"loaded: {idle['VmRSS'] / 1024:.0f} MB.\n\n"
+        + header
+        + "\n|---|---|---|---|---|---|---|---|---|\n"
+        + "\n".join(row for _, row in rows)
+        + f"\n\n{summary}. Tracebacks in the server's stderr: {tracebacks}.\n"
+    )
+    print(f"written to {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
