@@ -2,12 +2,15 @@
 
 Starts `impasto serve` on a free local port (as a user would, in its own process, Gradio's cache
 in a fresh folder), then sends WAVES waves of CLIENTS jobs at once through gradio_client, one
-Client per job (a new visitor each time, closed when its job is done, as a closed tab). After
-each wave, once the server is idle again, it reads the server's resident memory (VmRSS), its
-thread count and what Gradio's cache holds on disk. The goal: the last wave's RSS within 10 % of
-the second's (the first includes loading and tracing).
+Client per job (a new visitor each time, closed when its job is done, as a closed tab). Visitors'
+photos differ in shape: the jobs cycle through SHAPES crops of examples/content.jpg, each with
+its own aspect ratio, so that anything kept per image shape shows. After each wave, once the
+server is idle again, it reads the server's resident memory (VmRSS), its thread count and what
+Gradio's cache holds on disk. The goal: the last wave's RSS within 10 % of the second's (the
+first includes loading and the first tracing).
 
     python benchmarks/webapp_load.py [--waves 10] [--clients 30] [--size 64] [--steps 5]
+                                     [--shapes 60]
 
 Prints a table and writes it to benchmarks/results/webapp_load-<machine>.md.
 """
@@ -29,6 +32,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -76,14 +81,28 @@ def folder_usage(folder: Path) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
-def one_job(url: str, size: int, steps: int) -> str:
+def make_photos(folder: Path, count: int) -> list[Path]:
+    """count crops of the example photo, aspect ratios from 1:2.5 to 2.5:1."""
+    photos = []
+    with Image.open(CONTENT) as img:
+        img = img.convert("RGB")
+        w, h = img.size
+        for n in range(count):
+            aspect = 2.5 ** (2 * n / max(count - 1, 1) - 1)  # width / height
+            cw, ch = (w, round(w / aspect)) if w / aspect <= h else (round(h * aspect), h)
+            photos.append(folder / f"photo-{n:02d}.jpg")
+            img.crop((0, 0, cw, ch)).save(photos[-1], quality=90)
+    return photos
+
+
+def one_job(url: str, photo: Path, size: int, steps: int) -> str:
     """One visitor: a new session, one job, then gone. 'done', 'queue full' or the error."""
     from gradio_client import Client, handle_file
 
     client = Client(url, verbose=False)
     try:
         status, *_ = client.predict(
-            handle_file(str(CONTENT)), handle_file(str(STYLE)), 1.0, None, 1.0, None, 1.0,
+            handle_file(str(photo)), handle_file(str(STYLE)), 1.0, None, 1.0, None, 1.0,
             "classic", size, steps, 1.0, "none", 0, api_name="/stylize",
         )  # fmt: skip
         return "done" if status.startswith("Done") else f"status {status!r}"
@@ -94,14 +113,51 @@ def one_job(url: str, size: int, steps: int) -> str:
         client.close()
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
     try:
-        model = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text()).group(1)
-        cpu = model.strip()
+        text = Path("/proc/cpuinfo").read_text()
+        return re.search(r"model name\s*:\s*(.*)", text).group(1).strip()
     except (OSError, AttributeError):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    return f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+HEADER = (
+    "| wave | done | queue full | other | seconds | RSS MB | threads | cache files | cache MB |"
+)
+
+
+def run_waves(args, url: str, server: subprocess.Popen, photos: list[Path], cache: Path) -> list:
+    """[(RSS kB, table row)] per wave."""
+    rows = []
+    with ThreadPoolExecutor(args.clients) as pool:
+        for wave in range(1, args.waves + 1):
+            t0 = time.perf_counter()
+            first = (wave - 1) * args.clients
+            outcomes = list(
+                pool.map(
+                    lambda n: one_job(url, photos[n % len(photos)], args.size, args.steps),
+                    range(first, first + args.clients),
+                )
+            )
+            seconds = time.perf_counter() - t0
+            time.sleep(args.settle)
+            st = status_of(server.pid)
+            files, size = folder_usage(cache)
+            others = [o for o in outcomes if o not in ("done", "queue full")]
+            row = (
+                f"| {wave} | {outcomes.count('done')} | {outcomes.count('queue full')} | "
+                f"{len(others)} | {seconds:.1f} | {st['VmRSS'] / 1024:.0f} | "
+                f"{st['Threads']} | {files} | {size / 2**20:.1f} |"
+            )
+            rows.append((st["VmRSS"], row))
+            print(row, flush=True)
+            for other in sorted(set(others)):
+                print(f"    {others.count(other)} x {other}")
+    return rows
 
 
 def main() -> None:
@@ -110,41 +166,23 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=30, help="jobs sent at once per wave")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--shapes", type=int, default=60, help="photos of different aspect ratios")
     p.add_argument("--settle", type=float, default=3.0, help="seconds idle before reading RSS")
-    p.add_argument("--name", default=platform.node() or "this-machine", help="results file tag")
+    default_name = f"{re.sub(r'[^A-Za-z0-9]+', '-', cpu_model()).strip('-')}-{os.cpu_count()}cores"
+    p.add_argument("--name", default=default_name, help="results file: webapp_load-NAME.md")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="impasto-load-") as tmp:
-        cache = Path(tmp)
+        cache, photo_dir = Path(tmp) / "gradio", Path(tmp) / "photos"
+        cache.mkdir()
+        photo_dir.mkdir()
+        photos = make_photos(photo_dir, args.shapes)
         port = free_port()
         server = start_server(port, cache, queue_size=args.clients + 2)
-        url = f"http://127.0.0.1:{port}/"
-        rows = []
         try:
             time.sleep(args.settle)
-            idle = status_of(server.pid)
-            print(f"{machine()}\nidle, engine loaded: {idle['VmRSS'] / 1024:.0f} MB", flush=True)
-            header = "| wave | done | queue full | other | seconds | RSS MB | threads | cache files | cache MB |"
-            print(header)
-            with ThreadPoolExecutor(args.clients) as pool:
-                for wave in range(1, args.waves + 1):
-                    t0 = time.perf_counter()
-                    outcomes = list(
-                        pool.map(lambda _: one_job(url, args.size, args.steps), range(args.clients))
-                    )
-                    seconds = time.perf_counter() - t0
-                    time.sleep(args.settle)
-                    st = status_of(server.pid)
-                    files, size = folder_usage(cache)
-                    others = [o for o in outcomes if o not in ("done", "queue full")]
-                    row = (
-                        f"| {wave} | {outcomes.count('done')} | {outcomes.count('queue full')} | "
-                        f"{len(others)} | {seconds:.1f} | {st['VmRSS'] / 1024:.0f} | "
-                        f"{st['Threads']} | {files} | {size / 2**20:.1f} |"
-                    )
-                    rows.append((st["VmRSS"], row))
-                    print(row, flush=True)
-                    for other in sorted(set(others)):
-                        print(f"    {others.count(other)} x {other}")
+            idle = status_of(server.pid)["VmRSS"]
+            print(f"{machine()}\nidle, engine loaded: {idle / 1024:.0f} MB\n{HEADER}", flush=True)
+            rows = run_waves(args, f"http://127.0.0.1:{port}/", server, photos, cache)
         finally:
             server.send_signal(signal.SIGTERM)
             try:
@@ -156,27 +194,26 @@ def main() -> None:
     change = (last - second) / second
     verdict = "within" if abs(change) <= GOAL else "NOT within"
     summary = (
-        f"last wave {last / 1024:.0f} MB vs second {second / 1024:.0f} MB: {change:+.1%}, "
-        f"{verdict} the {GOAL:.0%} goal"
+        f"Last wave {last / 1024:.0f} MB vs second {second / 1024:.0f} MB: {change:+.1%}, "
+        f"{verdict} the {GOAL:.0%} goal. Tracebacks in the server's stderr: "
+        f"{stderr.count('Traceback')}."
     )
     print(summary)
-    tracebacks = stderr.count("Traceback")
-    print(f"tracebacks in the server's stderr: {tracebacks}")
-    Path(tempfile.gettempdir(), "webapp_load-server-stderr.txt").write_text(stderr)
+    if "Traceback" in stderr:
+        print(stderr[stderr.index("Traceback") :][-2000:])
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"webapp_load-{re.sub(r'[^A-Za-z0-9_.-]', '-', args.name)}.md"
+    out = RESULTS / f"webapp_load-{args.name}.md"
     out.write_text(
         f"# Web-app memory under load ({datetime.date.today()})\n\n"
         f"`python benchmarks/webapp_load.py --waves {args.waves} --clients {args.clients} "
-        f"--size {args.size} --steps {args.steps}`\n\n"
+        f"--size {args.size} --steps {args.steps} --shapes {args.shapes}`\n\n"
         f"Machine: {machine()}. `impasto serve --queue-size {args.clients + 2} --max-size 256`, "
         f"preset classic, {args.clients} gradio_client visitors at once per wave (one new "
-        f"session each). RSS read {args.settle:g} s after each wave; idle with the engine "
-        f"loaded: {idle['VmRSS'] / 1024:.0f} MB.\n\n"
-        + header
-        + "\n|---|---|---|---|---|---|---|---|---|\n"
+        f"session each), their photos in {args.shapes} shapes. RSS read {args.settle:g} s "
+        f"after each wave; idle with the engine loaded: {idle / 1024:.0f} MB.\n\n"
+        f"{HEADER}\n|---|---|---|---|---|---|---|---|---|\n"
         + "\n".join(row for _, row in rows)
-        + f"\n\n{summary}. Tracebacks in the server's stderr: {tracebacks}.\n"
+        + f"\n\n{summary}\n"
     )
     print(f"written to {out.relative_to(ROOT)}")
 
