@@ -116,6 +116,15 @@ def _error(exc: impasto.ImpastoError, paths: list[str], what: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
+def _bug(exc: Exception) -> gr.Error:
+    """A bug, not the visitor's doing: the details go to the log only."""
+    log.exception("job failed")
+    return gr.Error(
+        f"The engine failed ({type(exc).__name__}); the server's log has the details.",
+        print_exception=False,
+    )
+
+
 def _finished_message(outcome: impasto.StyleResult) -> str:
     w, h = outcome.image.size
     stats = outcome.stats
@@ -211,6 +220,8 @@ def build_app(
             checked = impasto.check_job(form.job)
         except impasto.ImpastoError as exc:
             raise _error(exc, paths, "refused a job") from None
+        except Exception as exc:
+            raise _bug(exc) from None
         notes = "".join(f"\n\nNote: {note}." for note in form.notes)
         yield {
             status: "Starting…" + notes,
@@ -252,12 +263,8 @@ def build_app(
             preview.unlink(missing_ok=True)
         except impasto.ImpastoError as exc:
             raise _error(exc, paths, "job failed") from None
-        except Exception as exc:  # a bug, not the visitor's doing: details to the log only
-            log.exception("job failed")
-            raise gr.Error(
-                f"The engine failed ({type(exc).__name__}); the server's log has the details.",
-                print_exception=False,
-            ) from None
+        except Exception as exc:
+            raise _bug(exc) from None
         yield {
             status: _finished_message(outcome) + notes,
             result: str(path),
