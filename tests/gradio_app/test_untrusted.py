@@ -245,3 +245,12 @@ def test_no_request_puts_a_traceback_in_the_servers_stderr(evil_recipe, tmp_path
 
 
 START_AND_STOP = {"impasto: loading the engine…", "impasto: stopping"}
+
+
+def test_an_upload_over_the_size_limit_is_refused_over_plain_http(served, tmp_path):
+    """gradio_client checks the limit itself; a hand-made request meets the server's check."""
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\0" * 3_000_000)  # the served app's limit is 2 MB
+    with big.open("rb") as fh:
+        answer = httpx.post(f"{served.url}gradio_api/upload", files=[("files", ("big.png", fh))])
+    assert answer.status_code == 413
