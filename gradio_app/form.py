@@ -3,9 +3,10 @@ wrong. Kept apart from the page so it can be tested without a server.
 
 The Run event is registered with preprocess=False: Gradio's own Image preprocessing opens every
 upload with Pillow before our code runs, and a file that is not an image then fails with a bare
-"Error". Raw payloads give us the uploaded file's path (already checked by Gradio to lie in its
-upload folder), and impasto.check_job gives the one-line reason. The price is that numbers arrive
-unchecked too, so they are checked here.
+"Error". Raw payloads give us the uploaded file's path, and impasto.check_job gives the one-line
+reason. The price is that everything arrives unchecked, so it is checked here: Gradio checks a
+file payload's path only when the payload carries its "meta" marker, so the upload folder is
+checked here too, and so are the numbers and the preset (a name from the library, nothing else).
 """
 
 from __future__ import annotations
