@@ -18,8 +18,10 @@ from pathlib import Path
 
 import gradio as gr
 import pandas as pd
+from gradio.utils import get_upload_folder
 
 import impasto
+from gradio_app import quiet_refusals
 from gradio_app.form import MIN_SIZE, STRENGTH, Limits, job_from_form, public_message
 from gradio_app.presets_view import (
     PresetView,
@@ -29,6 +31,7 @@ from gradio_app.presets_view import (
     recipe_or_none,
 )
 from gradio_app.runner import EngineRunner
+from impasto.images import save_image
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,10 @@ KEEP_RESULTS = 24 * 3600  # seconds a finished PNG stays downloadable
 ENGINE_QUEUE = "impasto-engine"  # the one concurrency id every job waits under
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 MAX_UPLOAD = "50mb"  # larger uploads are refused by Gradio before they reach the engine
+# Gradio keeps a copy of the page's settings for every visitor session it has seen (10,000 by
+# default, about 70 kB each: 0.7 GB when full). The most recent ones are plenty for a page with
+# no per-visitor state; a visitor whose session was dropped loses only a refreshed preset list.
+SESSIONS_KEPT = 100
 COLOUR_CHOICES = [
     ("the painting's colours", "none"),
     ("the photo's colours (luminance)", "luminance"),
@@ -94,8 +101,28 @@ def _clock(seconds: float) -> str:
 
 
 def _output_name(content: str, preset: str, seed: int) -> str:
-    stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in Path(content).stem)[:60]
-    return f"{stem or 'picture'}-{preset}-seed{seed}.png"
+    """photo-classic-seed0.png: built from sanitised pieces, whatever the upload was called."""
+    return f"{_safe(Path(content).stem) or 'picture'}-{_safe(preset)}-seed{seed}.png"
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)[:60]
+
+
+def _error(exc: impasto.ImpastoError, paths: list[str], what: str) -> gr.Error:
+    """The one line a visitor sees, and the one line the server's log keeps."""
+    message = public_message(str(exc), paths)
+    log.warning("%s: %s", what, message)
+    return gr.Error(message, print_exception=False)
+
+
+def _bug(exc: Exception) -> gr.Error:
+    """A bug, not the visitor's doing: the details go to the log only."""
+    log.exception("job failed")
+    return gr.Error(
+        f"The engine failed ({type(exc).__name__}); the server's log has the details.",
+        print_exception=False,
+    )
 
 
 def _finished_message(outcome: impasto.StyleResult) -> str:
@@ -125,11 +152,14 @@ def build_app(
     runner = runner or EngineRunner()
     limits = Limits(max_size=max_size, max_steps=max_steps)
     results = ResultFolder()
+    uploads = Path(get_upload_folder())  # where Gradio puts what visitors upload
     views = {v.name: v for v in preset_views()}
     first = default_preset(list(views.values()))
     first_recipe = recipe_or_none(first)
 
-    def view_for(name: str | None) -> PresetView | None:
+    def view_for(name: object) -> PresetView | None:
+        if not isinstance(name, str):  # the page sends a name; anything else is no preset
+            return None
         if name not in views:  # a preset added to the library since the page was built
             views.update({v.name: v for v in preset_views()})
         return views.get(name)
@@ -150,7 +180,7 @@ def build_app(
         fresh = preset_views()
         views.clear()
         views.update({v.name: v for v in fresh})
-        value = current if current in views else default_preset(fresh)
+        value = current if isinstance(current, str) and current in views else default_preset(fresh)
         return gr.update(choices=[(v.name, v.name) for v in fresh], value=value)
 
     def run_job(
@@ -174,23 +204,27 @@ def build_app(
         picture every few steps; the last update carries the PNG with its settings embedded."""
         paths: list[str] = []
         try:
-            job, paths = job_from_form(
+            form = job_from_form(
                 content,
                 [(style_1, weight_1), (style_2, weight_2), (style_3, weight_3)],
                 preset,
-                recipe_or_none(preset),
                 size,
                 steps,
                 strength,
                 colour,
                 seed,
                 limits,
+                upload_folder=uploads,
             )
-            checked = impasto.check_job(job)
+            paths = form.paths
+            checked = impasto.check_job(form.job)
         except impasto.ImpastoError as exc:
-            raise gr.Error(public_message(str(exc), paths), print_exception=False) from None
+            raise _error(exc, paths, "refused a job") from None
+        except Exception as exc:
+            raise _bug(exc) from None
+        notes = "".join(f"\n\nNote: {note}." for note in form.notes)
         yield {
-            status: "Starting…",
+            status: "Starting…" + notes,
             result: None,
             download: gr.update(value=None, visible=False),
             plot: None,
@@ -199,6 +233,8 @@ def build_app(
         session = request.session_hash if request is not None else ""
         outcome = None
         try:
+            folder = results.new_job_folder()
+            preview = folder / "preview.webp"
             for item in runner.run(checked, session):
                 if item is None:
                     yield gr.skip()  # nothing new; lets Gradio close us if the page went away
@@ -215,21 +251,22 @@ def build_app(
                     unit="steps",
                 )
                 if item.preview is not None:
-                    yield {status: "", result: item.preview, plot: history.frame()}
+                    # Written here, atomically, and handed over as a file: Gradio would rewrite
+                    # its cached copy of a PIL image in place, under the feet of whoever is
+                    # downloading the same picture from another job.
+                    save_image(item.preview, preview)
+                    yield {status: "", result: str(preview), plot: history.frame()}
+            if outcome is None:
+                yield {status: "Cancelled before it started."}
+                return
+            path = outcome.save(folder / _output_name(paths[0], preset, form.job.seed))
+            preview.unlink(missing_ok=True)
         except impasto.ImpastoError as exc:
-            raise gr.Error(public_message(str(exc), paths), print_exception=False) from None
-        except Exception as exc:  # a bug, not the visitor's doing: details to the log only
-            log.exception("job failed")
-            raise gr.Error(
-                f"The engine failed ({type(exc).__name__}); the server's log has the details.",
-                print_exception=False,
-            ) from None
-        if outcome is None:
-            yield {status: "Cancelled before it started."}
-            return
-        path = outcome.save(results.new_job_folder() / _output_name(paths[0], preset, job.seed))
+            raise _error(exc, paths, "job failed") from None
+        except Exception as exc:
+            raise _bug(exc) from None
         yield {
-            status: _finished_message(outcome),
+            status: _finished_message(outcome) + notes,
             result: str(path),
             download: gr.update(value=str(path), visible=True),
             plot: history.frame(),
@@ -238,10 +275,8 @@ def build_app(
     def cancel_job(request: gr.Request):
         """Stop this page's running job after its current step; it keeps the best picture."""
         asked = runner.cancel(request.session_hash if request is not None else "")
-        if not asked:
-            gr.Info("Nothing of yours is running.")
-            return gr.skip()
-        return "Stopping after this step…"
+        # Said in the status, not in a pop-up, so that API callers get the answer too.
+        return "Stopping after this step…" if asked else "Nothing of yours is running."
 
     with gr.Blocks(
         title="impasto", analytics_enabled=False, delete_cache=(3600, KEEP_RESULTS)
@@ -423,13 +458,16 @@ def _add_examples(folder: Path, content, style) -> None:
 
 def launch(demo: gr.Blocks, **options):
     """Start serving in the background with the app's defaults: the upload limit, no Gradio
-    banner, and no share link (gradio_app.sharing asks for one afterwards, see there)."""
+    banner, no share link (gradio_app.sharing asks for one afterwards, see there), and
+    Gradio's refusals of malformed requests in one log line each (see quiet_refusals)."""
+    quiet_refusals.install()
     settings = {
         "max_file_size": MAX_UPLOAD,
         "quiet": True,
         "prevent_thread_lock": True,
         "share": False,
         "show_error": False,
+        "state_session_capacity": SESSIONS_KEPT,
     }
     settings.update(options)
     return demo.launch(**settings)

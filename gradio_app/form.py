@@ -3,20 +3,22 @@ wrong. Kept apart from the page so it can be tested without a server.
 
 The Run event is registered with preprocess=False: Gradio's own Image preprocessing opens every
 upload with Pillow before our code runs, and a file that is not an image then fails with a bare
-"Error". Raw payloads give us the uploaded file's path (already checked by Gradio to lie in its
-upload folder), and impasto.check_job gives the one-line reason. The price is that numbers arrive
-unchecked too, so they are checked here.
+"Error". Raw payloads give us the uploaded file's path, and impasto.check_job gives the one-line
+reason. The price is that everything arrives unchecked, so it is checked here: Gradio checks a
+file payload's path only when the payload carries its "meta" marker, so the upload folder is
+checked here too, and so are the numbers and the preset (a name from the library, nothing else).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from impasto import StyleJob
 from impasto.errors import InputError, PresetError
-from impasto.presets import Recipe
+from impasto.presets import CHOICES, load_library_preset, shipped_preset_dir, user_preset_dir
 
 MIN_SIZE = 64  # below this the pyramid has nothing to paint on; the page's slider starts here
 PREVIEWS_PER_JOB = 20  # about this many intermediate pictures per job, whatever its length
@@ -31,84 +33,123 @@ class Limits:
     max_steps: int = 1000
 
 
-def upload_path(payload, what: str) -> str | None:
-    """The server-side path of an uploaded image from its raw payload (None when empty)."""
+def upload_path(payload, what: str, folder: Path | None = None) -> str | None:
+    """The server-side path of an uploaded image from its raw payload (None when empty). With
+    folder (the server's upload folder), a path anywhere else is refused without being opened:
+    only what a visitor uploaded can be painted, never another file on the server."""
     if payload is None or payload == "":
         return None
-    if isinstance(payload, str | Path):
-        return str(payload)
-    path = payload.get("path") if isinstance(payload, dict) else None
-    if not path:
+    path = payload.get("path") if isinstance(payload, dict) else payload
+    if not isinstance(path, str | Path) or not str(path):
         raise InputError(f"the {what} did not arrive as a file; upload it again")
+    if folder is not None and not _inside(Path(path), folder):
+        raise InputError(f"the {what} was not uploaded to this server; upload it again")
     return str(path)
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except (OSError, ValueError):  # e.g. a NUL byte in the name: no file of ours
+        return False
+
+
 def number(value, label: str, low: float, high: float, *, whole: bool = False) -> float | int:
-    """A form number within [low, high], or one line saying what is allowed."""
+    """A form number within [low, high] (never NaN or infinite), or one line saying what is
+    allowed."""
     allowed = f"{'a whole number' if whole else 'a number'} from {_show(low)} to {_show(high)}"
     try:
         x = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{label} must be {allowed}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{label} must be {allowed}, not {shown(value)}") from None
     if not math.isfinite(x) or not low <= x <= high or (whole and x != int(x)):
-        raise InputError(f"{label} must be {allowed}, not {value!r}")
+        raise InputError(f"{label} must be {allowed}, not {shown(value)}")
     return int(x) if whole else x
+
+
+def shown(value, limit: int = 40) -> str:
+    """A visitor's value quoted for a message or the log, cut short: it may be anything."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _show(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
+@dataclass
+class FormJob:
+    job: StyleJob
+    paths: list[str]  # the uploaded files, content first: messages name them without folders
+    notes: list[str]  # where this server's limits changed what the preset asks for
+
+
 def job_from_form(
     content,
     styles: list[tuple[object, object]],
-    preset: str | None,
-    recipe: Recipe | None,
+    preset,
     size,
     steps,
     strength,
-    colour: str | None,
+    colour,
     seed,
     limits: Limits,
-) -> tuple[StyleJob, list[str]]:
-    """A StyleJob from the form, and the uploaded paths (content first) so that messages about a
-    file can name it without the server's upload folders. Raises an ImpastoError to show."""
-    content_path = upload_path(content, "photo")
+    upload_folder: Path | None = None,
+) -> FormJob:
+    """A StyleJob from the form. Images only from upload_folder (where given), the preset by
+    name from the server's library only (anything else is refused before a file is opened),
+    every number that costs time or memory held to the server's limits. Raises an
+    ImpastoError to show."""
+    content_path = upload_path(content, "photo", upload_folder)
     if content_path is None:
         raise InputError("add a photo (the content image) first")
     chosen = []
     for n, (payload, weight) in enumerate(styles, start=1):
-        path = upload_path(payload, f"style image {n}")
+        path = upload_path(payload, f"style image {n}", upload_folder)
         if path is not None:
             chosen.append((path, number(weight, f"blend weight of style {n}", 0, 1)))
     if not chosen:
         raise InputError("add at least one style image")
-    if not preset:
+    if preset is None or preset == "":
         raise PresetError("pick a preset")
-    if recipe is None:
-        raise PresetError(f"preset {preset!r} cannot be loaded; pick another")
+    recipe = load_library_preset(preset)
     size = number(size, "output size", MIN_SIZE, limits.max_size, whole=True)
     steps = number(steps, "steps", 1, limits.max_steps, whole=True)
     strength = number(strength, "style strength", *STRENGTH)
     seed = number(0 if seed in (None, "") else seed, "seed", 0, 2**31 - 1, whole=True)
-    overrides: dict = {"steps": steps, "style_weight": recipe.style_weight * strength}
-    if colour:
-        overrides["preserve_color"] = colour
+    if colour not in CHOICES["preserve_color"]:
+        raise InputError(f"colours must be one of {', '.join(CHOICES['preserve_color'])}")
+    overrides: dict = {
+        "steps": steps,
+        "style_weight": recipe.style_weight * strength,
+        "preserve_color": colour,
+    }
+    notes = []
+    # The engine works the style images at style_scale times the output size: held to
+    # --max-size like the output itself.
+    if recipe.style_scale * size > limits.max_size:
+        overrides["style_scale"] = limits.max_size / size
+        notes.append(
+            f"style images worked at {limits.max_size} px, this server's limit, instead of the "
+            f"preset's {recipe.style_scale:g} × {size} px"
+        )
     job = StyleJob(
         content=content_path,
         styles=chosen,
-        preset=preset,
+        preset=recipe,
         size=size,
         seed=seed,
         overrides=overrides,
         preview_every=max(1, steps // PREVIEWS_PER_JOB),
     )
-    return job, [content_path, *(path for path, _ in chosen)]
+    return FormJob(job, [content_path, *(path for path, _ in chosen)], notes)
 
 
 def public_message(message: str, paths: list[str]) -> str:
-    """A message with the server's upload folders cut down to the file names the visitor knows,
-    and a capital first letter for the page."""
+    """A message with the server's upload and preset folders cut down to the file names the
+    visitor knows, and a capital first letter for the page."""
     for path in paths:
         message = message.replace(path, Path(path).name)
+    for folder in (user_preset_dir(), shipped_preset_dir()):
+        message = message.replace(f"{folder}{os.sep}", "")
     return message[:1].upper() + message[1:]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from impasto.errors import ImpastoError
-from impasto.presets import DEFAULT_PRESET, Recipe, list_presets, load_preset
+from impasto.presets import DEFAULT_PRESET, Recipe, list_presets, load_library_preset
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +56,14 @@ def default_preset(views: list[PresetView]) -> str | None:
     return names[0] if names else None
 
 
-def recipe_or_none(name: str | None) -> Recipe | None:
+def recipe_or_none(name: object) -> Recipe | None:
+    """The library preset of that name (names only: the page's visitors send it)."""
     if not name:
         return None
     try:
-        return load_preset(name)
+        return load_library_preset(name)
     except ImpastoError as exc:
-        log.warning("preset %s: %s", name, exc)
+        log.warning("preset not shown: %s", exc)
         return None
 
 

@@ -1,13 +1,17 @@
-"""One engine per process, shared by every browser tab: jobs run one at a time in a worker thread.
+"""One engine per process, shared by every browser tab: jobs run one at a time in one engine
+thread that lives as long as the runner.
 
 Gradio already queues the Run event under one concurrency id, but Gradio forgets a job as soon as
-its generator is dropped (a closed tab), while the engine thread may still be finishing its step.
-The lock here is what actually guarantees that two jobs never share the engine (and its memory);
-Gradio's queue is what shows waiting users their place in line.
+its generator is dropped (a closed tab), while the engine may still be finishing its step. The
+single engine thread here is what actually guarantees that two jobs never share the engine (and
+its memory); Gradio's queue is what shows waiting users their place in line. One long-lived
+thread rather than one per job also keeps memory flat: every new thread that runs TensorFlow
+gets its own malloc arena and per-thread state, which a server would otherwise gather job by job.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import queue
 import threading
@@ -20,6 +24,25 @@ log = logging.getLogger(__name__)
 
 Stylize = Callable[..., StyleResult]
 HEARTBEAT = 1.0  # seconds: yield None this often while a step runs, so the caller stays closable
+
+
+def _return_free_memory() -> None:
+    """Give the heap a finished job freed back to the system. glibc keeps freed memory for
+    reuse, and jobs of different image sizes leave it in pieces a next job cannot always use, so
+    a server's resident memory would creep up job after job. Elsewhere, nothing to do."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc():
+    try:
+        libc = ctypes.CDLL(None)  # the C library this process already uses
+    except (OSError, TypeError):  # TypeError: Windows wants a name
+        return None
+    return libc if hasattr(libc, "malloc_trim") else None
+
+
+_LIBC = _glibc()
 
 
 @dataclass
@@ -38,7 +61,8 @@ class EngineRunner:
 
     def __init__(self, stylize: Stylize | None = None):
         self._stylize = stylize
-        self._engine_lock = threading.Lock()
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
         self._registry_lock = threading.Lock()
         self._cancels: dict[str, set[threading.Event]] = {}
 
@@ -63,22 +87,9 @@ class EngineRunner:
         stylize = self.load()
         cancel = threading.Event()
         events: queue.Queue = queue.Queue()
-
-        def work() -> None:
-            with self._engine_lock:
-                if cancel.is_set():  # given up while waiting for the engine
-                    events.put(_Finished(error=None))
-                    return
-                try:
-                    events.put(
-                        _Finished(result=stylize(checked, on_progress=events.put, cancel=cancel))
-                    )
-                except BaseException as exc:  # handed to the caller's thread, raised there
-                    events.put(_Finished(error=exc))
-
         self._register(session, cancel)
-        worker = threading.Thread(target=work, name="impasto-engine", daemon=True)
-        worker.start()
+        self._start_worker()
+        self._jobs.put((stylize, checked, cancel, events))
         finished = False
         try:
             while True:
@@ -100,6 +111,30 @@ class EngineRunner:
                 log.info("job abandoned by its page; cancelling it")
                 cancel.set()
             self._unregister(session, cancel)
+
+    def _start_worker(self) -> None:
+        with self._registry_lock:
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._work, name="impasto-engine", daemon=True
+                )
+                self._worker.start()
+
+    def _work(self) -> None:
+        """The engine thread: one job after another, for as long as the process lives."""
+        while True:
+            stylize, checked, cancel, events = self._jobs.get()
+            if cancel.is_set():  # given up while waiting for the engine
+                events.put(_Finished())
+                continue
+            try:
+                events.put(
+                    _Finished(result=stylize(checked, on_progress=events.put, cancel=cancel))
+                )
+            except BaseException as exc:  # handed to the caller's thread, raised there
+                events.put(_Finished(error=exc))
+            del stylize, checked, cancel, events  # nothing of a job outlives it here
+            _return_free_memory()
 
     def cancel(self, session: str = "") -> int:
         """Ask the session's running jobs to stop after their current step; how many were asked."""

@@ -27,6 +27,8 @@ class StyleJob:
     """What to paint, in which style, with which recipe.
 
     styles: style images, each a path/PIL image or a (source, blend weight) pair.
+    preset: a preset name or .toml path, or a Recipe a door has already loaded (the web app
+        looks presets up by name only, see presets.load_library_preset).
     size: long side of the output in px (default: the preset's).
     overrides: recipe keys to change for this job only (see presets.Recipe).
     preview_every: attach a preview image to every Nth progress event (0: never).
@@ -36,7 +38,7 @@ class StyleJob:
 
     content: ImageSource
     styles: list
-    preset: str = DEFAULT_PRESET
+    preset: str | Recipe = DEFAULT_PRESET
     size: int | None = None
     seed: int = 0
     overrides: dict = field(default_factory=dict)
@@ -105,7 +107,8 @@ class StyleResult:
 
 def check_job(job: StyleJob) -> CheckedJob:
     """Open and check everything a job names; raise one ImpastoError on the first problem."""
-    recipe = apply_overrides(load_preset(job.preset), job.overrides)
+    recipe = job.preset if isinstance(job.preset, Recipe) else load_preset(job.preset)
+    recipe = apply_overrides(recipe, job.overrides)
     size = recipe.size if job.size is None else job.size
     if isinstance(size, bool) or not isinstance(size, int) or not MIN_OUTPUT <= size <= MAX_OUTPUT:
         raise InputError(

@@ -117,6 +117,22 @@ def find_preset(name: str) -> tuple[Path, str]:
     raise PresetError(f"unknown preset {name!r}{hint} (known: {', '.join(names)})")
 
 
+def load_library_preset(name: object) -> Recipe:
+    """A preset of this machine's library (shipped, or the user's, which win) by name only.
+
+    For doors whose input comes from people who are not the machine's user (the web app): the
+    name is matched against listings of the preset folders, never turned into a path, so a path,
+    a file name or anything else that is not a known name is refused before any file is opened.
+    """
+    files = {}
+    for folder in (shipped_preset_dir(), user_preset_dir()):
+        files.update({path.stem: path for path in folder.glob("*.toml")})
+    if isinstance(name, str) and name in files:
+        return load_preset_file(files[name])
+    shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:59] + "…"
+    raise PresetError(f"unknown preset {shown}; choose one of: {', '.join(sorted(files))}")
+
+
 def load_preset(name: str = DEFAULT_PRESET) -> Recipe:
     """Load and check a preset by name or path. Raises PresetError naming file, key, problem."""
     path, _ = find_preset(name)

@@ -6,7 +6,9 @@ wrapped in a recorder that notes how many jobs ran at once. Test images are smal
 
 from __future__ import annotations
 
+import os
 import socket
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -34,11 +36,13 @@ class RecordingEngine:
         self.running = 0
         self.most_at_once = 0
         self.fail_next: Exception | None = None  # raised instead of painting, once
+        self.last = None  # the last checked job it was given
 
     def __call__(self, job, on_progress=None, cancel=None):
         if self.fail_next is not None:
             exc, self.fail_next = self.fail_next, None
             raise exc
+        self.last = job
         with self._lock:
             self.calls += 1
             self.running += 1
@@ -83,3 +87,35 @@ def weights_for_module():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("IMPASTO_WEIGHTS", _WEIGHTS)
         yield _WEIGHTS
+
+
+class OpenedFiles:
+    """Every file this process opens while watching, from the interpreter's audit hook (the
+    "open" event of open(), io.open and os.open, in every thread, the served app's included).
+    Audit hooks cannot be removed, so one serves the whole session and records only while a
+    test watches."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.watching = False
+
+    def hook(self, event: str, args: tuple) -> None:
+        if self.watching and event == "open" and isinstance(args[0], str | bytes | os.PathLike):
+            self.paths.append(os.path.realpath(os.fsdecode(args[0])))
+
+    def saw(self, path) -> bool:
+        return os.path.realpath(path) in self.paths
+
+
+_OPENED = OpenedFiles()
+sys.addaudithook(_OPENED.hook)
+
+
+@pytest.fixture
+def opened_files():
+    _OPENED.paths.clear()
+    _OPENED.watching = True
+    try:
+        yield _OPENED
+    finally:
+        _OPENED.watching = False

@@ -23,7 +23,6 @@ def form(**changes):
         "content": upload(CAT),
         "styles": [(upload(STARRY), 1.0), (None, 1.0), (None, 1.0)],
         "preset": "classic",
-        "recipe": load_preset("classic"),
         "size": 128,
         "steps": 40,
         "strength": 1.0,
@@ -36,7 +35,7 @@ def form(**changes):
 
 
 def test_a_filled_form_becomes_the_job_it_describes():
-    job, paths = form(
+    made = form(
         styles=[(upload(STARRY), 0.75), (None, 1.0), (upload(WAVE), 0.25)],
         size=256,
         steps=60,
@@ -44,22 +43,23 @@ def test_a_filled_form_becomes_the_job_it_describes():
         colour="luminance",
         seed=7,
     )
+    job = made.job
     assert job.content == str(CAT)
     assert job.styles == [(str(STARRY), 0.75), (str(WAVE), 0.25)]
-    assert (job.preset, job.size, job.seed) == ("classic", 256, 7)
     classic = load_preset("classic")
+    assert (job.preset, job.size, job.seed) == (classic, 256, 7)
     assert job.overrides == {
         "steps": 60,
         "style_weight": classic.style_weight * 2.0,
         "preserve_color": "luminance",
     }
     assert job.preview_every == 3  # about 20 previews per job
-    assert paths == [str(CAT), str(STARRY), str(WAVE)]
+    assert made.paths == [str(CAT), str(STARRY), str(WAVE)]
+    assert made.notes == []
 
 
 def test_short_jobs_preview_every_step():
-    job, _ = form(steps=5)
-    assert job.preview_every == 1
+    assert form(steps=5).job.preview_every == 1
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,17 @@ def test_short_jobs_preview_every_step():
         ({"content": None}, "add a photo"),
         ({"styles": [(None, 1.0)] * 3}, "at least one style image"),
         ({"preset": ""}, "pick a preset"),
-        ({"recipe": None}, "preset 'classic' cannot be loaded"),
+        ({"preset": "no-such-preset"}, "unknown preset 'no-such-preset'; choose one of: "),
+        ({"preset": 3}, "unknown preset 3; choose one of: "),
+        ({"colour": "sepia"}, "colours must be one of none, luminance, histogram"),
+        ({"size": float("inf")}, "output size must be a whole number from 64 to 512, not inf"),
+        ({"steps": "nan"}, "steps must be a whole number from 1 to 300, not 'nan'"),
+        ({"seed": float("-inf")}, "seed must be a whole number from 0"),
+        ({"size": "9" * 1000}, r"output size must be .*, not '9{30,}…$"),
+        (
+            {"styles": [(upload(STARRY), float("nan"))]},
+            "blend weight of style 1 must be a number from 0 to 1, not nan",
+        ),
         ({"size": 1024}, "output size must be a whole number from 64 to 512, not 1024"),
         ({"size": 32}, "output size must be a whole number from 64 to 512"),
         ({"steps": 0}, "steps must be a whole number from 1 to 300"),
@@ -89,8 +99,7 @@ def test_each_mistake_gets_its_own_message(changes, message):
 
 
 def test_an_empty_seed_means_zero():
-    job, _ = form(seed=None)
-    assert job.seed == 0
+    assert form(seed=None).job.seed == 0
 
 
 def test_upload_path_accepts_a_plain_path_for_callers_in_python():

@@ -118,3 +118,19 @@ def test_a_slow_step_still_lets_the_caller_hear_from_the_runner(monkeypatch):
     assert next(job) is None  # a heartbeat while the step runs
     engine.release.set()
     assert [type(i).__name__ for i in job if i is not None] == ["ProgressEvent", "StyleResult"]
+
+
+def test_every_job_runs_on_one_long_lived_engine_thread():
+    """A thread per job would give each job's TensorFlow work its own malloc arena and
+    per-thread state, and a server's memory would creep up job after job."""
+    threads = []
+
+    def engine(job, on_progress=None, cancel=None):
+        threads.append(threading.current_thread())
+        return StyleResult(image=None, stats={}, settings={})
+
+    runner = EngineRunner(engine)
+    for n in range(3):
+        assert isinstance(list(runner.run(n, f"tab{n}"))[-1], StyleResult)
+    assert len(threads) == 3 and len(set(threads)) == 1
+    assert threads[0].is_alive()  # still there for the next job
