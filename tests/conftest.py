@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGES = ROOT.parent / "shared" / "images"
-CONTENT = IMAGES / "content"
-STYLES = IMAGES / "styles"
-CAT = CONTENT / "chelsea_cat.png"
-STARRY = STYLES / "vangogh_starry_night_1889.jpg"
-WAVE = STYLES / "hokusai_great_wave_off_kanagawa_c1831.jpg"
+# The suite carries its own images (provenance in tests/data/SOURCES.md): a clone anywhere runs.
+DATA = ROOT / "tests" / "data"
+CAT = DATA / "chelsea_cat.png"
+STARRY = DATA / "vangogh_starry_night_1889.jpg"
+WAVE = DATA / "hokusai_great_wave_off_kanagawa_c1831.jpg"
 
 
 def require_program(name: str) -> str:
