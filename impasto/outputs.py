@@ -108,16 +108,24 @@ def save_or_recover(save: Callable[[Path], Path], path: str | os.PathLike) -> Pa
     try:
         return save(path)
     except Exception as exc:  # noqa: BLE001 - whatever went wrong, the picture must survive
-        why = reason(exc) if isinstance(exc, OSError) else str(exc).strip().splitlines()[0]
-    log.warning("could not write %s (%s); saving a recovery copy", path, why)
+        if isinstance(exc, FileNotFoundError) and not path.parent.is_dir():
+            why = "its folder is gone"
+        elif isinstance(exc, OSError):
+            why = reason(exc)
+        else:
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    log.info("could not write %s (%s); saving a recovery copy", path, why)
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    # Beside the output only if its folder is still there (never re-create a folder that went
+    # away with an unplugged disk); then folders of our own.
     for folder in (path.parent, cache_dir() / "recovered", Path(tempfile.gettempdir())):
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            if folder != path.parent:
+                folder.mkdir(parents=True, exist_ok=True)
             target = _unused(folder / f"{path.stem}-recovered-{stamp}.png")
             save(target)
         except Exception as exc:  # noqa: BLE001
-            log.warning("no recovery copy in %s either: %s", folder, exc)
+            log.info("no recovery copy in %s either: %s", folder, exc)
             continue
         raise SaveError(
             f"could not write {str(path)!r} ({why}); the picture is saved in {str(target)!r}",

@@ -15,6 +15,7 @@ import pytest
 from hotfolder.intake import Intake, Settler, check_readable, inspect, is_ignored
 from hotfolder.journal import Identity, Journal
 from hotfolder.layout import Layout
+from tests.conftest import as_unprivileged_user
 from tests.hotfolder.helpers import CAT, cat, image_bytes
 
 MB = 1_000_000
@@ -108,30 +109,11 @@ def test_unreadable_file_is_reported():
         path = folder / "locked.png"
         path.write_bytes(b"x")
         path.chmod(0)
-        assert "permission denied" in _as_unprivileged_user(lambda: check_readable(path))
+        assert "permission denied" in as_unprivileged_user(lambda: check_readable(path))
         path.chmod(0o644)
-        assert _as_unprivileged_user(lambda: check_readable(path)) == "None"
+        assert as_unprivileged_user(lambda: check_readable(path)) == "None"
     finally:
         shutil.rmtree(folder)
-
-
-def _as_unprivileged_user(check) -> str:
-    """str(check()), run as `nobody` when we are root, else as ourselves."""
-    if os.geteuid() != 0:
-        return str(check())
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: drop root, run the check, report, and leave without cleanup
-        try:
-            os.setgid(65534)
-            os.setuid(65534)
-            os.write(write, str(check()).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    os.waitpid(pid, 0)
-    with os.fdopen(read, "rb") as fh:
-        return fh.read().decode()
 
 
 def ident(size: int, mtime: int = 1) -> Identity:
