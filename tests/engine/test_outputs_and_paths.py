@@ -17,8 +17,6 @@ from PIL import Image
 
 from impasto.engine import scale_sizes
 from impasto.images import MIN_SIDE, load_image
-from impasto.outputs import SaveError, check_output_path, save_or_recover
-from impasto.paths import cache_dir
 from tests.conftest import CAT, STARRY, as_unprivileged_user
 
 pytestmark = pytest.mark.usefixtures("weights_available")
@@ -164,6 +162,8 @@ def test_outputs_that_cannot_be_written_are_refused(tmp_path, photo, output, mes
 def test_a_folder_this_user_cannot_write_is_refused(public_tmp):
     locked = public_tmp / "locked"
     locked.mkdir(mode=0o555)
+    from impasto.outputs import check_output_path
+
     outcome = as_unprivileged_user(lambda: check_output_path(locked / "out.png"))
     assert (
         outcome == f"InputError: output '{locked}/out.png': cannot write there (permission denied)"
@@ -189,6 +189,8 @@ def test_a_painting_that_cannot_be_saved_is_kept_and_the_message_says_where(tmp_
     finally:
         proc.kill()
     assert proc.returncode == 2, (stdout, stderr)
+    from impasto.paths import cache_dir
+
     (kept,) = (cache_dir() / "recovered").iterdir()
     assert stderr.strip() == (
         f"impasto: error: could not write '{out_dir}/p.png' (its folder is gone); "
@@ -200,6 +202,8 @@ def test_a_painting_that_cannot_be_saved_is_kept_and_the_message_says_where(tmp_
 
 
 def test_recovery_goes_beside_the_output_first_and_never_replaces_a_file(tmp_path):
+    from impasto.outputs import SaveError, save_or_recover
+
     out = tmp_path / "out.png"
     failing = {out}
 

@@ -15,7 +15,6 @@ from hotfolder.config import Config, DaemonSettings, Route
 from hotfolder.journal import Identity, Journal
 from hotfolder.layout import Layout
 from hotfolder.runner import Runner
-from impasto import paths
 from impasto.errors import InputError
 from tests.hotfolder.helpers import STARRY, FakeEngine, cat, image_bytes
 
@@ -129,7 +128,9 @@ def test_disk_full_while_writing_the_output_keeps_the_painting(s, monkeypatch):
     full_disk_under(monkeypatch, s.layout.root)
     s.drop("cat.png")
     assert s.run_next() == "failed"
-    recovered = paths.cache_dir() / "recovered"
+    from impasto.paths import cache_dir
+
+    recovered = cache_dir() / "recovered"
     (kept,) = recovered.iterdir()
     assert kept.name.startswith("cat-recovered-") and kept.suffix == ".png"
     with Image.open(kept) as img:
