@@ -72,6 +72,13 @@ def test_inspect_refuses_a_dangling_symlink(tmp_path):
     assert verdict.kind == "refuse" and "does not exist" in verdict.reason
 
 
+def test_inspect_refuses_a_symlink_loop_saying_so(tmp_path):
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    verdict = inspect(tmp_path / "loop.png", tmp_path, MB)
+    assert verdict.kind == "refuse"
+    assert verdict.reason == "a symbolic link that leads nowhere (a loop of symbolic links)"
+
+
 def test_inspect_refuses_a_fifo_without_opening_it(tmp_path):
     os.mkfifo(tmp_path / "pipe.png")
     verdict = inspect(tmp_path / "pipe.png", tmp_path, MB)
