@@ -1,5 +1,6 @@
 """The one check every number from a user passes first, wherever it comes from (a preset, the
-hot folder's config, a job's fields, the web form, the command line): it is a number, and finite.
+hot folder's config, a job's fields, the command line; the web form's own checks can call it
+too): it is a number, and finite.
 
 TOML and Python both accept nan and inf, and a NaN slips through every range check (all
 comparisons with it are false), so each door's own range check comes after this one.
