@@ -7,8 +7,22 @@ STAMP := $(VENV)/.impasto-installed
 
 .PHONY: demo test lint bench clean
 
+# The stamp is written last, so a .venv without it was cut short (or its Python is gone): it is
+# made again from scratch rather than trusted. Each prerequisite that is missing is named, with
+# what to install.
 $(STAMP): pyproject.toml
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "make: impasto needs Python 3.11 or newer, and '$(PYTHON)' is missing or older." \
+	    "Install it (Debian/Ubuntu: sudo apt-get install python3 python3-venv)," \
+	    "or name one: make PYTHON=/path/to/python3.11" >&2; exit 1; }
+	@if [ ! -f $(STAMP) ] || ! $(BIN)/python -m pip --version >/dev/null 2>&1; then \
+	  if [ -e $(VENV) ]; then echo "make: $(VENV) is incomplete; making it again"; fi; \
+	  rm -rf $(VENV); \
+	  $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	    echo "make: '$(PYTHON) -m venv' cannot make a virtual environment here." \
+	      "Install Python's venv module (Debian/Ubuntu: sudo apt-get install python3-venv)," \
+	      "then run make again" >&2; exit 1; }; \
+	fi
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	$(BIN)/impasto weights install

@@ -1,7 +1,7 @@
 """Hot-folder throughput: files per minute for a batch of small photos, and what the daemon costs
 on top of calling the engine directly.
 
-Both sides paint the same N photos (crops of the shared test images, saved as JPEG) with the
+Both sides paint the same N photos (crops of the test suite's photo, saved as JPEG) with the
 same route (preset, size, steps) and save PNGs; both run in a fresh process with TensorFlow
 already imported before the clock starts, and each side's start-up is reported separately.
   direct: a loop of check_job + stylize + result.save in one process;
@@ -33,9 +33,10 @@ from pathlib import Path
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGES = ROOT.parent / "shared" / "images"
 RESULTS = ROOT / "benchmarks" / "results"
-STYLE = IMAGES / "styles" / "vangogh_starry_night_1889.jpg"
+# The test suite's own images (tests/data/SOURCES.md), so the benchmark runs from any clone.
+PHOTO = ROOT / "tests" / "data" / "chelsea_cat.png"
+STYLE = ROOT / "tests" / "data" / "vangogh_starry_night_1889.jpg"
 
 DIRECT = r"""
 import json, sys, time
@@ -61,19 +62,17 @@ print(json.dumps({"startup": startup, "seconds": seconds, "cpu": cpu, "files": l
 
 
 def make_photos(folder: Path, count: int) -> None:
-    """count small 4:3 JPEGs, as from one camera: different crops of the content test images,
-    so no two are equal, all the same size (the engine traces its step once per image shape)."""
-    sources = sorted((IMAGES / "content").iterdir())
-    for i in range(count):
-        with Image.open(sources[i % len(sources)]) as img:
-            img = img.convert("RGB")
-            w, h = img.size
-            cw, ch = (w, w * 3 // 4) if w * 3 // 4 <= h else (h * 4 // 3, h)
-            cw, ch = cw * 9 // 10, ch * 9 // 10
-            k = i // len(sources)
-            x, y = k * 7 % (w - cw + 1), k * 5 % (h - ch + 1)
-            crop = img.crop((x, y, x + cw, y + ch)).resize((320, 240), Image.Resampling.LANCZOS)
-            crop.save(folder / f"photo_{i:03d}.jpg", quality=90)
+    """count small 4:3 JPEGs, as from one camera: different crops of the test photo, so no two
+    are equal, all the same size (the engine traces its step once per image shape)."""
+    with Image.open(PHOTO) as img:
+        img = img.convert("RGB")
+    w, h = img.size
+    cw, ch = (w, w * 3 // 4) if w * 3 // 4 <= h else (h * 4 // 3, h)
+    cw, ch = cw * 9 // 10, ch * 9 // 10
+    for k in range(count):  # the (x, y) offsets repeat only after thousands of crops
+        x, y = k * 7 % (w - cw + 1), k * 5 % (h - ch + 1)
+        crop = img.crop((x, y, x + cw, y + ch)).resize((320, 240), Image.Resampling.LANCZOS)
+        crop.save(folder / f"photo_{k:03d}.jpg", quality=90)
 
 
 def run_direct(photos: Path, out: Path, size: int, steps: int) -> dict:

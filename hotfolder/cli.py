@@ -29,6 +29,7 @@ from hotfolder.config import (
 )
 from hotfolder.layout import Layout, write_text_atomic
 from impasto.errors import ImpastoError
+from impasto.numbers import finite_number_arg, whole_number_arg
 from impasto.presets import DEFAULT_PRESET
 
 
@@ -45,14 +46,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     quick = p.add_argument_group("quick start without a config (route 'default')")
     quick.add_argument("--style", action="append", metavar="IMAGE", help="style image (repeatable)")
     quick.add_argument("--preset", help=f"preset name (default: {DEFAULT_PRESET})")
-    quick.add_argument("--size", type=int, help="long side of the outputs in px")
-    quick.add_argument("--steps", type=int, help="optimisation steps per picture")
+    quick.add_argument("--size", type=whole_number_arg, help="long side of the outputs in px")
+    quick.add_argument("--steps", type=whole_number_arg, help="optimisation steps per picture")
     quick.add_argument("--format", help="output format: png, jpg, webp, tif or same")
     timing = p.add_argument_group("timing (override [daemon] in the config)")
     timing.add_argument(
-        "--settle", type=float, metavar="SECONDS", help="how long a file must hold still"
+        "--settle",
+        type=finite_number_arg,
+        metavar="SECONDS",
+        help="how long a file must hold still",
     )
-    timing.add_argument("--rescan", type=float, metavar="SECONDS", help="full inbox listing period")
+    timing.add_argument(
+        "--rescan", type=finite_number_arg, metavar="SECONDS", help="full inbox listing period"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

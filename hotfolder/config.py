@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hotfolder.layout import STATE_DIR
+from hotfolder.layout import STATE_DIR, Layout
 from impasto.errors import ImpastoError, InputError, PresetError
 from impasto.images import OUTPUT_FORMATS, load_image
 from impasto.job import MAX_OUTPUT, MIN_OUTPUT
+from impasto.numbers import finite
+from impasto.paths import reason
 from impasto.presets import DEFAULT_PRESET, OVERRIDABLE, apply_overrides, load_preset
 
 CONFIG_NAME = "hotfolder.toml"
@@ -93,8 +94,7 @@ def _unknown(key: str, known: tuple, where: str) -> ConfigError:
 
 
 def _number(value, key: str, where: str, *, integer: bool = False, minimum: float = 0.0):
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"{where}: {key} must be a number, not {value!r}")
+    value = finite(value, f"{where}: {key}", ConfigError)
     if integer and int(value) != value:
         raise ConfigError(f"{where}: {key} must be a whole number, not {value!r}")
     if value < minimum:
@@ -216,7 +216,7 @@ def load_config(root: Path, path: Path | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML ({exc})") from None
     except OSError as exc:
-        raise ConfigError(f"{where}: cannot read ({exc.strerror})") from None
+        raise ConfigError(f"{where}: cannot read it ({reason(exc)})") from None
     for key in data:
         if key not in ("daemon", "routes"):
             raise _unknown(key, ("daemon", "routes"), where)
@@ -248,6 +248,44 @@ def state_dir_of(root: Path, path: Path | None = None) -> str:
 def check_config(config: Config) -> None:
     for name, route in config.routes.items():
         check_route(route, _where(config.path, f"routes.{name}"))
+    check_folders(config)
+
+
+def check_folders(config: Config) -> None:
+    """Refuse a layout in which the daemon would read what it writes: an outbox, processed,
+    failed or evolution folder, the state folder or the log inside an inbox (its own outputs
+    would be taken as photos, and an output could replace an input), an inbox inside any of
+    those, or a style image inside an inbox (it would be painted and moved away). Folders are
+    compared as the disk resolves them, so symbolic links cannot hide an overlap."""
+    layout = Layout(config.root, config.daemon.state_dir)
+    inboxes = {f"inbox/{r}": _real(layout.folder("inbox", r)) for r in config.routes}
+    written = {
+        f"{kind}/{r}": _real(layout.folder(kind, r))
+        for kind in ("outbox", "processed", "failed", "evolution")
+        for r in config.routes
+    }
+    written["the state folder"] = _real(layout.state)
+    written["the log file"] = _real(layout.root / config.daemon.log_file)
+    for route in config.routes.values():
+        for style, _ in route.styles:
+            written[f"style image {style!r} of [routes.{route.name}]"] = _real(Path(style))
+    where = _where(config.path)
+    for inbox_name, inbox in inboxes.items():
+        for name, path in written.items():
+            if path.is_relative_to(inbox):
+                raise ConfigError(
+                    f"{where}: {name} ({path}) lies inside {inbox_name} ({inbox}): the daemon "
+                    "would take it as a photo to paint; keep inboxes apart from everything else"
+                )
+            if inbox.is_relative_to(path):
+                raise ConfigError(
+                    f"{where}: {inbox_name} ({inbox}) lies inside {name} ({path}): the daemon "
+                    "would write where it reads; keep inboxes apart from everything else"
+                )
+
+
+def _real(path: Path) -> Path:
+    return Path(os.path.realpath(path))
 
 
 def quick_start_config(

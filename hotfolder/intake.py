@@ -22,6 +22,7 @@ from pathlib import Path
 
 from hotfolder.journal import Identity, Journal
 from hotfolder.layout import Layout
+from impasto.paths import reason
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def inspect(path: Path, root: Path, max_bytes: int) -> Verdict:
     except FileNotFoundError:
         return Verdict("gone")
     except OSError as exc:
-        return Verdict("refuse", reason=f"cannot look at the file ({exc.strerror})")
+        return Verdict("refuse", reason=f"cannot look at the file ({reason(exc)})")
     identity = Identity.of(st)
     if stat.S_ISDIR(st.st_mode):
         return Verdict("skip", identity)
@@ -89,8 +90,11 @@ def inspect(path: Path, root: Path, max_bytes: int) -> Verdict:
             )
         try:
             target_st = os.stat(path)
-        except OSError:
+        except FileNotFoundError:
             return Verdict("refuse", identity, "a symbolic link to a file that does not exist")
+        except OSError as exc:
+            why = f"a symbolic link that leads nowhere ({reason(exc)})"
+            return Verdict("refuse", identity, why)
         if not stat.S_ISREG(target_st.st_mode):
             return Verdict("refuse", identity, "a symbolic link to something that is not a file")
         st = target_st
@@ -135,7 +139,7 @@ def check_readable(path: Path) -> str | None:
     except PermissionError:
         return "permission denied: the daemon's user cannot read this file"
     except OSError as exc:
-        return f"cannot open the file ({exc.strerror})"
+        return f"cannot open the file ({reason(exc)})"
     try:
         kind = _special_kind(os.fstat(fd).st_mode)
         return f"{kind}, not a regular file: it was not read" if kind else None

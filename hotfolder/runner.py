@@ -9,6 +9,7 @@ ever replacing a file) to processed/. A failure moves the input to failed/ and w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -31,6 +32,7 @@ from impasto import checkpoint as checkpoints
 from impasto.errors import ImpastoError, InputError, PresetError, WeightsError
 from impasto.images import save_image
 from impasto.job import StyleJob, check_job
+from impasto.outputs import SaveError, save_or_recover
 
 log = logging.getLogger(__name__)
 
@@ -144,13 +146,14 @@ class Runner:
             )
             return "stopped"
         outbox = self.layout.folder("outbox", job.route)
-        try:
+        with contextlib.suppress(OSError):  # if it fails, so does the save, which keeps the picture
             outbox.mkdir(parents=True, exist_ok=True)
-            result.save(outbox / output)
-            fsync_dir(outbox)  # the output's name is on disk before the input moves
-        except (OSError, ImpastoError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            return self._fail(job, f"could not write the output {output!r}: {why}")
+        try:
+            save_or_recover(result.save, outbox / output)
+        except SaveError as exc:
+            kept = f"; the painting is saved in {str(exc.recovered)!r}" if exc.recovered else ""
+            return self._fail(job, f"could not write the output {output!r}: {exc.why}{kept}")
+        fsync_dir(outbox)  # the output's name is on disk before the input moves
         stats = result.stats
         log.info(
             "painted %s in %.1f s (%d steps)",

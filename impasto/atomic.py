@@ -27,13 +27,25 @@ def _new_file_mode() -> int:
     return 0o666 & ~mask
 
 
+def _temp_file(path: Path) -> tuple[int, str]:
+    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+
+def probe(path: str | os.PathLike) -> None:
+    """Create and remove the temporary file atomic_write(path) would write, so that a folder or
+    a name that cannot be written fails now (OSError), before minutes of work, not after."""
+    fd, tmp = _temp_file(Path(path))
+    os.close(fd)
+    os.unlink(tmp)
+
+
 @contextmanager
 def atomic_write(
     path: str | os.PathLike, mode: str = "wb", encoding: str | None = None
 ) -> Iterator:
     """Open a temporary file for writing; on a clean exit it replaces path."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_file(path)
     try:
         with os.fdopen(fd, mode, encoding=encoding) as fh:
             if hasattr(os, "fchmod"):  # people sharing an output folder expect their umask

@@ -27,8 +27,17 @@ SUBCOMMANDS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: a mistyped option (`--steps nan`) gets the problem and
+    where to look, not the whole usage. Sub-command parsers are made of the same class."""
+
+    def error(self, message: str):
+        print(f"impasto: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="impasto", description="Paint a photo in the style of an artwork (Gatys et al.)."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from pathlib import Path
 
 from impasto.errors import PresetError
+from impasto.numbers import whole_number_arg
 from impasto.presets import find_preset, list_presets, load_preset, user_preset_dir
 
 
@@ -24,9 +26,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     gal.add_argument("content")
     gal.add_argument("style")
     gal.add_argument("-o", "--output", required=True, help="the sheet: .png .jpg .webp or .tif")
-    gal.add_argument("--size", type=int, default=192, help="tile size in px (default 192)")
-    gal.add_argument("--steps", type=int, help="steps per tile (default: each preset's own)")
-    gal.add_argument("--seed", type=int, default=0)
+    gal.add_argument(
+        "--size", type=whole_number_arg, default=192, help="tile size in px (default 192)"
+    )
+    gal.add_argument(
+        "--steps", type=whole_number_arg, help="steps per tile (default: each preset's own)"
+    )
+    gal.add_argument("--seed", type=whole_number_arg, default=0)
     gal.add_argument(
         "--tiles", metavar="DIR", help="also save each preset's picture as DIR/<preset>.png"
     )
@@ -94,9 +100,20 @@ def _new(args) -> int:
 
 def _gallery(args) -> int:
     from impasto import gallery
-    from impasto.images import check_output_path, save_image
+    from impasto.images import save_image
+    from impasto.outputs import (
+        check_not_input,
+        check_output_path,
+        make_output_folder,
+        save_or_recover,
+    )
 
-    check_output_path(args.output)
+    inputs = [("content image", args.content), ("style image", args.style)]
+    check_output_path(args.output, inputs)
+    if args.tiles:
+        for info in list_presets():
+            check_not_input(Path(args.tiles) / f"{info.name}.png", inputs, "tile")
+        make_output_folder(args.tiles, "tiles")
 
     def report(name: str, cached: bool) -> None:
         print(f"impasto: {name}: {'from cache' if cached else 'painted'}", flush=True)
@@ -105,6 +122,6 @@ def _gallery(args) -> int:
     image = gallery.sheet(
         args.content, args.style, args.size, args.seed, overrides, report, args.tiles
     )
-    save_image(image, args.output)
+    save_or_recover(lambda path: save_image(image, path), args.output)
     print(f"impasto: gallery written to {args.output}")
     return 0

@@ -9,8 +9,16 @@ import threading
 from pathlib import Path
 
 from impasto.errors import InputError
-from impasto.images import check_output_path, save_image
+from impasto.images import save_image
 from impasto.job import ProgressEvent, StyleJob, check_job
+from impasto.numbers import finite_number_arg, whole_number_arg
+from impasto.outputs import (
+    check_not_input,
+    check_output_path,
+    check_writable,
+    make_output_folder,
+    save_or_recover,
+)
 from impasto.presets import CHOICES, DEFAULT_PRESET
 from impasto.progress import BarProgress, JsonProgress, NoProgress
 
@@ -22,28 +30,52 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-o", "--output", required=True, help="result file: .png .jpg .webp or .tif")
     p.add_argument("--preset", default=DEFAULT_PRESET, help="named recipe or path to a .toml file")
-    p.add_argument("--size", type=int, help="long side of the output in px (default: the preset's)")
-    p.add_argument("--steps", type=int, help="total optimisation steps, shared across the scales")
-    p.add_argument("--style-weight", type=float, help="how strongly to follow the style")
-    p.add_argument("--content-weight", type=float, help="how strongly to keep the photo's layout")
-    p.add_argument("--tv-weight", type=float, help="smoothness: higher removes fine noise")
+    p.add_argument(
+        "--size",
+        type=whole_number_arg,
+        help="long side of the output in px (default: the preset's)",
+    )
+    p.add_argument(
+        "--steps", type=whole_number_arg, help="total optimisation steps, shared across the scales"
+    )
+    p.add_argument(
+        "--style-weight", type=finite_number_arg, help="how strongly to follow the style"
+    )
+    p.add_argument(
+        "--content-weight", type=finite_number_arg, help="how strongly to keep the photo's layout"
+    )
+    p.add_argument(
+        "--tv-weight", type=finite_number_arg, help="smoothness: higher removes fine noise"
+    )
     p.add_argument("--style-blend", help="blend weights, one per style image, e.g. 0.7,0.3")
-    p.add_argument("--style-scale", type=float, help="style image size relative to the output")
+    p.add_argument(
+        "--style-scale", type=finite_number_arg, help="style image size relative to the output"
+    )
     p.add_argument(
         "--preserve-color", choices=CHOICES["preserve_color"], help="keep the photo's colours"
     )
     p.add_argument("--init", choices=CHOICES["init"], help="start from the photo or from noise")
-    p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same picture")
+    p.add_argument(
+        "--seed", type=whole_number_arg, default=0, help="random seed; same seed, same picture"
+    )
     p.add_argument("--precision", choices=CHOICES["precision"], help="convolution precision")
     p.add_argument(
-        "--save-every", type=int, default=0, metavar="N", help="save an image every N steps"
+        "--save-every",
+        type=whole_number_arg,
+        default=0,
+        metavar="N",
+        help="save an image every N steps",
     )
     p.add_argument(
         "--evolution-dir", help="folder for --save-every images (default: OUT_evolution)"
     )
     p.add_argument("--checkpoint", metavar="FILE", help="keep resumable state in FILE (.npz)")
     p.add_argument(
-        "--checkpoint-every", type=int, default=50, metavar="N", help="steps between checkpoints"
+        "--checkpoint-every",
+        type=whole_number_arg,
+        default=50,
+        metavar="N",
+        help="steps between checkpoints",
     )
     p.add_argument("--resume", metavar="FILE", help="continue from a checkpoint of the same job")
     p.add_argument(
@@ -59,10 +91,10 @@ def build_job(args: argparse.Namespace) -> StyleJob:
     blend = [1.0] * len(args.styles)
     if args.style_blend:
         try:
-            blend = [float(w) for w in args.style_blend.split(",")]
-        except ValueError:
+            blend = [finite_number_arg(w) for w in args.style_blend.split(",")]
+        except argparse.ArgumentTypeError:
             raise InputError(
-                f"--style-blend: {args.style_blend!r} is not a list of numbers"
+                f"--style-blend: {args.style_blend!r} is not a list of finite numbers"
             ) from None
         if len(blend) != len(args.styles):
             raise InputError(
@@ -106,14 +138,20 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, reporter) -> int:
     job = build_job(args)
-    check_output_path(args.output)
+    inputs = [("content image", args.content), *(("style image", s) for s in args.styles)]
+    check_output_path(args.output, inputs)
+    if args.checkpoint:
+        check_not_input(args.checkpoint, inputs, "checkpoint")
+        check_writable(args.checkpoint, "checkpoint")
     checked = check_job(job)  # every input error surfaces here, before TensorFlow loads
     evolution = None
     if args.save_every:
         evolution = Path(
             args.evolution_dir or Path(args.output).with_suffix("").as_posix() + "_evolution"
         )
-        evolution.mkdir(parents=True, exist_ok=True)
+        for step in range(args.save_every, checked.recipe.total_steps + 1, args.save_every):
+            check_not_input(evolution / f"step_{step:05d}.png", inputs, "evolution image")
+        make_output_folder(evolution, "evolution")
 
     from impasto import load_engine
 
@@ -133,7 +171,7 @@ def _run(args: argparse.Namespace, reporter) -> int:
             save_image(event.preview, evolution / f"step_{event.step:05d}.png")
 
     result = engine.stylize(checked, on_progress=on_progress, cancel=cancel)
-    path = result.save(args.output)
+    path = save_or_recover(result.save, args.output)
     reporter.done(result, path)
     if result.cancelled:
         return 130 if stopped_by.get("signal") == signal.SIGINT else 143

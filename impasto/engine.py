@@ -26,7 +26,7 @@ from PIL import Image
 
 from impasto import checkpoint as ckpt_io
 from impasto import colour
-from impasto.images import fit_long_side, to_array, to_image
+from impasto.images import fit_for_network, fit_long_side, to_array, to_image
 from impasto.job import CheckedJob, ProgressEvent, StyleJob, StyleResult, check_job
 from impasto.losses import content_loss, gram, style_loss, tv_loss
 from impasto.model import device, extractor
@@ -39,12 +39,14 @@ BETA1, BETA2, EPSILON = 0.9, 0.999, 1e-8
 
 
 def scale_sizes(content_size: tuple[int, int], long_side: int, min_side: int, n: int) -> list:
-    """(w, h) per scale, geometric from min_side to long_side; equal sizes collapse later."""
+    """(w, h) per scale, geometric from min_side to long_side; equal sizes collapse later.
+    No side is under what VGG19 needs: a thin picture's short side is raised to it (and scales
+    that would be smaller become the same size, so they merge)."""
     if n == 1 or long_side <= min_side:
-        return [fit_long_side(content_size, long_side)] * n
+        return [fit_for_network(content_size, long_side)] * n
     ratio = (long_side / min_side) ** (1 / (n - 1))
-    return [fit_long_side(content_size, round(min_side * ratio**k)) for k in range(n - 1)] + [
-        fit_long_side(content_size, long_side)
+    return [fit_for_network(content_size, round(min_side * ratio**k)) for k in range(n - 1)] + [
+        fit_for_network(content_size, long_side)
     ]
 
 
@@ -205,7 +207,7 @@ def stylize(
             continue
         content = to_array(content_img, size)
         style_long = max(16, round(max(size) * recipe.style_scale))
-        styles = [(to_array(img, fit_long_side(img.size, style_long)), w) for img, w in style_imgs]
+        styles = [(to_array(i, fit_for_network(i.size, style_long)), w) for i, w in style_imgs]
         content_t, style_t = step_fn.targets(content, styles)
         scale_step = 0
         if resume and index == resume.scale:
@@ -297,4 +299,7 @@ def _noise(shape: tuple, seed: int) -> np.ndarray:
 
 def _save_checkpoint(path, settings, scale, scale_step, step, x, m, v, ema) -> None:
     arrays = [a.numpy() if hasattr(a, "numpy") else a for a in (x, m, v, ema)]
-    ckpt_io.save(path, ckpt_io.Checkpoint(settings, scale, scale_step, step, *arrays))
+    try:
+        ckpt_io.save(path, ckpt_io.Checkpoint(settings, scale, scale_step, step, *arrays))
+    except OSError as exc:  # e.g. a full disk: the painting itself must go on
+        log.warning("could not write the checkpoint %s (%s); going on without it", path, exc)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from impasto import paths
 from impasto.images import fit_long_side, load_image, save_image
 from impasto.job import StyleJob, check_job
 from impasto.presets import list_presets
@@ -28,8 +29,7 @@ COLUMNS = 5
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "impasto" / "gallery"
+    return paths.cache_dir() / "gallery"
 
 
 def _file_digest(path: str | os.PathLike) -> str:

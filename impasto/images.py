@@ -21,14 +21,21 @@ from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from impasto.atomic import atomic_write
 from impasto.errors import InputError
+from impasto.paths import reason, regular_file
 
 log = logging.getLogger(__name__)
 
 # Refuse images larger than this before decoding them: 100 megapixels is beyond any photo or
 # scan a user would stylise, and decoding more could exhaust memory (decompression bombs).
 MAX_PIXELS = 100_000_000
-# Below this the VGG19 pyramid has nothing to work on (five 2x poolings).
+# VGG19 halves the picture four times (2x2 pooling, no padding) before its deepest layers, so
+# every side the network sees must be at least 2**4 px; smaller inputs are refused, and the
+# engine paints a thin picture at a working size whose short side reaches this.
 MIN_SIDE = 16
+# The longest side the engine paints (the largest output size). With MIN_SIDE, it bounds the
+# shape: a picture longer than MAX_SIDE / MIN_SIDE times its width cannot be painted at all.
+MAX_SIDE = 8192
+MAX_ASPECT = MAX_SIDE // MIN_SIDE
 
 OUTPUT_FORMATS = {
     ".png": "PNG",
@@ -59,15 +66,7 @@ def load_image(source: str | os.PathLike | Image.Image, role: str = "image") -> 
         return _normalise(source, f"{role} image", "<in-memory image>")
     path = Path(source)
     name = f"{role} image {str(path)!r}"
-    if not path.exists():
-        raise InputError(f"{name}: file not found")
-    if not path.is_file():
-        raise InputError(f"{name}: not a regular file")
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise InputError(f"{name}: cannot read ({exc.strerror})") from None
-    if size == 0:
+    if regular_file(path, name).st_size == 0:
         raise InputError(f"{name}: the file is empty (0 bytes)")
     try:
         with warnings.catch_warnings():
@@ -85,6 +84,8 @@ def load_image(source: str | os.PathLike | Image.Image, role: str = "image") -> 
     except PermissionError:
         raise InputError(f"{name}: permission denied") from None
     except (OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:  # the disk's error, not Pillow's
+            raise InputError(f"{name}: cannot read it ({reason(exc)})") from None
         # Pillow reports a cut-off file as OSError("image file is truncated ...") and damaged
         # headers as SyntaxError or ValueError; all mean the same to the user.
         raise InputError(f"{name}: damaged or truncated image ({_first_line(exc)})") from None
@@ -101,6 +102,11 @@ def _check_pixels(img: Image.Image, name: str) -> None:
         raise InputError(f"{name}: {w}x{h} is too many pixels (limit {MAX_PIXELS:,})")
     if min(w, h) < MIN_SIDE:
         raise InputError(f"{name}: {w}x{h} is too small (each side needs {MIN_SIDE} px or more)")
+    if max(w, h) > min(w, h) * MAX_ASPECT:
+        raise InputError(
+            f"{name}: {w}x{h} is too long and thin to paint (the long side may be at most "
+            f"{MAX_ASPECT} times the short one)"
+        )
 
 
 def _normalise(img: Image.Image, name: str, source: str) -> LoadedImage:
@@ -141,16 +147,6 @@ def output_format(path: str | os.PathLike) -> str:
             f"output {str(path)!r}: unknown extension {ext or '(none)'!r}; use {known}"
         )
     return OUTPUT_FORMATS[ext]
-
-
-def check_output_path(path: str | os.PathLike) -> None:
-    """Refuse an output we could not write, before spending minutes on the picture."""
-    output_format(path)
-    folder = Path(path).resolve().parent
-    if not folder.is_dir():
-        raise InputError(f"output {str(path)!r}: folder {str(folder)!r} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"output {str(path)!r}: folder {str(folder)!r} is not writable")
 
 
 def save_image(
@@ -198,6 +194,16 @@ def fit_long_side(size: tuple[int, int], long_side: int) -> tuple[int, int]:
     w, h = size
     scale = long_side / max(w, h)
     return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def fit_for_network(size: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """fit_long_side, but never a side under MIN_SIDE: a thin picture is worked on with its short
+    side at MIN_SIDE (and its long side longer than asked), then brought to the asked size."""
+    w, h = fit_long_side(size, long_side)
+    if min(w, h) >= MIN_SIDE:
+        return w, h
+    scale = MIN_SIDE / min(size)
+    return max(MIN_SIDE, round(size[0] * scale)), max(MIN_SIDE, round(size[1] * scale))
 
 
 def to_array(img: Image.Image, size: tuple[int, int] | None = None) -> np.ndarray:

@@ -14,10 +14,12 @@ from pathlib import Path
 from PIL import Image
 
 from impasto.errors import InputError, PresetError
-from impasto.images import LoadedImage, load_image, save_image
+from impasto.images import MAX_SIDE, LoadedImage, load_image, save_image
+from impasto.numbers import finite
+from impasto.paths import regular_file
 from impasto.presets import DEFAULT_PRESET, Recipe, apply_overrides, load_preset
 
-MIN_OUTPUT, MAX_OUTPUT = 32, 8192
+MIN_OUTPUT, MAX_OUTPUT = 32, MAX_SIDE
 
 ImageSource = str | os.PathLike | Image.Image
 
@@ -121,7 +123,7 @@ def check_job(job: StyleJob) -> CheckedJob:
     pairs = [s if isinstance(s, tuple | list) else (s, 1.0) for s in job.styles]
     weights = []
     for _, w in pairs:
-        if isinstance(w, bool) or not isinstance(w, int | float) or not w >= 0:
+        if finite(w, "style blend weight", PresetError) < 0:
             raise PresetError(f"style blend weight must be a number 0 or more, not {w!r}")
         weights.append(float(w))
     if sum(weights) <= 0:
@@ -131,6 +133,6 @@ def check_job(job: StyleJob) -> CheckedJob:
         (load_image(src, "style"), w / sum(weights))
         for (src, _), w in zip(pairs, weights, strict=True)
     ]
-    if job.resume is not None and not Path(job.resume).is_file():
-        raise InputError(f"checkpoint {str(job.resume)!r}: file not found")
+    if job.resume is not None:
+        regular_file(job.resume, f"checkpoint {str(job.resume)!r}")
     return CheckedJob(job=job, recipe=recipe, content=content, styles=styles, size=size)

@@ -19,6 +19,8 @@ from importlib import resources
 from pathlib import Path
 
 from impasto.errors import PresetError
+from impasto.numbers import finite
+from impasto.paths import reason, regular_file
 from impasto.vgg19 import LAYERS
 
 log = logging.getLogger(__name__)
@@ -104,13 +106,15 @@ def find_preset(name: str) -> tuple[Path, str]:
     """The file for a preset name (user folder first) or path, and where it came from."""
     if _looks_like_path(name):
         path = Path(name).expanduser()
-        if not path.is_file():
-            raise PresetError(f"preset file {str(path)!r} not found")
+        regular_file(path, f"preset file {str(path)!r}", PresetError)
         return path, "file"
     for folder, origin in ((user_preset_dir(), "user"), (shipped_preset_dir(), "shipped")):
         path = folder / f"{name}.toml"
-        if path.is_file():
-            return path, origin
+        try:
+            if path.is_file():
+                return path, origin
+        except OSError as exc:  # e.g. a preset folder this user may not enter
+            raise PresetError(f"preset {str(path)!r}: {reason(exc)}") from None
     names = sorted({p.name for p in list_presets()})
     close = difflib.get_close_matches(name, names, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -146,8 +150,10 @@ def load_preset_file(path: Path) -> Recipe:
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise PresetError(f"preset {where}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise PresetError(f"preset {where}: not a text file (TOML is UTF-8 text)") from None
     except OSError as exc:
-        raise PresetError(f"preset {where}: cannot read ({exc.strerror})") from None
+        raise PresetError(f"preset {where}: cannot read it ({reason(exc)})") from None
     unknown = [k for k in data if k not in RECIPE_KEYS]
     if unknown:
         raise PresetError(f"preset {where}: {_unknown_key_message(unknown[0])}")
@@ -197,11 +203,10 @@ def _share_steps(steps: tuple, total: int) -> list[int]:
 
 
 def _number(value, key: str, where: str, *, integer: bool = False, positive: bool = False):
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise PresetError(f"{where}: {key} must be a number, not {value!r}")
+    value = finite(value, f"{where}: {key}", PresetError)
     if integer and int(value) != value:
         raise PresetError(f"{where}: {key} must be a whole number, not {value!r}")
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+    if value < 0 or (positive and value == 0):
         need = "greater than 0" if positive else "0 or more"
         raise PresetError(f"{where}: {key} must be {need}, not {value!r}")
     return int(value) if integer else float(value)
@@ -276,13 +281,20 @@ def list_presets() -> list[PresetInfo]:
     """Every preset on disk, user ones overriding shipped ones by name; broken files marked."""
     found: dict[str, PresetInfo] = {}
     for folder, origin in ((shipped_preset_dir(), "shipped"), (user_preset_dir(), "user")):
-        if not folder.is_dir():
+        try:
+            paths = sorted(folder.glob("*.toml")) if folder.is_dir() else []
+        except OSError as exc:
+            log.warning("cannot read the preset folder %s (%s)", folder, reason(exc))
             continue
-        for path in sorted(folder.glob("*.toml")):
+        for path in paths:
             name = path.stem
             try:
                 recipe = load_preset_file(path)
                 found[name] = PresetInfo(name, path, origin, recipe.description)
             except PresetError as exc:
                 found[name] = PresetInfo(name, path, origin, error=str(exc))
+            except Exception as exc:  # noqa: BLE001 - one odd file must not hide the others
+                log.warning("preset %s: %s: %s", path, type(exc).__name__, exc)
+                error = f"preset {path}: cannot be loaded ({type(exc).__name__}: {exc})"
+                found[name] = PresetInfo(name, path, origin, error=error)
     return sorted(found.values(), key=lambda p: p.name)

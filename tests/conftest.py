@@ -9,24 +9,55 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGES = ROOT.parent / "shared" / "images"
-CONTENT = IMAGES / "content"
-STYLES = IMAGES / "styles"
-CAT = CONTENT / "chelsea_cat.png"
-STARRY = STYLES / "vangogh_starry_night_1889.jpg"
-WAVE = STYLES / "hokusai_great_wave_off_kanagawa_c1831.jpg"
+# The suite carries its own images (provenance in tests/data/SOURCES.md): a clone anywhere runs.
+DATA = ROOT / "tests" / "data"
+CAT = DATA / "chelsea_cat.png"
+STARRY = DATA / "vangogh_starry_night_1889.jpg"
+WAVE = DATA / "hokusai_great_wave_off_kanagawa_c1831.jpg"
+
+
+def skip_or_fail(message: str) -> None:
+    """Skip a test whose external program or set-up is missing, but fail under CI, so that CI
+    cannot pass by skipping."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}, and CI must run this test (.ci/run sets it up)")
+    pytest.skip(message)
 
 
 def require_program(name: str) -> str:
-    """The path of an external program; skip without it, but fail under CI so CI cannot pass
-    by skipping."""
+    """The path of an external program (see skip_or_fail when it is missing)."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}, and CI must run this test (.ci/run installs it)")
-        pytest.skip(message)
+        skip_or_fail(f"{name} is not installed")
     return path
+
+
+def as_unprivileged_user(check) -> str:
+    """str(check()), or "ErrorName: message" if it raises, run as `nobody` when we are root
+    (root reads and writes everything, so permission tests need another user), else as
+    ourselves."""
+
+    def outcome() -> str:
+        try:
+            return str(check())
+        except Exception as exc:  # noqa: BLE001 - the test compares the message
+            return f"{type(exc).__name__}: {exc}"
+
+    if os.geteuid() != 0:
+        return outcome()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop root, run the check, report, and leave without cleanup
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(write, outcome().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as fh:
+        return fh.read().decode()
 
 
 def _find_weights() -> str | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import pytest
 
@@ -144,3 +146,97 @@ def test_quick_start_options_need_a_style(tmp_path):
 def test_quick_start_checks_the_preset(tmp_path):
     with pytest.raises(ConfigError, match="unknown preset 'nope'"):
         quick_start_config(tmp_path, [str(STARRY)], "nope")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "[daemon]\nsettle_seconds = nan\n" + route(),
+            r"\[daemon\]: settle_seconds must be a finite",
+        ),
+        ("[daemon]\nrescan_seconds = inf\n" + route(), r"rescan_seconds must be a finite number"),
+        (route("size = nan"), r"\[routes.paint\]: size must be a finite number, not nan"),
+        (route("style_weight = -inf"), r"style_weight must be a finite number, not -inf"),
+        (route("steps = nan"), r"steps must be a finite number, not nan"),
+        (
+            f'[routes.paint]\nstyles = [{{ path = "{STARRY}", weight = nan }}]\n',
+            r"style weight must be a finite number, not nan",
+        ),
+    ],
+)
+def test_numbers_in_the_config_must_be_finite(tmp_path, text, message):
+    write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(tmp_path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("flag", ["--settle", "--rescan", "--steps", "--size"])
+def test_a_bad_number_for_watch_is_one_line(tmp_path, flag):
+    done = subprocess.run(
+        [sys.executable, "-m", "impasto.cli", "watch", str(tmp_path), "--style", str(STARRY),
+         f"{flag}=nan"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and f"argument {flag}: 'nan' is not a" in done.stderr
+    assert not (tmp_path / "inbox").exists()  # refused before anything was made
+
+
+def symlinked(tmp_path, link: str, target: str):
+    """ROOT/<link> made a symbolic link to ROOT/<target> (created), as a user might set up."""
+    (tmp_path / target).mkdir(parents=True, exist_ok=True)
+    (tmp_path / link).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / link).symlink_to(tmp_path / target)
+
+
+@pytest.mark.parametrize(
+    ("setup", "extra", "message"),
+    [
+        (
+            lambda d: symlinked(d, "outbox", "inbox/paint/out"),
+            "",
+            r"outbox/paint \(.*/inbox/paint/out/paint\) lies inside inbox/paint",
+        ),
+        (
+            lambda d: symlinked(d, "failed", "inbox/paint"),
+            "",
+            r"failed/paint \(.*\) lies inside inbox/paint",
+        ),
+        (
+            lambda d: symlinked(d, "inbox", "outbox"),
+            "",
+            r"outbox/paint \(.*/outbox/paint\) lies inside inbox/paint",
+        ),
+        (
+            lambda d: symlinked(d, "inbox/paint", "processed"),
+            "",
+            r"processed/paint \(.*/processed/paint\) lies inside inbox/paint \(.*/processed\)",
+        ),
+        (lambda d: None, '[daemon]\nstate_dir = "inbox/paint/state"\n', r"the state folder"),
+        (lambda d: None, '[daemon]\nlog_file = "inbox/paint/log.png"\n', r"the log file"),
+    ],
+)
+def test_a_layout_where_outputs_land_in_an_inbox_is_refused(tmp_path, setup, extra, message):
+    """Else the daemon would take its own outputs as new photos, or write where it reads."""
+    setup(tmp_path)
+    write(tmp_path, extra + route())
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path)
+
+
+def test_a_style_image_inside_an_inbox_is_refused(tmp_path):
+    style = tmp_path / "inbox" / "paint" / "art.jpg"
+    style.parent.mkdir(parents=True)
+    style.write_bytes(STARRY.read_bytes())
+    write(tmp_path, route(style="inbox/paint/art.jpg"))
+    with pytest.raises(ConfigError, match=r"style image .*art.jpg.* lies inside inbox/paint"):
+        load_config(tmp_path)
+    assert style.read_bytes() == STARRY.read_bytes()
+
+
+def test_the_usual_layout_and_symlinks_elsewhere_are_fine(tmp_path):
+    symlinked(tmp_path, "outbox", "elsewhere/outbox")  # e.g. outputs on a bigger disk
+    write(tmp_path, route())
+    assert list(load_config(tmp_path).routes) == ["paint"]

@@ -79,7 +79,9 @@ def test_twenty_mixed_files_dropped_at_once(tmp_path, watch):
         root,
         f"""
 [daemon]
-settle_seconds = 1.0
+# Long enough that the file written slowly never settles between two of its writes, however
+# busy the machine: it (like every file closed by its writer) is taken 0.3 s after its close.
+settle_seconds = 10.0
 closed_settle_seconds = 0.3
 rescan_seconds = 600     # files must be found through events, not rescans
 
@@ -128,7 +130,7 @@ save_every = 1
             for i in range(0, len(slow), step):
                 fh.write(slow[i : i + step])
                 fh.flush()
-                time.sleep(0.2)
+                time.sleep(0.2)  # pacing a slow writer, not a decision: see settle_seconds
 
     writer = threading.Thread(target=write_slowly)
     writer.start()
@@ -241,10 +243,11 @@ steps = 80  # long enough that no job ends before the test kills it
     inbox = root / "inbox" / "paint"
     inbox.mkdir(parents=True)
     originals = {}
+    first = time.time_ns() - 10_000_000_000
     for i, name in enumerate(("a.png", "b.png", "c.png")):
         originals[name] = image_bytes(cat(70 + i), "PNG")
         (inbox / name).write_bytes(originals[name])
-        time.sleep(0.02)  # arrival order a, b, c
+        os.utime(inbox / name, ns=(first + i * 10**9,) * 2)  # arrival order a, b, c
     args = ("--polling",)
 
     # first run: a is done; killed in the middle of b

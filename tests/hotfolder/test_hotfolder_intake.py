@@ -15,6 +15,7 @@ import pytest
 from hotfolder.intake import Intake, Settler, check_readable, inspect, is_ignored
 from hotfolder.journal import Identity, Journal
 from hotfolder.layout import Layout
+from tests.conftest import as_unprivileged_user
 from tests.hotfolder.helpers import CAT, cat, image_bytes
 
 MB = 1_000_000
@@ -71,6 +72,13 @@ def test_inspect_refuses_a_dangling_symlink(tmp_path):
     assert verdict.kind == "refuse" and "does not exist" in verdict.reason
 
 
+def test_inspect_refuses_a_symlink_loop_saying_so(tmp_path):
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    verdict = inspect(tmp_path / "loop.png", tmp_path, MB)
+    assert verdict.kind == "refuse"
+    assert verdict.reason == "a symbolic link that leads nowhere (a loop of symbolic links)"
+
+
 def test_inspect_refuses_a_fifo_without_opening_it(tmp_path):
     os.mkfifo(tmp_path / "pipe.png")
     verdict = inspect(tmp_path / "pipe.png", tmp_path, MB)
@@ -108,30 +116,11 @@ def test_unreadable_file_is_reported():
         path = folder / "locked.png"
         path.write_bytes(b"x")
         path.chmod(0)
-        assert "permission denied" in _as_unprivileged_user(lambda: check_readable(path))
+        assert "permission denied" in as_unprivileged_user(lambda: check_readable(path))
         path.chmod(0o644)
-        assert _as_unprivileged_user(lambda: check_readable(path)) == "None"
+        assert as_unprivileged_user(lambda: check_readable(path)) == "None"
     finally:
         shutil.rmtree(folder)
-
-
-def _as_unprivileged_user(check) -> str:
-    """str(check()), run as `nobody` when we are root, else as ourselves."""
-    if os.geteuid() != 0:
-        return str(check())
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: drop root, run the check, report, and leave without cleanup
-        try:
-            os.setgid(65534)
-            os.setuid(65534)
-            os.write(write, str(check()).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    os.waitpid(pid, 0)
-    with os.fdopen(read, "rb") as fh:
-        return fh.read().decode()
 
 
 def ident(size: int, mtime: int = 1) -> Identity:
@@ -165,10 +154,15 @@ def test_settler_a_reopened_and_appended_file_waits_the_full_interval():
 
 # --- the intake thread, in this process, with real files and a real journal ---------------------
 class RunningIntake:
-    def __init__(self, root, routes=("paint",), rescan=60.0, polling=False, observer=True):
+    """The intake thread on ROOT. Tests decide on events (a journal row, a full listing done),
+    each with a generous deadline, never on how long something took."""
+
+    def __init__(
+        self, root, routes=("paint",), rescan=60.0, polling=False, observer=True, settle=0.4
+    ):
         self.layout = Layout(root)
         self.layout.ensure(routes)
-        self.intake = Intake(self.layout, list(routes), 0.4, 0.2, rescan, polling, lambda: None)
+        self.intake = Intake(self.layout, list(routes), settle, 0.2, rescan, polling, lambda: None)
         if not observer:
             self.intake._start_observer = lambda: None
         self.stop = threading.Event()
@@ -180,16 +174,47 @@ class RunningIntake:
     def queued(self) -> list[str]:
         return [f"{j.route}/{j.name}" for j in self.journal.in_state("queued")]
 
-    def wait_queued(self, n: int, timeout: float = 10.0) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and len(self.queued()) < n:
-            time.sleep(0.05)
+    def wait_queued(self, n: int, timeout: float = 30.0) -> list[str]:
+        wait_until(lambda: len(self.queued()) >= n, timeout, f"{n} queued file(s)")
         return self.queued()
+
+    def wait_listed(self, timeout: float = 30.0) -> None:
+        """Ask for a full listing of the inbox and wait until it has been done and every file it
+        found has been decided on (queued, or left alone): after this, a file that is still not
+        queued was not taken, however long we had waited."""
+        self.intake.nudge()
+        wait_until(self.intake.idle, timeout, "a full listing of the inbox")
+
+    def wait_seen(self, name: str, size: int, timeout: float = 30.0) -> None:
+        """Wait until the intake has looked at inbox/paint/<name> and seen it `size` bytes long."""
+
+        def seen():
+            entry = self.intake.settler._seen.get(("paint", name))
+            return entry is not None and entry[0].size == size
+
+        wait_until(seen, timeout, f"the intake to see {name} at {size} bytes")
 
     def close(self):
         self.stop.set()
         self.thread.join(5)
         self.journal.close()
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def drop_with_mtime(folder: Path, name: str, data: bytes, mtime_ns: int) -> None:
+    """Write a file under a hidden temporary name, give it its mtime, then rename it in, as copy
+    tools do: the intake never sees it without the mtime that fixes its arrival order."""
+    tmp = folder / f".{name}.part"
+    tmp.write_bytes(data)
+    os.utime(tmp, ns=(mtime_ns, mtime_ns))
+    os.rename(tmp, folder / name)
 
 
 @pytest.fixture
@@ -208,21 +233,24 @@ def intake(tmp_path):
 def test_files_dropped_while_watching_are_queued_in_arrival_order(intake):
     it = intake()
     inbox = it.layout.folder("inbox", "paint")
-    for name in ("b.png", "a.png", "c.png"):
-        (inbox / name).write_bytes(image_bytes(cat(), "PNG"))
-        time.sleep(0.05)
+    first = time.time_ns() - 10_000_000_000
+    for n, name in enumerate(("b.png", "a.png", "c.png")):
+        drop_with_mtime(inbox, name, image_bytes(cat(), "PNG"), first + n * 1_000_000_000)
     assert it.wait_queued(3) == ["paint/b.png", "paint/a.png", "paint/c.png"]
 
 
-def test_growing_file_is_not_queued_until_it_stops(intake):
-    it = intake()
+def test_growing_file_is_not_queued_until_its_writer_is_done(intake):
+    """settle_seconds is far longer than the test, so nothing but the writer's close can let the
+    file in: while it grows (and the intake sees it grow), it is not taken."""
+    it = intake(settle=600)
     data = image_bytes(cat(), "PNG")
     path = it.layout.folder("inbox", "paint") / "slow.png"
+    chunk = len(data) // 8
     with open(path, "wb") as fh:
-        for i in range(0, len(data), len(data) // 8):
-            fh.write(data[i : i + len(data) // 8])
+        for i in range(0, len(data), chunk):
+            fh.write(data[i : i + chunk])
             fh.flush()
-            time.sleep(0.15)
+            it.wait_seen("slow.png", fh.tell())
             assert it.queued() == []
     assert it.wait_queued(1) == ["paint/slow.png"]
     assert it.journal.in_state("queued")[0].identity.size == len(data)
@@ -232,7 +260,7 @@ def test_temporary_name_waits_until_renamed(intake):
     it = intake()
     inbox = it.layout.folder("inbox", "paint")
     (inbox / "photo.png.part").write_bytes(image_bytes(cat(), "PNG"))
-    time.sleep(1.0)
+    it.wait_listed()
     assert it.queued() == []
     os.rename(inbox / "photo.png.part", inbox / "photo.png")
     assert it.wait_queued(1) == ["paint/photo.png"]
@@ -259,13 +287,13 @@ def test_polling_observer_sees_new_files(intake):
 
 
 def test_unconfigured_folders_and_loose_files_are_left_alone(intake, caplog):
-    it = intake(rescan=0.2)
+    it = intake()
     inbox = it.layout.root / "inbox"
     (inbox / "other").mkdir()
     (inbox / "other" / "x.png").write_bytes(b"x")
     (inbox / "loose.png").write_bytes(b"x")
     (it.layout.folder("inbox", "paint") / "sub").mkdir()
-    time.sleep(1.0)
+    it.wait_listed()
     assert it.queued() == []
     assert (inbox / "other" / "x.png").exists() and (inbox / "loose.png").exists()
     assert "has no [routes.other]" in caplog.text
@@ -273,10 +301,11 @@ def test_unconfigured_folders_and_loose_files_are_left_alone(intake, caplog):
 
 
 def test_a_queued_file_is_not_queued_twice(intake):
-    it = intake(rescan=0.2)
+    it = intake()
     (it.layout.folder("inbox", "paint") / "once.png").write_bytes(b"x" * 100)
     it.wait_queued(1)
-    time.sleep(1.0)  # several rescans
+    for _ in range(3):  # several full listings
+        it.wait_listed()
     assert it.queued() == ["paint/once.png"]
 
 
@@ -287,6 +316,6 @@ def test_a_name_that_is_not_text_is_left_alone_and_the_others_go_on(intake, capl
         fh.write(b"x")
     (inbox / "good.png").write_bytes(b"x")
     assert it.wait_queued(1) == ["paint/good.png"]
-    time.sleep(0.5)
+    it.wait_listed()
     assert it.queued() == ["paint/good.png"]
     assert "not valid UTF-8" in caplog.text

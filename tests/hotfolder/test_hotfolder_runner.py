@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -109,18 +110,66 @@ def test_failed_names_never_collide_either(s):
     assert s.files("failed") == ["bad-2.png", "bad-2.png.error.txt", "bad.png", "bad.png.error.txt"]
 
 
-def test_disk_full_while_writing_the_output(s, monkeypatch):
+def full_disk_under(monkeypatch, folder):
+    """StyleResult.save fails with "no space left" for every path under folder."""
     from impasto.job import StyleResult
 
+    save = StyleResult.save
+
     def full(self, path):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if Path(path).is_relative_to(folder):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return save(self, path)
 
     monkeypatch.setattr(StyleResult, "save", full)
+
+
+def test_disk_full_while_writing_the_output_keeps_the_painting(s, monkeypatch):
+    full_disk_under(monkeypatch, s.layout.root)
     s.drop("cat.png")
     assert s.run_next() == "failed"
-    assert s.error("cat.png") == "could not write the output 'cat.png': No space left on device\n"
+    from impasto.paths import cache_dir
+
+    recovered = cache_dir() / "recovered"
+    (kept,) = recovered.iterdir()
+    assert kept.name.startswith("cat-recovered-") and kept.suffix == ".png"
+    with Image.open(kept) as img:
+        assert max(img.size) == 64  # the painting itself, whole
+    assert s.error("cat.png") == (
+        f"could not write the output 'cat.png': no space left on the disk; "
+        f"the painting is saved in {str(kept)!r}\n"
+    )
     assert s.files("outbox") == []
     assert s.files("failed") == ["cat.png", "cat.png.error.txt"]
+
+
+def test_disk_full_everywhere_still_fails_the_file_with_its_reason(s, monkeypatch):
+    full_disk_under(monkeypatch, Path("/"))
+    s.drop("cat.png")
+    assert s.run_next() == "failed"
+    assert s.error("cat.png") == "could not write the output 'cat.png': no space left on the disk\n"
+    assert s.files("failed") == ["cat.png", "cat.png.error.txt"]
+
+
+@pytest.mark.usefixtures("weights_available")
+def test_a_thin_panorama_is_painted_and_one_too_thin_fails_with_a_reason(tmp_path):
+    """With the real engine: any shape VGG19 can see is painted (the pyramid raises the short
+    side); a picture too long and thin for any working size goes to failed/ with a sentence,
+    not a TensorFlow message."""
+    from impasto.cli import import_engine
+
+    s = Setup(tmp_path / "root", engine=import_engine(), overrides={"steps": 2})
+    s.drop("pano.png", image_bytes(cat().resize((300, 60)), "PNG"))
+    s.drop("strip.png", image_bytes(cat().resize((8400, 16)), "PNG"))
+    assert s.run_next() == "done"
+    assert s.run_next() == "failed"
+    assert s.error("strip.png") == (
+        "content image 'strip.png': 8400x16 is too long and thin to paint "
+        "(the long side may be at most 512 times the short one)\n"
+    )
+    with Image.open(s.layout.folder("outbox", "paint") / "pano.png") as img:
+        assert img.size == (64, 13)  # the asked size, the photo's shape
+    s.journal.close()
 
 
 def test_a_file_that_vanished_before_it_was_read(s):

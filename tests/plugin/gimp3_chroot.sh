@@ -1,7 +1,8 @@
 #!/bin/sh
 # Run a command inside a Debian 13 root that has GIMP 3 (made by make_gimp3_root.sh), with the
-# project (its virtual environment: the engine), the test images, the Python the venv was built
-# from, and a work folder bind-mounted at the same paths, so the plug-in reaches the engine.
+# project (its virtual environment: the engine; tests/data: the test images), the folder of the
+# VGG19 weights ($IMPASTO_WEIGHTS), the Python the venv was built from, and a work folder
+# bind-mounted at the same paths, so the plug-in reaches the engine.
 # The mounts live in a private mount namespace: they vanish with the command, nothing is left
 # mounted on the host, and the root's /tmp is a throw-away tmpfs. Needs root (or
 # CAP_SYS_ADMIN) and unshare(1).
@@ -14,7 +15,8 @@ shift 2
 PROJECT=$(cd "$(dirname "$0")/../.." && pwd)
 VENV_PYTHON=$(readlink -f "$PROJECT/.venv/bin/python")
 PYTHON_PREFIX=$(dirname "$(dirname "$VENV_PYTHON")")
-SHARED=$(cd "$PROJECT/../shared" 2>/dev/null && pwd || true)
+WEIGHTS_DIR=""  # the folder of the VGG19 weights the test found, wherever it is
+if [ -n "${IMPASTO_WEIGHTS:-}" ]; then WEIGHTS_DIR=$(dirname "$IMPASTO_WEIGHTS"); fi
 case "$PYTHON_PREFIX" in
   /usr|/usr/local|/)
     echo "gimp3_chroot.sh: the venv's Python lives in $PYTHON_PREFIX, which cannot be mounted" \
@@ -36,4 +38,4 @@ while [ "$1" != "--" ]; do
 done
 shift
 exec chroot "$ROOT" "$@"
-' sh "$ROOT" "$PROJECT" "$SHARED" "$PYTHON_PREFIX" "$WORK" -- "$@"
+' sh "$ROOT" "$PROJECT" "$WEIGHTS_DIR" "$PYTHON_PREFIX" "$WORK" -- "$@"

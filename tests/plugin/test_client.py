@@ -443,6 +443,20 @@ def test_real_engine_error_reaches_the_plugin_as_its_one_line(tmp_path):
     assert not (tmp_path / "out.png").exists()
 
 
+def test_real_engine_refuses_to_write_over_the_layer_it_reads(tmp_path):
+    """The plug-ins give the engine a fresh temporary folder for each job, so the output is
+    never the layer's file; should a caller pass the same file anyway, the engine refuses it
+    before starting, and the file is untouched."""
+    layer = tmp_path / "layer.png"
+    layer.write_bytes(CAT.read_bytes())
+    settings = client.StyleSettings(styles=[str(STARRY)], size=64, steps=2)
+    events, r = run(client.build_command([str(IMPASTO)], str(layer), str(layer), settings))
+    with pytest.raises(client.EngineError, match="is the content image .* never writes over"):
+        r.result()
+    assert r.process.returncode == 2
+    assert layer.read_bytes() == CAT.read_bytes()
+
+
 def test_real_presets_are_listed_with_their_recipes():
     presets = client.list_presets([str(IMPASTO)])
     names = [p["name"] for p in presets]

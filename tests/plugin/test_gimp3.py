@@ -1,10 +1,11 @@
 """The GIMP 3 plug-in for real, in a Debian 13 root (Debian 12 has only GIMP 2.10).
 
-Off unless IMPASTO_GIMP3_ROOT names a root made by tests/plugin/make_gimp3_root.sh: building it
-needs root, mmdebstrap and about 1 GB from the Debian mirror, so CI does not run this test (it
-is skipped with that reason even under CI=true). Inside the root, gimp-console-3.0 runs
-tests/plugin/gimp3_batch.py, which calls the installed plug-in's procedure through GIMP's PDB;
-the engine is the project's own virtual environment, bind-mounted in (gimp3_chroot.sh).
+IMPASTO_GIMP3_ROOT names a root made by tests/plugin/make_gimp3_root.sh (about 70 s from the
+Debian mirror; .ci/run builds it, so CI runs this test and fails if it cannot). Without it the
+test skips with that reason, as it does without root rights or unshare(1). Inside the root,
+gimp-console-3.0 runs tests/plugin/gimp3_batch.py, which calls the installed plug-in's procedure
+through GIMP's PDB; the engine is the project's own virtual environment, bind-mounted in
+(gimp3_chroot.sh).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import STARRY
+from tests.conftest import STARRY, skip_or_fail
 from tests.plugin.helpers import HERE, IMPASTO, SEED, STEPS, engine_output, log_tail, run_group
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("weights_available")]
@@ -33,15 +34,15 @@ HOLE = (28, 18, 16, 12)
 def gimp3(tmp_path_factory):
     root = os.environ.get(ROOT_ENV)
     if not root:
-        pytest.skip(
-            f"GIMP 3 test is opt-in: set {ROOT_ENV} to a Debian 13 root made by "
+        skip_or_fail(
+            f"the GIMP 3 test needs {ROOT_ENV}: a Debian 13 root made by "
             "tests/plugin/make_gimp3_root.sh (Debian 12 has only GIMP 2.10)"
         )
     root = Path(root)
     if not (root / "usr" / "bin" / "gimp-console-3.0").exists():
         pytest.fail(f"{ROOT_ENV}={root} has no usr/bin/gimp-console-3.0")
     if os.geteuid() != 0 or not shutil.which("unshare"):
-        pytest.skip("the GIMP 3 test needs root and unshare(1) for its bind mounts")
+        skip_or_fail("the GIMP 3 test needs root and unshare(1) for its bind mounts")
 
     work = tmp_path_factory.mktemp("gimp3")
     profile = work / "config" / "GIMP" / "3.0"
@@ -86,7 +87,7 @@ def gimp3(tmp_path_factory):
     log = work / "gimp.log"
     code_ = run_group(cmd, dict(os.environ), timeout=600, log_path=log)
     if code_ == 3 and "cannot be mounted" in log.read_text():
-        pytest.skip(log_tail(log, 2))
+        skip_or_fail(log_tail(log, 2))
     report = work / "report.json"
     assert report.exists(), f"GIMP wrote no report:\n{log_tail(log)}"
     return {"report": json.loads(report.read_text()), "content": content, "log": log}

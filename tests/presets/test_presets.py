@@ -120,6 +120,19 @@ def test_user_preset_adds_a_name_and_path_works(tmp_path):
             lambda t: t.replace('pooling = "avg"', 'pooling = "median"'),
             r"pooling must be one of max, avg, not 'median'",
         ),
+        (lambda t: t.replace("size = 512", "size = nan"), r"size must be a finite number, not nan"),
+        (
+            lambda t: t.replace("style_weight = 3.0", "style_weight = inf"),
+            r"style_weight must be a finite number, not inf",
+        ),
+        (
+            lambda t: t.replace("steps = [200, 80, 30]", "steps = [200, -inf, 30]"),
+            r"steps must be a finite number, not -inf",
+        ),
+        (
+            lambda t: t.replace("block4_conv2 = 1.0", "block4_conv2 = nan"),
+            r"content_layers.block4_conv2 must be a finite number, not nan",
+        ),
     ],
 )
 def test_bad_preset_named_with_file_key_and_problem(edit, message):
@@ -151,6 +164,56 @@ def test_broken_user_preset_does_not_hide_shipped_ones():
     assert "BROKEN" in lines["oops"]
     listed = json.loads(cli("presets", "list", "--json").stdout)
     assert next(p for p in listed if p["name"] == "oops")["error"]
+
+
+def test_one_bad_user_preset_never_hides_the_others_at_any_door():
+    """A user preset with `size = nan` is listed with its problem; the shipped presets, the
+    "did you mean" hint, the web app's list and a hot-folder route all go on with the rest."""
+    user_preset("nan-size", CLASSIC.replace("size = 512", "size = nan"))
+    user_preset("mine", CLASSIC.replace('name = "classic"', 'name = "mine"'))
+    run = cli("presets", "list")
+    assert run.returncode == 0, run.stderr
+    lines = {line.split()[0]: line for line in run.stdout.splitlines()}
+    assert set(lines) == {*SHIPPED, "nan-size", "mine"}
+    assert (
+        "BROKEN: " in lines["nan-size"]
+        and "size must be a finite number, not nan" in lines["nan-size"]
+    )
+    hint = cli("presets", "show", "mien")
+    assert hint.returncode == 2 and "did you mean 'mine'?" in hint.stderr
+
+    from gradio_app.presets_view import preset_views
+
+    assert {v.name for v in preset_views()} == {*SHIPPED, "mine"}
+
+    from hotfolder.config import quick_start_config
+
+    assert list(quick_start_config(Path.cwd(), [str(STARRY)], "mine").routes) == ["default"]
+
+
+def test_a_preset_file_that_is_not_text_is_listed_as_broken():
+    path = user_preset_dir() / "binary.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    (broken,) = [p for p in list_presets() if p.name == "binary"]
+    assert broken.error == f"preset {path}: not a text file (TOML is UTF-8 text)"
+
+
+def test_a_preset_that_fails_in_an_unforeseen_way_is_listed_not_fatal(monkeypatch):
+    import impasto.presets as presets
+
+    load = presets.load_preset_file
+
+    def flaky(path):
+        if path.stem == "classic":
+            raise RuntimeError("something nobody foresaw")
+        return load(path)
+
+    monkeypatch.setattr(presets, "load_preset_file", flaky)
+    listed = {p.name: p for p in list_presets()}
+    assert set(listed) == set(SHIPPED)
+    assert "RuntimeError: something nobody foresaw" in listed["classic"].error
+    assert listed["print"].error is None
 
 
 def test_presets_show_and_new():
