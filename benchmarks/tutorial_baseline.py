@@ -1,0 +1,173 @@
+"""The TensorFlow tutorial's style-transfer loop, as published, timed and kept as a baseline.
+
+The tutorial's recipe (tensorflow.org "Neural style transfer"): Keras VGG19 in float32, content
+block5_conv2, style block1..5_conv1, Gram / positions, mean squared errors, weights content 1e4 /
+style 1e-2, tf.image.total_variation weight 30, Adam(lr 0.02, beta_1 0.99, epsilon 0.1), 1000
+steps from the content image, at the long side asked for.
+
+One run at 512 px takes 25 to 35 minutes on a 2-core CPU, so each result (picture, wall and CPU
+seconds, the machine it ran on, the load average around it) is kept in
+benchmarks/results/tutorial/ and reused by `quality.py` on the same CPU model, core count and
+TensorFlow version. CPU seconds are kept beside wall seconds because they hardly move when the
+machine is shared; the ratio of CPU seconds is the figure to trust on a busy machine.
+
+    python benchmarks/tutorial_baseline.py --sizes 384 512 --pairs 3 [--fresh]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "benchmarks" / "data"
+STORE = ROOT / "benchmarks" / "results" / "tutorial"
+PAIRS = [
+    ("chelsea_cat.png", "vangogh_starry_night_1889.jpg"),
+    ("astronaut_eileen_collins.png", "hokusai_great_wave_off_kanagawa_c1831.jpg"),
+    ("coffee_cup.png", "kandinsky_composition_vii_1913.jpg"),
+]
+STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
+
+
+def machine() -> dict:
+    """What a timing depends on: the CPU model, its core count and TensorFlow's version."""
+    import platform
+
+    import tensorflow as tf
+
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "tensorflow": tf.__version__}
+
+
+def load(name: str, size: int) -> np.ndarray:
+    from impasto.images import fit_long_side, load_image, to_array
+
+    img = load_image(DATA / name).rgb
+    return to_array(img, fit_long_side(img.size, size))
+
+
+def tutorial(content: np.ndarray, style: np.ndarray, steps: int) -> tuple[np.ndarray, dict]:
+    """The tutorial's loop; returns the picture and its wall and CPU seconds (loop only)."""
+    import keras
+    import tensorflow as tf
+
+    vgg = keras.applications.VGG19(include_top=False, weights=None)
+    from impasto.weights import verified_path
+
+    vgg.load_weights(str(verified_path()))
+    vgg.trainable = False
+    names = ["block5_conv2", *STYLE_LAYERS]
+    model = keras.Model(vgg.input, [vgg.get_layer(n).output for n in names])
+
+    def features(image):
+        out = model(keras.applications.vgg19.preprocess_input(image * 255.0))
+        return dict(zip(names, out, strict=True))
+
+    def gram(f):
+        result = tf.linalg.einsum("bijc,bijd->bcd", f, f)
+        return result / tf.cast(tf.shape(f)[1] * tf.shape(f)[2], tf.float32)
+
+    content_t = features(tf.constant(content[None]))["block5_conv2"]
+    style_t = {k: gram(v) for k, v in features(tf.constant(style[None])).items() if k != names[0]}
+    image = tf.Variable(content[None])
+    opt = keras.optimizers.Adam(learning_rate=0.02, beta_1=0.99, epsilon=1e-1)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            f = features(image)
+            style_loss = tf.add_n(
+                [tf.reduce_mean((gram(f[k]) - style_t[k]) ** 2) for k in STYLE_LAYERS]
+            ) * (1e-2 / len(STYLE_LAYERS))
+            content_loss = tf.reduce_mean((f["block5_conv2"] - content_t) ** 2) * 1e4
+            loss = style_loss + content_loss + 30 * tf.reduce_sum(tf.image.total_variation(image))
+        opt.apply_gradients([(tape.gradient(loss, image), image)])
+        image.assign(tf.clip_by_value(image, 0.0, 1.0))
+
+    load_before = os.getloadavg()[0]
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        step()
+    image.numpy()
+    return image.numpy()[0], {
+        "wall_seconds": round(time.perf_counter() - wall, 2),
+        "cpu_seconds": round(time.process_time() - cpu, 2),
+        "load_before": round(load_before, 2),
+        "load_after": round(os.getloadavg()[0], 2),
+    }
+
+
+def key(content: str, style: str, size: int, steps: int) -> str:
+    return f"{Path(content).stem}__{Path(style).stem}__{size}px__{steps}steps"
+
+
+def cached(content: str, style: str, size: int, steps: int) -> tuple[np.ndarray, dict] | None:
+    """The stored result for this pair and size, if it was measured on a machine like this one."""
+    meta_path = STORE / f"{key(content, style, size, steps)}.json"
+    if not meta_path.exists():
+        return None
+    meta = json.loads(meta_path.read_text())
+    if meta["machine"] != machine():
+        return None
+    image = np.asarray(Image.open(meta_path.with_suffix(".png")).convert("RGB"), np.float32)
+    return image / 255.0, meta
+
+
+def measure(content: str, style: str, size: int, steps: int) -> tuple[np.ndarray, dict]:
+    image, timing = tutorial(load(content, size), load(style, size), steps)
+    meta = {
+        "content": content,
+        "style": style,
+        "size": size,
+        "steps": steps,
+        "machine": machine(),
+        "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        **timing,
+    }
+    STORE.mkdir(parents=True, exist_ok=True)
+    stem = STORE / key(content, style, size, steps)
+    Image.fromarray((image * 255 + 0.5).astype(np.uint8)).save(stem.with_suffix(".png"))
+    stem.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+    return image, meta
+
+
+def baseline(content: str, style: str, size: int, steps: int, fresh=False):
+    found = None if fresh else cached(content, style, size, steps)
+    return found or measure(content, style, size, steps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[384, 512])
+    parser.add_argument("--pairs", type=int, default=3, choices=(1, 2, 3))
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--fresh", action="store_true", help="measure again even if stored")
+    args = parser.parse_args()
+    for size in args.sizes:
+        for content, style in PAIRS[: args.pairs]:
+            _, meta = baseline(content, style, size, args.steps, args.fresh)
+            print(
+                f"{key(content, style, size, args.steps)}: {meta['wall_seconds']} s wall, "
+                f"{meta['cpu_seconds']} s CPU",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
