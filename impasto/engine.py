@@ -104,12 +104,12 @@ def stylize(
     resume = ckpt_io.load(job.resume, checked.settings()) if job.resume else None
     clock = _Clock(steps_plan, resume)
     save = _Checkpoints(job, checked.settings())
-    opt, losses, cancelled = None, {}, False
+    opt, losses, cancelled, evaluations = None, {}, False, 0
     for index, (size, steps) in enumerate(steps_plan):
         if resume and index < resume.scale:
             continue
         content = to_array(content_img, size)
-        objective.set_targets(content, _style_arrays(style_imgs, size, recipe), params(recipe))
+        evaluate = objective.at(content, _style_arrays(style_imgs, size, recipe), params(recipe))
         opt, scale_step = _start_scale(opt, recipe, content, job.seed, size, resume, index)
         clock.new_scale()
         while scale_step < steps:
@@ -117,15 +117,18 @@ def stylize(
                 cancelled = True
                 break
             scale_step += 1
-            losses = opt.step(objective.evaluate, clock.done + 1)
+            losses = opt.step(evaluate, clock.done + 1)
             clock.tick(size)
             save.maybe(opt, index, scale_step, clock.done, last=clock.done == clock.total)
             if on_progress is not None:
                 on_progress(clock.event(index, size, losses, opt, job.preview_every))
+        evaluations += evaluate.calls
         if cancelled:
             save.now(opt, index, scale_step, clock.done)
             break
-    return _result(checked, opt.output(), content_img, losses, clock, cancelled)
+    result = _result(checked, opt.output(), content_img, losses, clock, cancelled)
+    result.stats["evaluations"] = evaluations
+    return result
 
 
 def _style_arrays(style_imgs, size, recipe) -> list[tuple[np.ndarray, float]]:

@@ -3,9 +3,9 @@
     total = content_weight * content error + style_weight * Gram error + tv_weight * roughness
 
 `Objective` is compiled once per network layout (layers, pooling, precision); TensorFlow traces
-its loss-and-gradient function once per image shape. An optimiser only ever calls
-`Objective.evaluate(x)`, so how the loss is computed (on the whole picture, or tile by tile at
-print sizes) is invisible to it.
+its loss-and-gradient function once per image shape. An optimiser only ever calls the `Evaluate`
+that `Objective.at(...)` returns, so how the loss is computed (on the whole picture, or tile by
+tile at print sizes) is invisible to it.
 
 The style image's Gram targets depend only on the style picture, its working size and the layout,
 so they are kept for the next job with the same style (a hot-folder batch, the gallery, a web-app
@@ -31,7 +31,9 @@ GRAM_CACHE_SIZE = 32
 
 
 class Objective:
-    """Loss and gradient of a picture for one network layout; targets are set per scale."""
+    """Loss and gradient of a picture for one network layout, compiled once and shared by every
+    job with that layout; what a job aims at is bound by `at(...)`, so jobs in several threads
+    never share targets."""
 
     def __init__(self, content_layers: tuple, style_layers: tuple, pooling: str, precision: str):
         self.features = extractor(content_layers + style_layers, pooling, precision)
@@ -39,25 +41,19 @@ class Objective:
         self.key = (content_layers, style_layers, pooling, precision)
         # reduce_retracing: after two shapes, one shape-generic graph serves every size, so a
         # long-running door (hot folder, web app) does not keep a graph per photo size.
-        self._compiled = tf.function(self._loss_and_gradient, reduce_retracing=True)
-        self.evaluations = 0
+        self.compiled = tf.function(self._loss_and_gradient, reduce_retracing=True)
 
-    def set_targets(self, content: np.ndarray, styles: list[tuple[np.ndarray, float]], params):
-        """Aim at this content picture and this blend of style pictures (arrays in [0, 1])."""
+    def at(self, content: np.ndarray, styles: list[tuple[np.ndarray, float]], params) -> Evaluate:
+        """The function an optimiser calls for this content picture and this blend of style
+        pictures (arrays in [0, 1], at this scale's sizes)."""
         feats = self.features(tf.constant(content[None]))
-        self.content_t = {name: feats[name] for name in self.content_layers}
-        self.style_t = {name: tf.zeros((), tf.float32) for name in self.style_layers}
+        content_t = {name: feats[name] for name in self.content_layers}
+        style_t = {name: tf.zeros((), tf.float32) for name in self.style_layers}
         for arr, weight in styles:
             grams = style_targets(self, arr)
             for name in self.style_layers:
-                self.style_t[name] = self.style_t[name] + weight * grams[name]
-        self.params = params
-
-    def evaluate(self, x: np.ndarray) -> tuple[dict, np.ndarray]:
-        """The weighted loss terms (floats, with "total") and d total / d x, for a [H, W, 3] x."""
-        self.evaluations += 1
-        losses, grad = self._compiled(tf.constant(x), self.content_t, self.style_t, self.params)
-        return {k: float(v) for k, v in losses.items()}, grad.numpy()
+                style_t[name] = style_t[name] + weight * grams[name]
+        return Evaluate(self, content_t, style_t, params)
 
     def _loss_and_gradient(self, x, content_t, style_t, p):
         with tf.GradientTape() as tape:
@@ -71,6 +67,27 @@ class Objective:
             }
             losses["total"] = losses["content"] + losses["style"] + losses["tv"]
         return losses, tape.gradient(losses["total"], x)
+
+
+class Evaluate:
+    """evaluate(x) -> (weighted loss terms as floats, with "total"; d total / d x) for a
+    [H, W, 3] picture; counts its calls (an optimiser step may take more than one)."""
+
+    def __init__(self, objective: Objective, content_t: dict, style_t: dict, params: dict):
+        self.objective, self.content_t, self.style_t, self.params = (
+            objective,
+            content_t,
+            style_t,
+            params,
+        )
+        self.calls = 0
+
+    def __call__(self, x: np.ndarray) -> tuple[dict, np.ndarray]:
+        self.calls += 1
+        losses, grad = self.objective.compiled(
+            tf.constant(x), self.content_t, self.style_t, self.params
+        )
+        return {k: float(v) for k, v in losses.items()}, grad.numpy()
 
 
 @functools.cache
