@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from impasto.losses import content_loss, gram, style_loss, tv_loss
 from impasto.model import extractor
+from impasto.vgg19 import CHANNELS
 
 # Gram targets kept per process: each is about 2.5 MB (all five style layers), so a few dozen
 # styles cost little, and a long-running door does not grow without bound.
@@ -39,9 +40,9 @@ class Objective:
         self.features = extractor(content_layers + style_layers, pooling, precision)
         self.content_layers, self.style_layers = content_layers, style_layers
         self.key = (content_layers, style_layers, pooling, precision)
-        # reduce_retracing: after two shapes, one shape-generic graph serves every size, so a
-        # long-running door (hot folder, web app) does not keep a graph per photo size.
-        self.compiled = tf.function(self._loss_and_gradient, reduce_retracing=True)
+        # One shape-generic graph, traced once, serves every scale and photo size: a job does not
+        # pay a trace per scale, and a long-running door does not keep a graph per size.
+        self.compiled = tf.function(self._loss_and_gradient, input_signature=self._signature())
 
     def at(self, content: np.ndarray, styles: list[tuple[np.ndarray, float]], params) -> Evaluate:
         """The function an optimiser calls for this content picture and this blend of style
@@ -54,6 +55,25 @@ class Objective:
             for name in self.style_layers:
                 style_t[name] = style_t[name] + weight * grams[name]
         return Evaluate(self, content_t, style_t, params)
+
+    def _signature(self) -> list:
+        def channels(layer):
+            return CHANNELS[int(layer[len("block")]) - 1]
+
+        def spec(*shape):
+            return tf.TensorSpec(shape, tf.float32)
+
+        scalar = spec()
+        return [
+            spec(None, None, 3),
+            {n: spec(1, None, None, channels(n)) for n in self.content_layers},
+            {n: spec(channels(n), channels(n)) for n in self.style_layers},
+            {
+                "content_layers": {n: scalar for n in self.content_layers},
+                "style_layers": {n: scalar for n in self.style_layers},
+                **{k: scalar for k in ("content_weight", "style_weight", "tv_weight")},
+            },
+        ]
 
     def _loss_and_gradient(self, x, content_t, style_t, p):
         with tf.GradientTape() as tape:
