@@ -6,8 +6,8 @@ there). Both pictures are measured the same way, on the plain VGG19 (max pooling
   content distance = ||F - Fc||^2 / ||Fc||^2 at block4_conv2 against the content photo;
   style distance = mean over block1..5_conv1 of ||G - Gs||^2 / ||Gs||^2 against the style image.
 Lower is better for both. Speed-up = the tutorial's quiet-machine seconds (see
-tutorial_baseline.py) / impasto's median seconds, for wall time and for CPU time. The impasto runs are
-interleaved (run 1 of every pair and size, then run 2, ...), so a busy spell hits them all.
+tutorial_baseline.py) / impasto's median seconds, for wall time and for CPU time. The impasto
+runs are interleaved (run 1 of every pair and size, then run 2, ...), so a busy spell hits them all.
 
     python benchmarks/quality.py [--sizes 384 512] [--pairs 3] [--runs 3] [--section NAME]
                                  [-- extra `impasto stylize` options, e.g. --precision float32]
@@ -114,7 +114,8 @@ def main() -> None:
             "against that, the tutorial at its best, and impasto's median. Distances: lower is "
             "better.",
             "",
-            "| pair | px | tutorial wall s, quiet (measured) | tutorial CPU s, quiet | tutorial content | tutorial style | "
+            "| pair | px | tutorial wall s, quiet (measured) | tutorial CPU s, quiet | "
+            "tutorial content | tutorial style | "
             "impasto wall s | impasto CPU s | impasto content | impasto style | speed-up (wall) | "
             "speed-up (CPU) | better on both | impasto runs (wall s) |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
