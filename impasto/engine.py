@@ -30,6 +30,7 @@ from impasto.images import fit_for_network, fit_long_side, to_array, to_image
 from impasto.job import CheckedJob, ProgressEvent, StyleJob, StyleResult, check_job
 from impasto.losses import content_loss, gram, style_loss, tv_loss
 from impasto.model import device, extractor
+from impasto.precision import resolve as resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -155,10 +156,12 @@ def _inputs(checked: CheckedJob) -> tuple[Image.Image, list[tuple[Image.Image, f
 def describe(checked: CheckedJob) -> dict:
     """What a job will do, for the start line of a progress display and the log."""
     steps_plan = plan(checked)
+    precision = resolve_precision(checked.recipe.precision)
     return {
         "preset": checked.recipe.name,
         "device": device(),
-        "precision": checked.recipe.precision,
+        "precision": precision.precision,
+        "precision_reason": precision.reason,
         "scales": [[w, h, steps] for (w, h), steps in steps_plan],
         "total": sum(steps for _, steps in steps_plan),
     }
@@ -181,8 +184,9 @@ def stylize(
     steps_plan = plan(checked)
     total = sum(steps for _, steps in steps_plan)
     log.info("stylising: %s", describe(checked))
+    precision = resolve_precision(recipe.precision).precision  # "auto" made concrete
     step_fn = _step_for(
-        tuple(recipe.content_layers), tuple(recipe.style_layers), recipe.pooling, recipe.precision
+        tuple(recipe.content_layers), tuple(recipe.style_layers), recipe.pooling, precision
     )
     params = _params(recipe)
     content_img, style_imgs = _inputs(checked)
@@ -287,7 +291,7 @@ def stylize(
         "seconds": round(seconds, 3),
         "scales": [list(size) for size, _ in steps_plan],
         "device": device(),
-        "precision": recipe.precision,
+        "precision": precision,
     }
     log.info("done in %.1f s (%d steps)%s", seconds, done, ", cancelled" if cancelled else "")
     return StyleResult(image=image, stats=stats, settings=settings, cancelled=cancelled)

@@ -30,7 +30,8 @@ CHOICES = {
     "pooling": ("max", "avg"),
     "init": ("content", "noise"),
     "preserve_color": ("none", "luminance", "histogram"),
-    "precision": ("float32", "bfloat16", "float16"),
+    # auto: measured on this machine (impasto.precision); the others force that precision.
+    "precision": ("auto", "float32", "bfloat16", "float16"),
 }
 
 
@@ -53,7 +54,7 @@ class Recipe:
     ema_decay: float  # the output is this exponential moving average of the iterates
     init: str  # "content" or "noise"
     preserve_color: str  # "none", "luminance" or "histogram"
-    precision: str  # "float32", "bfloat16" or "float16" for the convolutions
+    precision: str  # "auto" (this machine's faster), "float32", "bfloat16" or "float16"
     style_scale: float  # style image size relative to the output
 
     @property
