@@ -54,9 +54,9 @@ class Choice:
     precision: str  # "float32", "bfloat16" or "float16"
     reason: str
     source: str  # "asked" (preset or --precision), "gpu", "measured", "cache" or "fallback"
-    timings: dict | None = None  # median seconds per probe pass: {"float32": s, "bfloat16": s}
-    probe_seconds: float | None = None  # how long the measurement took
-    measured_at: str | None = None  # when (UTC, ISO 8601)
+    # What was measured: median seconds per probe pass {"float32", "bfloat16"}, the probe's
+    # "size" (px) and timed "passes", the measurement's "seconds", "measured_at" (UTC ISO 8601).
+    probe: dict | None = None
 
     def __str__(self) -> str:
         return f"{self.precision}: {self.reason}"
@@ -149,17 +149,10 @@ def _decide(entry: dict, source: str) -> Choice:
         precision, reason = "bfloat16", f"measured {speedup:.1f}x faster than float32 on this CPU"
     elif speedup >= 1:
         precision = "float32"
-        reason = f"bfloat16 measured only {speedup:.2f}x faster on this CPU, not worth its precision"
+        reason = f"bfloat16 measured only {speedup:.2f}x faster on this CPU, too little to matter"
     else:
         precision, reason = "float32", f"bfloat16 measured {1 / speedup:.1f}x slower on this CPU"
-    return Choice(
-        precision,
-        reason,
-        source,
-        timings={p: entry[p] for p in MEASURED},
-        probe_seconds=entry.get("seconds"),
-        measured_at=entry.get("measured_at"),
-    )
+    return Choice(precision, reason, source, probe={k: v for k, v in entry.items() if k != "key"})
 
 
 def _valid_entry(entry: object) -> dict | None:
