@@ -32,7 +32,10 @@ CHOICES = {
     "preserve_color": ("none", "luminance", "histogram"),
     # auto: measured on this machine (impasto.precision); the others force that precision.
     "precision": ("auto", "float32", "bfloat16", "float16"),
+    "optimizer": ("lbfgs", "adam"),
 }
+# Presets written before L-BFGS existed were all tuned for Adam: a file without the key keeps it.
+OPTIONAL = {"optimizer": "adam"}
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,10 @@ class Recipe:
     pooling: str  # "max" or "avg" between VGG19 blocks
     size: int  # default long side of the output, px
     min_size: int  # long side of the coarsest scale, px
-    steps: tuple  # Adam steps per scale, coarse to fine; its length is the number of scales
-    learning_rate: float  # Adam step size, in image units (0..1)
-    ema_decay: float  # the output is this exponential moving average of the iterates
+    steps: tuple  # steps per scale, coarse to fine; its length is the number of scales
+    optimizer: str  # "lbfgs" or "adam"
+    learning_rate: float  # Adam's step size; L-BFGS's first step of a scale (image units, 0..1)
+    ema_decay: float  # Adam only: the output is this moving average of the iterates
     init: str  # "content" or "noise"
     preserve_color: str  # "none", "luminance" or "histogram"
     precision: str  # "auto" (this machine's faster), "float32", "bfloat16" or "float16"
@@ -158,6 +162,7 @@ def load_preset_file(path: Path) -> Recipe:
     unknown = [k for k in data if k not in RECIPE_KEYS]
     if unknown:
         raise PresetError(f"preset {where}: {_unknown_key_message(unknown[0])}")
+    data = {**OPTIONAL, **data}
     missing = [k for k in RECIPE_KEYS if k not in data]
     if missing:
         raise PresetError(f"preset {where}: missing required key(s) {', '.join(missing)}")
@@ -269,6 +274,7 @@ def _check(data: dict, where: str) -> Recipe:
         size=size,
         min_size=min_size,
         steps=steps,
+        optimizer=data["optimizer"],
         learning_rate=_number(data["learning_rate"], "learning_rate", where, positive=True),
         ema_decay=ema,
         init=data["init"],
