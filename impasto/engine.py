@@ -25,6 +25,7 @@ from impasto.images import fit_for_network, fit_long_side, to_array, to_image
 from impasto.job import CheckedJob, ProgressEvent, StyleJob, StyleResult, check_job
 from impasto.model import device
 from impasto.objective import objective_for, params
+from impasto.precision import resolve as resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +74,12 @@ def _inputs(checked: CheckedJob) -> tuple[Image.Image, list[tuple[Image.Image, f
 def describe(checked: CheckedJob) -> dict:
     """What a job will do, for the start line of a progress display and the log."""
     steps_plan = plan(checked)
+    precision = resolve_precision(checked.recipe.precision)
     return {
         "preset": checked.recipe.name,
         "device": device(),
-        "precision": checked.recipe.precision,
+        "precision": precision.precision,
+        "precision_reason": precision.reason,
         "optimizer": checked.recipe.optimizer,
         "scales": [[w, h, steps] for (w, h), steps in steps_plan],
         "total": sum(steps for _, steps in steps_plan),
@@ -97,8 +100,9 @@ def stylize(
     job, recipe = checked.job, checked.recipe
     log.info("stylizing: %s", describe(checked))
     steps_plan = plan(checked)
+    precision = resolve_precision(recipe.precision).precision  # "auto" made concrete
     objective = objective_for(
-        tuple(recipe.content_layers), tuple(recipe.style_layers), recipe.pooling, recipe.precision
+        tuple(recipe.content_layers), tuple(recipe.style_layers), recipe.pooling, precision
     )
     content_img, style_imgs = _inputs(checked)
     resume = ckpt_io.load(job.resume, checked.settings()) if job.resume else None
@@ -239,7 +243,7 @@ def _result(checked, picture, content_img, losses, clock, cancelled) -> StyleRes
         "seconds": round(seconds, 3),
         "scales": [list(size) for size, _ in clock.steps_plan],
         "device": device(),
-        "precision": recipe.precision,
+        "precision": resolve_precision(recipe.precision).precision,
         "optimizer": recipe.optimizer,
     }
     log.info("done in %.1f s (%d steps)%s", seconds, clock.done, ", cancelled" if cancelled else "")

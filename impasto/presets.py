@@ -30,7 +30,8 @@ CHOICES = {
     "pooling": ("max", "avg"),
     "init": ("content", "noise"),
     "preserve_color": ("none", "luminance", "histogram"),
-    "precision": ("float32", "bfloat16", "float16"),
+    # auto: measured on this machine (impasto.precision); the others force that precision.
+    "precision": ("auto", "float32", "bfloat16", "float16"),
     "optimizer": ("lbfgs", "adam"),
 }
 # Presets written before L-BFGS existed were all tuned for Adam: a file without the key keeps it.
@@ -57,7 +58,7 @@ class Recipe:
     ema_decay: float  # Adam only: the output is this moving average of the iterates
     init: str  # "content" or "noise"
     preserve_color: str  # "none", "luminance" or "histogram"
-    precision: str  # "float32", "bfloat16" or "float16" for the convolutions
+    precision: str  # "auto" (this machine's faster), "float32", "bfloat16" or "float16"
     style_scale: float  # style image size relative to the output
 
     @property
