@@ -5,7 +5,8 @@ The tutorial's pictures come from tutorial_baseline.py (1000 steps, run once per
 kept). Its time is measured here, in the same run as impasto's: before each impasto run, a fresh
 process times --pace-steps tutorial steps of the same pair and size (after warm-up), and the
 tutorial's time is 1000 times that pace (tracing left out, which flatters the tutorial). So both
-are timed under the same load, whatever else the machine is doing. Both pictures are measured the same way, on the plain VGG19 (max pooling, float32):
+are timed under the same load, whatever else the machine is doing. Both pictures are measured
+the same way, on the plain VGG19 (max pooling, float32):
   content distance = ||F - Fc||^2 / ||Fc||^2 at block4_conv2 against the content photo;
   style distance = mean over block1..5_conv1 of ||G - Gs||^2 / ||Gs||^2 against the style image.
 Lower is better for both. Speed-up = the tutorial's median time / impasto's median time, for
@@ -88,13 +89,14 @@ def main() -> None:
     cases = [(size, c, s) for size in args.sizes for c, s in PAIRS[: args.pairs]]
     tutorial = {case: baseline(case[1], case[2], case[0], 1000) for case in cases}
     runs: dict = {case: [] for case in cases}
+    paces: dict = {case: [] for case in cases}
     with tempfile.TemporaryDirectory() as tmp:
         outs = {case: Path(tmp) / f"{i}.png" for i, case in enumerate(cases)}
         for _ in range(args.runs):
             for case in cases:
-                runs[case].append(
-                    run_impasto(case[1], case[2], case[0], outs[case], args.impasto_args)
-                )
+                size, content, style = case
+                paces[case].append(tutorial_pace(content, style, size, args.pace_steps))
+                runs[case].append(run_impasto(content, style, size, outs[case], args.impasto_args))
         pictures = {
             c: np.asarray(Image.open(outs[c]).convert("RGB"), np.float32) / 255 for c in cases
         }
