@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
-from report import write_section  # noqa: E402
+from report import RESULTS, write_section  # noqa: E402
 from tutorial_baseline import DATA, PAIRS, STYLE_LAYERS, baseline, load  # noqa: E402
 
 
@@ -66,6 +66,26 @@ def run_impasto(content: str, style: str, size: int, out: Path, extra: list[str]
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"wall": wall, "cpu": cpu}
+
+
+def side_by_side(cases, tutorial_pictures: dict, impasto_pictures: dict) -> Image.Image:
+    """One row per case: photo, painting, the tutorial's picture, impasto's, 256 px high."""
+    height, rows = 256, []
+    for case in cases:
+        size, content, style = case
+        arrays = [load(content, size), load(style, size), tutorial_pictures[case]]
+        arrays.append(impasto_pictures[case])
+        tiles = [Image.fromarray((a * 255 + 0.5).clip(0, 255).astype(np.uint8)) for a in arrays]
+        tiles = [t.resize((round(t.width * height / t.height), height)) for t in tiles]
+        rows.append(tiles)
+    width = max(sum(t.width for t in row) + 8 * (len(row) - 1) for row in rows)
+    out = Image.new("RGB", (width, len(rows) * (height + 8) - 8), "white")
+    for r, row in enumerate(rows):
+        x = 0
+        for tile in row:
+            out.paste(tile, (x, r * (height + 8)))
+            x += tile.width + 8
+    return out
 
 
 def tutorial_pace(content: str, style: str, size: int, steps: int) -> dict:
@@ -100,6 +120,8 @@ def main() -> None:
         pictures = {
             c: np.asarray(Image.open(outs[c]).convert("RGB"), np.float32) / 255 for c in cases
         }
+    sheet = RESULTS / f"{args.section}.jpg"
+    side_by_side(cases, {c: tutorial[c][0] for c in cases}, pictures).save(sheet, quality=88)
     rows = []
     for case in cases:
         size, content_name, style_name = case
@@ -128,7 +150,8 @@ def main() -> None:
             "(`benchmarks/tutorial_baseline.py`, kept in `benchmarks/results/tutorial/`, with "
             "that run's wall time in brackets). Its times: 1000 x its pace per step, timed "
             f"({args.pace_steps} steps after warm-up) just before each impasto run, so both are "
-            "timed under the same load; medians. Distances: lower is better.",
+            "timed under the same load; medians. Distances: lower is better. Pictures (photo, "
+            f"painting, tutorial, impasto): `{args.section}.jpg`.",
             "",
             "| pair | px | tutorial wall s (the kept run's) | tutorial CPU s | "
             "tutorial content | tutorial style | "
