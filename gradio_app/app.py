@@ -21,16 +21,16 @@ import pandas as pd
 from gradio.utils import get_upload_folder
 
 import impasto
-from gradio_app import quiet_refusals
-from gradio_app.form import MIN_SIZE, STRENGTH, Limits, job_from_form, public_message
-from gradio_app.presets_view import (
+from impasto.gradio_app import quiet_refusals
+from impasto.gradio_app.form import MIN_SIZE, STRENGTH, Limits, job_from_form, public_message
+from impasto.gradio_app.presets_view import (
     PresetView,
     default_preset,
     describe_markdown,
     preset_views,
     recipe_or_none,
 )
-from gradio_app.runner import EngineRunner
+from impasto.gradio_app.runner import EngineRunner
 from impasto.images import save_image
 
 log = logging.getLogger(__name__)
@@ -418,7 +418,7 @@ def build_app(
             ],
             outputs=[status, result, download, plot],
             api_name="stylize",
-            preprocess=False,  # see gradio_app.form: the engine judges the uploads
+            preprocess=False,  # see impasto.gradio_app.form: the engine judges the uploads
             concurrency_id=ENGINE_QUEUE,
             concurrency_limit=1,
             show_progress="full",
@@ -458,7 +458,7 @@ def _add_examples(folder: Path, content, style) -> None:
 
 def launch(demo: gr.Blocks, **options):
     """Start serving in the background with the app's defaults: the upload limit, no Gradio
-    banner, no share link (gradio_app.sharing asks for one afterwards, see there), and
+    banner, no share link (impasto.gradio_app.sharing asks for one afterwards, see there), and
     Gradio's refusals of malformed requests in one log line each (see quiet_refusals)."""
     quiet_refusals.install()
     settings = {

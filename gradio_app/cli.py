@@ -20,6 +20,8 @@ from impasto.errors import ImpastoError
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 
+HELP = "start the web app (Gradio)"  # one line in `impasto --help`
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -52,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gradio_app import sharing
+    from impasto.gradio_app import sharing
 
     auth = sharing.parse_auth(args.auth)
     if not 1 <= args.port <= 65535:
@@ -66,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"impasto: warning: {warning}", file=sys.stderr)
 
     print("impasto: loading the engine…", file=sys.stderr, flush=True)
-    from gradio_app.app import build_app, close, launch
-    from gradio_app.runner import EngineRunner
+    from impasto.gradio_app.app import build_app, close, launch
+    from impasto.gradio_app.runner import EngineRunner
 
     runner = EngineRunner()
     try:

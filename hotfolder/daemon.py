@@ -18,11 +18,11 @@ import threading
 import time
 from collections.abc import Iterator
 
-from hotfolder.config import Config, ConfigError, check_route
-from hotfolder.intake import Intake
-from hotfolder.journal import Journal
-from hotfolder.layout import Layout
-from hotfolder.runner import Runner
+from impasto.hotfolder.config import Config, ConfigError, check_route
+from impasto.hotfolder.intake import Intake
+from impasto.hotfolder.journal import Journal
+from impasto.hotfolder.layout import Layout
+from impasto.hotfolder.runner import Runner
 from impasto.errors import ImpastoError
 
 log = logging.getLogger(__name__)
@@ -147,10 +147,10 @@ class Daemon:
         )
         if self.engine is None:
             from impasto import weights
-            from impasto.cli import import_engine
+            from impasto import load_engine
 
             weights.verified_path()  # missing weights: one clear line now, not failed files
-            self.engine = import_engine()
+            self.engine = load_engine()
         journal = Journal(self.layout.journal)
         try:
             journal.clear_holds()

@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hotfolder.config import Config, Route
-from hotfolder.intake import check_readable, inspect
-from hotfolder.journal import Job, Journal
-from hotfolder.layout import (
+from impasto.hotfolder.config import Config, Route
+from impasto.hotfolder.intake import check_readable, inspect
+from impasto.hotfolder.journal import Job, Journal
+from impasto.hotfolder.layout import (
     Layout,
     fsync_dir,
     move_no_replace,

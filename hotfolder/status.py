@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 
-from hotfolder.daemon import running_pid
-from hotfolder.journal import Journal
-from hotfolder.layout import Layout
+from impasto.hotfolder.daemon import running_pid
+from impasto.hotfolder.journal import Journal
+from impasto.hotfolder.layout import Layout
 from impasto.errors import ImpastoError
 
 QUEUE_SHOWN = 10

@@ -11,6 +11,8 @@ from impasto.errors import PresetError
 from impasto.numbers import whole_number_arg
 from impasto.presets import find_preset, list_presets, load_preset, user_preset_dir
 
+HELP = "list, show, copy and compare the named recipes"  # one line in `impasto --help`
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -22,6 +22,8 @@ from impasto.outputs import (
 from impasto.presets import CHOICES, DEFAULT_PRESET
 from impasto.progress import BarProgress, JsonProgress, NoProgress
 
+HELP = "paint a photo in the style of one or more artworks"  # one line in `impasto --help`
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("content", help="the photo to paint")

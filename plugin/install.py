@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from impasto.errors import ImpastoError
-from plugin import client
+from impasto.plugin import client
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gradio_app.form import Limits, job_from_form, public_message, upload_path
+from impasto.gradio_app.form import Limits, job_from_form, public_message, upload_path
 from impasto.errors import ImpastoError
 from impasto.presets import load_preset
 from tests.conftest import CAT, STARRY, WAVE

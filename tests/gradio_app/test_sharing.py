@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from gradio_app.sharing import (
+from impasto.gradio_app.sharing import (
     exposure_warnings,
     is_loopback,
     open_public_link,

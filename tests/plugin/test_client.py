@@ -18,7 +18,7 @@ import pytest
 
 from impasto.job import ProgressEvent
 from impasto.progress import JsonProgress
-from plugin import client
+from impasto.plugin import client
 from tests.conftest import CAT, ROOT, STARRY, WAVE
 from tests.plugin.helpers import IMPASTO, process_gone
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from impasto.cli import main
-from plugin import client, install
+from impasto.plugin import client, install
 from tests.plugin.helpers import IMPASTO
 
 PLUGIN_SRC = Path(install.__file__).resolve().parent

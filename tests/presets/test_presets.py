@@ -182,11 +182,11 @@ def test_one_bad_user_preset_never_hides_the_others_at_any_door():
     hint = cli("presets", "show", "mien")
     assert hint.returncode == 2 and "did you mean 'mine'?" in hint.stderr
 
-    from gradio_app.presets_view import preset_views
+    from impasto.gradio_app.presets_view import preset_views
 
     assert {v.name for v in preset_views()} == {*SHIPPED, "mine"}
 
-    from hotfolder.config import quick_start_config
+    from impasto.hotfolder.config import quick_start_config
 
     assert list(quick_start_config(Path.cwd(), [str(STARRY)], "mine").routes) == ["default"]
 
