@@ -18,6 +18,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from impasto.errors import ImpastoError
 from impasto.hotfolder.config import (
     CONFIG_NAME,
     Config,
@@ -28,7 +29,6 @@ from impasto.hotfolder.config import (
     state_dir_of,
 )
 from impasto.hotfolder.layout import Layout, write_text_atomic
-from impasto.errors import ImpastoError
 from impasto.numbers import finite_number_arg, whole_number_arg
 from impasto.presets import DEFAULT_PRESET
 

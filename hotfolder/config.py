@@ -15,8 +15,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from impasto.hotfolder.layout import STATE_DIR, Layout
 from impasto.errors import ImpastoError, InputError, PresetError
+from impasto.hotfolder.layout import STATE_DIR, Layout
 from impasto.images import OUTPUT_FORMATS, load_image
 from impasto.job import MAX_OUTPUT, MIN_OUTPUT
 from impasto.numbers import finite

@@ -18,12 +18,12 @@ import threading
 import time
 from collections.abc import Iterator
 
+from impasto.errors import ImpastoError
 from impasto.hotfolder.config import Config, ConfigError, check_route
 from impasto.hotfolder.intake import Intake
 from impasto.hotfolder.journal import Journal
 from impasto.hotfolder.layout import Layout
 from impasto.hotfolder.runner import Runner
-from impasto.errors import ImpastoError
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +146,7 @@ class Daemon:
             "starting on %s (pid %d), routes: %s", self.layout.root, os.getpid(), ", ".join(routes)
         )
         if self.engine is None:
-            from impasto import weights
-            from impasto import load_engine
+            from impasto import load_engine, weights
 
             weights.verified_path()  # missing weights: one clear line now, not failed files
             self.engine = load_engine()

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from impasto import checkpoint as checkpoints
+from impasto.errors import ImpastoError, InputError, PresetError, WeightsError
 from impasto.hotfolder.config import Config, Route
 from impasto.hotfolder.intake import check_readable, inspect
 from impasto.hotfolder.journal import Job, Journal
@@ -28,8 +30,6 @@ from impasto.hotfolder.layout import (
     unique_name,
     write_text_atomic,
 )
-from impasto import checkpoint as checkpoints
-from impasto.errors import ImpastoError, InputError, PresetError, WeightsError
 from impasto.images import save_image
 from impasto.job import StyleJob, check_job
 from impasto.outputs import SaveError, save_or_recover

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import time
 
+from impasto.errors import ImpastoError
 from impasto.hotfolder.daemon import running_pid
 from impasto.hotfolder.journal import Journal
 from impasto.hotfolder.layout import Layout
-from impasto.errors import ImpastoError
 
 QUEUE_SHOWN = 10
 

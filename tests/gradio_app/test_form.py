@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from impasto.gradio_app.form import Limits, job_from_form, public_message, upload_path
 from impasto.errors import ImpastoError
+from impasto.gradio_app.form import Limits, job_from_form, public_message, upload_path
 from impasto.presets import load_preset
 from tests.conftest import CAT, STARRY, WAVE
 

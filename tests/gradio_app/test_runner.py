@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from impasto.gradio_app.runner import EngineRunner
 from impasto import InputError, ProgressEvent, StyleResult
+from impasto.gradio_app.runner import EngineRunner
 
 
 class StandInEngine:

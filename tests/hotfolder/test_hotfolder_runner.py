@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from impasto.errors import InputError
 from impasto.hotfolder.config import Config, DaemonSettings, Route
 from impasto.hotfolder.journal import Identity, Journal
 from impasto.hotfolder.layout import Layout
 from impasto.hotfolder.runner import Runner
-from impasto.errors import InputError
 from tests.hotfolder.helpers import STARRY, FakeEngine, cat, image_bytes
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from impasto.job import ProgressEvent
-from impasto.progress import JsonProgress
 from impasto.plugin import client
+from impasto.progress import JsonProgress
 from tests.conftest import CAT, ROOT, STARRY, WAVE
 from tests.plugin.helpers import IMPASTO, process_gone
 
