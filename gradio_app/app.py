@@ -45,7 +45,7 @@ MAX_UPLOAD = "50mb"  # larger uploads are refused by Gradio before they reach th
 # default, about 70 kB each: 0.7 GB when full). The most recent ones are plenty for a page with
 # no per-visitor state; a visitor whose session was dropped loses only a refreshed preset list.
 SESSIONS_KEPT = 100
-COLOUR_CHOICES = [
+COLOR_CHOICES = [
     ("the painting's colours", "none"),
     ("the photo's colours (luminance)", "luminance"),
     ("the photo's palette (histogram)", "histogram"),
@@ -195,7 +195,7 @@ def build_app(
         size,
         steps,
         strength,
-        colour,
+        color,
         seed,
         request: gr.Request,
         progress=gr.Progress(),  # noqa: B008  (Gradio's way of asking for a progress bar)
@@ -211,7 +211,7 @@ def build_app(
                 size,
                 steps,
                 strength,
-                colour,
+                color,
                 seed,
                 limits,
                 upload_folder=uploads,
@@ -352,11 +352,11 @@ def build_app(
                     seed = gr.Number(
                         value=0, precision=0, minimum=0, label="Seed", elem_id="impasto-seed"
                     )
-                colour = gr.Radio(
-                    COLOUR_CHOICES,
+                color = gr.Radio(
+                    COLOR_CHOICES,
                     value=first_recipe.preserve_color if first_recipe else "none",
                     label="Colours",
-                    elem_id="impasto-colour",
+                    elem_id="impasto-color",
                 )
                 if examples_dir is not None:
                     _add_examples(examples_dir, content, style_1)
@@ -392,7 +392,7 @@ def build_app(
         preset.change(
             preset_changed,
             inputs=preset,
-            outputs=[preset_md, tile, size, steps, colour],
+            outputs=[preset_md, tile, size, steps, color],
             queue=False,
             api_visibility="private",
         )
@@ -413,7 +413,7 @@ def build_app(
                 size,
                 steps,
                 strength,
-                colour,
+                color,
                 seed,
             ],
             outputs=[status, result, download, plot],

@@ -91,7 +91,7 @@ def job_from_form(
     size,
     steps,
     strength,
-    colour,
+    color,
     seed,
     limits: Limits,
     upload_folder: Path | None = None,
@@ -117,12 +117,12 @@ def job_from_form(
     steps = number(steps, "steps", 1, limits.max_steps, whole=True)
     strength = number(strength, "style strength", *STRENGTH)
     seed = number(0 if seed in (None, "") else seed, "seed", 0, 2**31 - 1, whole=True)
-    if colour not in CHOICES["preserve_color"]:
+    if color not in CHOICES["preserve_color"]:
         raise InputError(f"colours must be one of {', '.join(CHOICES['preserve_color'])}")
     overrides: dict = {
         "steps": steps,
         "style_weight": recipe.style_weight * strength,
-        "preserve_color": colour,
+        "preserve_color": color,
     }
     notes = []
     # The engine works the style images at style_scale times the output size: held to

@@ -40,7 +40,7 @@ def test_a_filled_form_becomes_the_job_it_describes():
         size=256,
         steps=60,
         strength=2.0,
-        colour="luminance",
+        color="luminance",
         seed=7,
     )
     job = made.job
