@@ -26,7 +26,7 @@ def form(**changes):
         "size": 128,
         "steps": 40,
         "strength": 1.0,
-        "colour": "none",
+        "color": "none",
         "seed": 0,
         "limits": LIMITS,
     }
@@ -70,7 +70,7 @@ def test_short_jobs_preview_every_step():
         ({"preset": ""}, "pick a preset"),
         ({"preset": "no-such-preset"}, "unknown preset 'no-such-preset'; choose one of: "),
         ({"preset": 3}, "unknown preset 3; choose one of: "),
-        ({"colour": "sepia"}, "colours must be one of none, luminance, histogram"),
+        ({"color": "sepia"}, "colours must be one of none, luminance, histogram"),
         ({"size": float("inf")}, "output size must be a whole number from 64 to 512, not inf"),
         ({"steps": "nan"}, "steps must be a whole number from 1 to 300, not 'nan'"),
         ({"seed": float("-inf")}, "seed must be a whole number from 0"),
