@@ -29,8 +29,8 @@ from impasto.hotfolder.config import (
     state_dir_of,
 )
 from impasto.hotfolder.layout import Layout, write_text_atomic
+from impasto.limits import DEFAULT_PRESET
 from impasto.numbers import finite_number_arg, whole_number_arg
-from impasto.presets import DEFAULT_PRESET
 
 HELP = "run the hot-folder daemon"  # one line in `impasto --help`
 

@@ -93,7 +93,7 @@ class ImpastoPlugIn(Gimp.PlugIn):
         )
         procedure.add_double_argument(
             "style-strength", "Style st_rength", "Relative to the preset's (1 = as the preset)",
-            0.05, 50.0, 1.0, rw,
+            *client.STYLE_STRENGTH, 1.0, rw,
         )  # fmt: skip
         keep = Gimp.Choice.new()
         for index, (nick, label) in enumerate(PRESERVE):
@@ -137,17 +137,13 @@ def _settings(config, region_size):
         f.get_path() for f in (config.get_property("style"), config.get_property("style-2")) if f
     ]
     preset = config.get_property("preset")
-    strength = config.get_property("style-strength")
-    weight = None
-    if abs(strength - 1.0) > 1e-9:
-        weight = client.style_weight_for(strength, client.preset_recipe(engine, preset))
     keep = config.get_property("preserve-color")
     settings = client.StyleSettings(
         styles=styles,
         preset=preset,
         size=config.get_property("size") or client.default_size(*region_size),
         steps=config.get_property("steps") or None,
-        style_weight=weight,
+        style_strength=client.strength_setting(config.get_property("style-strength")),
         preserve_color=None if keep == "preset" else keep,
         seed=config.get_property("seed"),
     )
