@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from impasto import check_job
 from impasto.errors import ImpastoError
 from impasto.gradio_app.form import Limits, job_from_form, public_message, upload_path
 from impasto.presets import load_preset
@@ -48,11 +49,9 @@ def test_a_filled_form_becomes_the_job_it_describes():
     assert job.styles == [(str(STARRY), 0.75), (str(WAVE), 0.25)]
     classic = load_preset("classic")
     assert (job.preset, job.size, job.seed) == (classic, 256, 7)
-    assert job.overrides == {
-        "steps": 60,
-        "style_weight": classic.style_weight * 2.0,
-        "preserve_color": "luminance",
-    }
+    # The strength goes to the engine as its relative override; the engine doubles the weight.
+    assert job.overrides == {"steps": 60, "style_strength": 2.0, "preserve_color": "luminance"}
+    assert check_job(job).recipe.style_weight == classic.style_weight * 2.0
     assert job.preview_every == 3  # about 20 previews per job
     assert made.paths == [str(CAT), str(STARRY), str(WAVE)]
     assert made.notes == []
