@@ -48,7 +48,10 @@ print(json.dumps({"median": statistics.median(times), "min": min(times), "peak_m
 
 def precision_line() -> str:
     """What `auto` picks on this machine, and why (measured in a fresh process)."""
-    code = "from impasto.precision import resolve; print(resolve('auto').reason)"
+    code = (
+        "from impasto.precision import resolve; c = resolve('auto'); "
+        "print(f'{c.precision}: {c.reason}')"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
