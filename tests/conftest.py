@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -74,14 +77,34 @@ if _WEIGHTS:
     os.environ["IMPASTO_WEIGHTS"] = _WEIGHTS
 
 
+# Precision `auto` decided once for the whole session, as a user's machine decides it once: on a
+# busy machine a near tie could otherwise go one way in a test's reference run and the other way
+# in the editor it compares with. Every test's cache folder starts with this decision (tests
+# marked fresh_precision_cache excepted), and so do editors and servers that module fixtures
+# start before the per-test folders exist.
+_SESSION_CACHE = Path(tempfile.mkdtemp(prefix="impasto-test-cache-"))
+os.environ["XDG_CACHE_HOME"] = str(_SESSION_CACHE)
+if _WEIGHTS:
+    subprocess.run(
+        [sys.executable, "-c", "from impasto.precision import resolve; resolve('auto')"],
+        check=True,
+        capture_output=True,
+    )
+_PRECISION_CACHE = _SESSION_CACHE / "impasto" / "precision.json"
+
+
 @pytest.fixture(autouse=True)
-def isolated_user_folders(tmp_path_factory, monkeypatch):
+def isolated_user_folders(tmp_path_factory, monkeypatch, request):
     """Each test gets empty config/data/cache folders, so a developer's own presets never leak in;
-    the verified weights found at start stay reachable through IMPASTO_WEIGHTS (set above)."""
+    the verified weights found at start stay reachable through IMPASTO_WEIGHTS (set above), and
+    the session's precision decision through the cache folder (see above)."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    if _PRECISION_CACHE.is_file() and not request.node.get_closest_marker("fresh_precision_cache"):
+        (home / "cache" / "impasto").mkdir(parents=True)
+        shutil.copy(_PRECISION_CACHE, home / "cache" / "impasto" / "precision.json")
     yield
 
 

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from impasto import machine, weights
 from impasto.cli_doctor import render
 
@@ -21,6 +23,7 @@ def doctor(*args, env=None):
     )
 
 
+@pytest.mark.fresh_precision_cache
 def test_the_screen_names_cpu_precision_and_weights(weights_available):
     run = doctor()
     assert run.returncode == 0, run.stderr
@@ -35,6 +38,7 @@ def test_the_screen_names_cpu_precision_and_weights(weights_available):
     assert run.stderr == ""  # no TensorFlow chatter on the screen to paste
 
 
+@pytest.mark.fresh_precision_cache
 def test_json_has_every_topic_and_the_second_run_uses_the_cached_choice(weights_available):
     first = doctor("--json")
     assert first.returncode == 0, first.stderr

@@ -171,6 +171,7 @@ def test_every_shipped_preset_says_auto():
 # Real measurement, real engine: no injection below.
 
 
+@pytest.mark.fresh_precision_cache
 def test_auto_measures_this_machine_and_the_default_preset_paints(monkeypatch, weights_available):
     from impasto import load_engine
 
@@ -195,6 +196,7 @@ def test_auto_measures_this_machine_and_the_default_preset_paints(monkeypatch, w
     assert result.image.size == (64, 43) and result.stats["steps"] == 2
 
 
+@pytest.mark.fresh_precision_cache
 def test_the_start_line_says_what_was_chosen_and_why(tmp_path, weights_available):
     run = subprocess.run(
         [sys.executable, "-m", "impasto.cli", "stylize", CAT, STARRY, "-o", tmp_path / "o.png"]
