@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, fields
 from importlib import resources
 from pathlib import Path
 
-from impasto.errors import PresetError
+from impasto.errors import InputError, PresetError
+from impasto.memory import parse_size
 from impasto.numbers import finite
 from impasto.paths import reason, regular_file
 from impasto.vgg19 import LAYERS
@@ -55,6 +56,9 @@ class Recipe:
     preserve_color: str  # "none", "luminance" or "histogram"
     precision: str  # "float32", "bfloat16" or "float16" for the convolutions
     style_scale: float  # style image size relative to the output
+    # Memory a run may use, bytes ("8G" in a file; None: from the machine's free memory). Not
+    # part of the look: above it a step is computed in tiles, exactly (impasto/tiling.py).
+    max_memory: int | None = None
 
     @property
     def total_steps(self) -> int:
@@ -67,6 +71,7 @@ class Recipe:
 
 
 RECIPE_KEYS = tuple(f.name for f in fields(Recipe))
+OPTIONAL_KEYS = ("max_memory",)
 OVERRIDABLE = tuple(k for k in RECIPE_KEYS if k not in ("name", "description"))
 
 
@@ -157,7 +162,7 @@ def load_preset_file(path: Path) -> Recipe:
     unknown = [k for k in data if k not in RECIPE_KEYS]
     if unknown:
         raise PresetError(f"preset {where}: {_unknown_key_message(unknown[0])}")
-    missing = [k for k in RECIPE_KEYS if k not in data]
+    missing = [k for k in RECIPE_KEYS if k not in data and k not in OPTIONAL_KEYS]
     if missing:
         raise PresetError(f"preset {where}: missing required key(s) {', '.join(missing)}")
     return _check(data, where)
@@ -274,7 +279,17 @@ def _check(data: dict, where: str) -> Recipe:
         preserve_color=data["preserve_color"],
         precision=data["precision"],
         style_scale=_number(data["style_scale"], "style_scale", where, positive=True),
+        max_memory=_memory(data.get("max_memory"), where),
     )
+
+
+def _memory(value, where: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_size(value, f"{where}: max_memory")
+    except InputError as exc:
+        raise PresetError(str(exc)) from None
 
 
 def list_presets() -> list[PresetInfo]:
