@@ -1,87 +1,37 @@
-"""Quality and time: `impasto stylize` (default preset, the whole command, start-up included)
-against the TensorFlow tutorial's plain single-scale loop, both at 512 px.
+"""Quality and time: `impasto stylize` with the default preset (the whole command, start-up
+included) against the TensorFlow tutorial's 1000-step loop, at 384 and 512 px, on three pairs.
 
-The tutorial's recipe (tensorflow.org "Neural style transfer"): Keras VGG19 in float32, content
-block5_conv2, style block1..5_conv1, Gram / positions, mean squared errors, weights content 1e4 /
-style 1e-2, tf.image.total_variation weight 30, Adam(lr 0.02, beta_1 0.99, epsilon 0.1), 1000
-steps from the content image.
-
-Both results are measured the same way, on the plain VGG19 (max pooling, float32):
+The tutorial's runs come from tutorial_baseline.py (measured once per machine and kept; see
+there). Both pictures are measured the same way, on the plain VGG19 (max pooling, float32):
   content distance = ||F - Fc||^2 / ||Fc||^2 at block4_conv2 against the content photo;
   style distance = mean over block1..5_conv1 of ||G - Gs||^2 / ||Gs||^2 against the style image.
-Lower is better for both. The tutorial's result for a pair is cached in benchmarks/results/
-(delete it, or pass --fresh, to run the 1000 steps again).
+Lower is better for both. Speed-up = the tutorial's quiet-machine seconds (see
+tutorial_baseline.py) / impasto's median seconds, for wall time and for CPU time. The impasto
+runs are interleaved (run 1 of every pair and size, then run 2, ...), so a busy spell hits them all.
 
-    python benchmarks/quality.py [--pairs N] [--runs N] [--fresh] [--tutorial-steps N]
+    python benchmarks/quality.py [--sizes 384 512] [--pairs 3] [--runs 3] [--section NAME]
+                                 [-- extra `impasto stylize` options, e.g. --precision float32]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-IMAGES = ROOT.parent / "shared" / "images"
-RESULTS = ROOT / "benchmarks" / "results"
-PAIRS = [
-    ("content/chelsea_cat.png", "styles/vangogh_starry_night_1889.jpg"),
-    ("content/astronaut_eileen_collins.png", "styles/hokusai_great_wave_off_kanagawa_c1831.jpg"),
-    ("content/coffee_cup.png", "styles/kandinsky_composition_vii_1913.jpg"),
-]
-SIZE = 512
-STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
-
-
-def load(path: Path, size: int = SIZE) -> np.ndarray:
-    from impasto.images import fit_long_side, load_image, to_array
-
-    img = load_image(path).rgb
-    return to_array(img, fit_long_side(img.size, size))
-
-
-def tutorial(content: np.ndarray, style: np.ndarray, steps: int) -> tuple[np.ndarray, float]:
-    """The tutorial's loop, as published; returns the image and the loop's wall time."""
-    import keras
-    import tensorflow as tf
-
-    from impasto.losses import gram
-    from impasto.model import extractor
-
-    features = extractor(("block5_conv2",) + STYLE_LAYERS, "max", "float32")
-    content_t = features(tf.constant(content[None]))["block5_conv2"]
-    style_t = {
-        k: gram(v) for k, v in features(tf.constant(style[None])).items() if k in STYLE_LAYERS
-    }
-    image = tf.Variable(content[None])
-    opt = keras.optimizers.Adam(learning_rate=0.02, beta_1=0.99, epsilon=1e-1)
-
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            f = features(image)
-            style_loss = tf.add_n(
-                [tf.reduce_mean((gram(f[k]) - style_t[k]) ** 2) for k in STYLE_LAYERS]
-            ) * (1e-2 / len(STYLE_LAYERS))
-            content_loss = tf.reduce_mean((f["block5_conv2"] - content_t) ** 2) * 1e4
-            loss = style_loss + content_loss + 30 * tf.reduce_sum(tf.image.total_variation(image))
-        opt.apply_gradients([(tape.gradient(loss, image), image)])
-        image.assign(tf.clip_by_value(image, 0.0, 1.0))
-
-    started = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return image.numpy()[0], time.perf_counter() - started
+from report import write_section  # noqa: E402
+from tutorial_baseline import DATA, PAIRS, STYLE_LAYERS, baseline, load  # noqa: E402
 
 
 def distances(result: np.ndarray, content: np.ndarray, style: np.ndarray) -> dict:
@@ -100,77 +50,85 @@ def distances(result: np.ndarray, content: np.ndarray, style: np.ndarray) -> dic
     }
 
 
-def run_impasto(content: Path, style: Path, out: Path, extra: list[str]) -> float:
+def run_impasto(content: str, style: str, size: int, out: Path, extra: list[str]) -> dict:
+    """One whole `impasto stylize` command: its wall and CPU seconds."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "impasto.cli",
-            "stylize",
-            str(content),
-            str(style),
-            "-o",
-            str(out),
-            "--size",
-            str(SIZE),
-            "--progress",
-            "none",
-            *extra,
-        ],
-        check=True,
-    )
-    return time.perf_counter() - started
+    cmd = [sys.executable, "-m", "impasto.cli", "stylize", str(DATA / content), str(DATA / style)]
+    cmd += ["-o", str(out), "--size", str(size), "--progress", "none", *extra]
+    subprocess.run(cmd, check=True)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall": wall, "cpu": cpu}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=1, help="how many content/style pairs (1-3)")
-    parser.add_argument("--runs", type=int, default=3, help="impasto runs per pair (median)")
-    parser.add_argument("--fresh", action="store_true", help="rerun the tutorial loop")
-    parser.add_argument("--tutorial-steps", type=int, default=1000)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[384, 512])
+    parser.add_argument("--pairs", type=int, default=3, choices=(1, 2, 3))
+    parser.add_argument("--runs", type=int, default=3, help="impasto runs per pair and size")
+    parser.add_argument("--section", default="quality", help="name of the results section")
     parser.add_argument("impasto_args", nargs="*", help="extra `impasto stylize` options after --")
     args = parser.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for content_rel, style_rel in PAIRS[: args.pairs]:
-        content_path, style_path = IMAGES / content_rel, IMAGES / style_rel
-        content, style = load(content_path), load(style_path)
-        key = f"{content_path.stem}__{style_path.stem}__{args.tutorial_steps}"
-        cached = RESULTS / f"tutorial_{key}.json"
-        if args.fresh or not cached.exists():
-            image, seconds = tutorial(content, style, args.tutorial_steps)
-            Image.fromarray((image * 255 + 0.5).astype(np.uint8)).save(
-                RESULTS / f"tutorial_{key}.png"
-            )
-            cached.write_text(json.dumps({"seconds": seconds}))
-        t_seconds = json.loads(cached.read_text())["seconds"]
-        t_image = np.asarray(Image.open(RESULTS / f"tutorial_{key}.png"), np.float32) / 255
-        t_dist = distances(t_image, content, style)
-        times = []
+    cases = [(size, c, s) for size in args.sizes for c, s in PAIRS[: args.pairs]]
+    tutorial = {case: baseline(case[1], case[2], case[0], 1000) for case in cases}
+    runs: dict = {case: [] for case in cases}
+    with tempfile.TemporaryDirectory() as tmp:
+        outs = {case: Path(tmp) / f"{i}.png" for i, case in enumerate(cases)}
         for _ in range(args.runs):
-            out = RESULTS / f"impasto_{content_path.stem}__{style_path.stem}.png"
-            times.append(run_impasto(content_path, style_path, out, args.impasto_args))
-        i_image = np.asarray(Image.open(out).convert("RGB"), np.float32) / 255
-        i_dist = distances(i_image, content, style)
-        i_seconds = statistics.median(times)
+            for case in cases:
+                runs[case].append(
+                    run_impasto(case[1], case[2], case[0], outs[case], args.impasto_args)
+                )
+        pictures = {
+            c: np.asarray(Image.open(outs[c]).convert("RGB"), np.float32) / 255 for c in cases
+        }
+    rows = []
+    for case in cases:
+        size, content_name, style_name = case
+        content, style = load(content_name, size), load(style_name, size)
+        t_image, t_meta = tutorial[case]
+        td, idist = distances(t_image, content, style), distances(pictures[case], content, style)
+        wall = statistics.median(r["wall"] for r in runs[case])
+        cpu = statistics.median(r["cpu"] for r in runs[case])
+        better = idist["content"] <= td["content"] and idist["style"] <= td["style"]
+        each = ", ".join(f"{r['wall']:.1f}" for r in runs[case])
         rows.append(
-            (content_path.stem, style_path.stem, t_seconds, t_dist, i_seconds, i_dist, times)
+            f"| {Path(content_name).stem} / {Path(style_name).stem} | {size} | "
+            f"{t_meta['quiet_wall_seconds']:.0f} ({t_meta['wall_seconds']:.0f}) | "
+            f"{t_meta['quiet_cpu_seconds']:.0f} | "
+            f"{td['content']:.3f} | {td['style']:.3f} | {wall:.1f} | {cpu:.1f} | "
+            f"{idist['content']:.3f} | {idist['style']:.3f} | "
+            f"**{t_meta['quiet_wall_seconds'] / wall:.1f}x** | "
+            f"{t_meta['quiet_cpu_seconds'] / cpu:.1f}x | "
+            f"{'yes' if better else 'NO'} | {each} |"
         )
-    print(
-        f"\n{'pair':<48} {'tutorial s':>10} {'content':>8} {'style':>8} | "
-        f"{'impasto s':>9} {'content':>8} {'style':>8} | {'speed-up':>8}"
+    options = " ".join(args.impasto_args) or "none (the default preset and precision)"
+    body = "\n".join(
+        [
+            f"`impasto stylize` options: {options}. {args.runs} runs per row (median). "
+            "The tutorial ran 1000 float32 Adam steps once per row "
+            "(`benchmarks/tutorial_baseline.py`, kept in `benchmarks/results/tutorial/`); its "
+            "quiet time is every 50-step chunk at its fastest chunk's pace, and the speed-ups are "
+            "against that, the tutorial at its best, and impasto's median. Distances: lower is "
+            "better.",
+            "",
+            "| pair | px | tutorial wall s, quiet (measured) | tutorial CPU s, quiet | "
+            "tutorial content | tutorial style | "
+            "impasto wall s | impasto CPU s | impasto content | impasto style | speed-up (wall) | "
+            "speed-up (CPU) | better on both | impasto runs (wall s) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            *rows,
+        ]
     )
-    for c, s, ts, td, isec, idist, times in rows:
-        print(
-            f"{c + ' / ' + s:<48} {ts:>10.1f} {td['content']:>8.4f} {td['style']:>8.4f} | "
-            f"{isec:>9.1f} {idist['content']:>8.4f} {idist['style']:>8.4f} | {ts / isec:>7.1f}x"
-        )
-        print(
-            f"{'':<48} impasto runs (s): {', '.join(f'{t:.1f}' for t in times)}; "
-            f"better on content: {idist['content'] <= td['content']}, "
-            f"on style: {idist['style'] <= td['style']}"
-        )
+    print(body)
+    print(
+        "written to",
+        write_section(
+            args.section, f"Quality and speed against the tutorial ({args.section})", body
+        ),
+    )
 
 
 if __name__ == "__main__":

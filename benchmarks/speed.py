@@ -1,4 +1,5 @@
-"""Seconds per optimisation step and peak memory, at 256, 512 and 1024 px, float32 and bfloat16.
+"""Seconds per loss-and-gradient evaluation (an optimiser step) and peak memory, by size and
+precision.
 
 Each configuration runs in a fresh process (so its peak resident memory is its own): the engine's
 compiled step with the default preset's layers, square content, a few warm-up steps (tracing),
@@ -19,25 +20,21 @@ CHILD = r"""
 import json, os, resource, statistics, sys, time
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np, tensorflow as tf
-from impasto.engine import _params, _step_for
+from impasto.objective import objective_for, params
 from impasto.presets import apply_overrides, load_preset
 
 size, precision, steps = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 recipe = apply_overrides(load_preset("classic"), {"precision": precision})
 layers = (tuple(recipe.content_layers), tuple(recipe.style_layers))
-step = _step_for(*layers, recipe.pooling, precision)
+objective = objective_for(*layers, recipe.pooling, precision)
 rng = np.random.default_rng(0)
 content = rng.uniform(size=(size, size, 3)).astype(np.float32)
 style = rng.uniform(size=(size, size, 3)).astype(np.float32)
-content_t, style_t = step.targets(content, [(style, 1.0)])
-params = _params(recipe)
-x = tf.constant(content); m = tf.zeros_like(x); v = tf.zeros_like(x); ema = x
+objective.set_targets(content, [(style, 1.0)], params(recipe))
 times = []
 for i in range(steps + 2):
     start = time.perf_counter()
-    t = tf.constant(float(i + 1))
-    x, m, v, ema, losses = step.run(x, m, v, ema, t, content_t, style_t, params)
-    float(losses["total"])  # wait for the step to finish
+    objective.evaluate(content)  # one loss-and-gradient evaluation: what a step costs
     if i >= 2:  # the first calls trace and compile
         times.append(time.perf_counter() - start)
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "stylize": ("impasto.cli_stylize", "paint a photo in the style of one or more artworks"),
     "presets": ("impasto.cli_presets", "list, show, copy and compare the named recipes"),
     "weights": ("impasto.cli_weights", "show or install the VGG19 weights"),
+    "doctor": ("impasto.cli_doctor", "this machine as impasto sees it, for a bug report"),
     "serve": ("gradio_app.cli", "start the web app (Gradio)"),
     "watch": ("hotfolder.cli", "run the hot-folder daemon"),
     "plugin": ("plugin.cli", "install or remove the Krita / GIMP plug-in"),

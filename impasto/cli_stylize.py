@@ -59,7 +59,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--seed", type=whole_number_arg, default=0, help="random seed; same seed, same picture"
     )
-    p.add_argument("--precision", choices=CHOICES["precision"], help="convolution precision")
+    p.add_argument(
+        "--precision",
+        choices=CHOICES["precision"],
+        help="convolution precision (default: the preset's, auto: the faster on this machine)",
+    )
     p.add_argument(
         "--max-memory",
         metavar="SIZE",

@@ -31,8 +31,13 @@ CHOICES = {
     "pooling": ("max", "avg"),
     "init": ("content", "noise"),
     "preserve_color": ("none", "luminance", "histogram"),
-    "precision": ("float32", "bfloat16", "float16"),
+    # auto: measured on this machine (impasto.precision); the others force that precision.
+    "precision": ("auto", "float32", "bfloat16", "float16"),
+    "optimizer": ("lbfgs", "adam"),
 }
+# Keys a file may leave out. Presets written before L-BFGS existed were all tuned for Adam: a
+# file without the key keeps it. max_memory: the machine's free memory decides.
+OPTIONAL = {"optimizer": "adam", "max_memory": None}
 
 
 @dataclass(frozen=True)
@@ -49,12 +54,13 @@ class Recipe:
     pooling: str  # "max" or "avg" between VGG19 blocks
     size: int  # default long side of the output, px
     min_size: int  # long side of the coarsest scale, px
-    steps: tuple  # Adam steps per scale, coarse to fine; its length is the number of scales
-    learning_rate: float  # Adam step size, in image units (0..1)
-    ema_decay: float  # the output is this exponential moving average of the iterates
+    steps: tuple  # steps per scale, coarse to fine; its length is the number of scales
+    optimizer: str  # "lbfgs" or "adam"
+    learning_rate: float  # Adam's step size; L-BFGS's first step of a scale (image units, 0..1)
+    ema_decay: float  # Adam only: the output is this moving average of the iterates
     init: str  # "content" or "noise"
     preserve_color: str  # "none", "luminance" or "histogram"
-    precision: str  # "float32", "bfloat16" or "float16" for the convolutions
+    precision: str  # "auto" (this machine's faster), "float32", "bfloat16" or "float16"
     style_scale: float  # style image size relative to the output
     # Memory a run may use, bytes ("8G" in a file; None: from the machine's free memory). Not
     # part of the look: above it a step is computed in tiles, exactly (impasto/tiling.py).
@@ -71,7 +77,6 @@ class Recipe:
 
 
 RECIPE_KEYS = tuple(f.name for f in fields(Recipe))
-OPTIONAL_KEYS = ("max_memory",)
 OVERRIDABLE = tuple(k for k in RECIPE_KEYS if k not in ("name", "description"))
 
 
@@ -162,7 +167,8 @@ def load_preset_file(path: Path) -> Recipe:
     unknown = [k for k in data if k not in RECIPE_KEYS]
     if unknown:
         raise PresetError(f"preset {where}: {_unknown_key_message(unknown[0])}")
-    missing = [k for k in RECIPE_KEYS if k not in data and k not in OPTIONAL_KEYS]
+    data = {**OPTIONAL, **data}
+    missing = [k for k in RECIPE_KEYS if k not in data]
     if missing:
         raise PresetError(f"preset {where}: missing required key(s) {', '.join(missing)}")
     return _check(data, where)
@@ -273,6 +279,7 @@ def _check(data: dict, where: str) -> Recipe:
         size=size,
         min_size=min_size,
         steps=steps,
+        optimizer=data["optimizer"],
         learning_rate=_number(data["learning_rate"], "learning_rate", where, positive=True),
         ema_decay=ema,
         init=data["init"],

@@ -2,7 +2,8 @@
 (the editor plug-ins read these), or nothing.
 
 JSON lines, one object each, with an "event" key:
-  {"event": "start", "device": "CPU", "precision": ..., "scales": [[w, h, steps], ...], "total": N}
+  {"event": "start", "device": "CPU", "precision": ..., "precision_reason": ...,
+   "scales": [[w, h, steps], ...], "total": N}
   {"event": "progress", "step", "total", "scale", "scales", "size": [w, h], "losses": {...},
    "elapsed", "eta"}
   {"event": "done", "output": path, "cancelled": bool, "stats": {...}}
@@ -81,8 +82,11 @@ class BarProgress(NoProgress):
 
     def start(self, info: dict) -> None:
         sizes = " > ".join(f"{w}x{h}" for w, h, _ in info["scales"])
+        precision = info["precision"]
+        if info.get("precision_reason"):
+            precision += f": {info['precision_reason']}"
         print(
-            f"impasto: {info['preset']} on the {info['device']} ({info['precision']}), "
+            f"impasto: {info['preset']} on the {info['device']} ({precision}), "
             f"{info['total']} steps over {sizes}",
             file=self.stream,
         )
