@@ -26,59 +26,34 @@ import time
 from pathlib import Path
 
 CHILD = r"""
-import json, os, resource, statistics, sys, time
+import json, os, resource, sys, tempfile, time
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-import numpy as np, tensorflow as tf
-from impasto import memory, tiling
-from impasto.engine import BETA1, BETA2, EPSILON, _params, _step_for
-from impasto.presets import apply_overrides, load_preset
+from PIL import Image
+import impasto
 
-mode, size, tile, steps, precision = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-recipe = apply_overrides(load_preset("classic"), {"precision": precision})
-rng = np.random.default_rng(0)
-# Smooth pictures, as photos are: noise upsampled.
-def picture(seed):
-    small = np.random.default_rng(seed).uniform(size=(size // 16, size // 16, 3)).astype(np.float32)
-    return tf.image.resize(small, (size, size)).numpy()
-content, style = picture(0), picture(1)
-times = []
+mode, size, budget, steps, precision, content_path, style_path = sys.argv[1:8]
+size, steps = int(size), int(steps)
+# A square photo: the middle of the test photo.
+photo = Image.open(content_path).convert("RGB")
+side = min(photo.size)
+left, top = (photo.width - side) // 2, (photo.height - side) // 2
+square = os.path.join(tempfile.mkdtemp(), "square.png")
+photo.crop((left, top, left + side, top + side)).save(square)
+job = impasto.StyleJob(
+    content=square, styles=[style_path], preset="classic", size=size,
+    overrides={"steps": [steps], "min_size": min(size, 8192), "precision": precision,
+               "max_memory": budget},
+)
+engine = impasto.load_engine()
+checked = impasto.check_job(job)
+info = engine.describe(checked)
+ticks = []
 started = time.perf_counter()
-if mode == "untiled":
-    step = _step_for(tuple(recipe.content_layers), tuple(recipe.style_layers), recipe.pooling, precision)
-    content_t, style_t = step.targets(content, [(style, 1.0)])
-    del style
-    params = _params(recipe)
-    x = tf.constant(content); m = tf.zeros_like(x); v = tf.zeros_like(x); ema = x
-    setup = time.perf_counter() - started
-    for i in range(steps):
-        start = time.perf_counter()
-        x, m, v, ema, losses = step.run(x, m, v, ema, tf.constant(float(i + 1)), content_t, style_t, params)
-        float(losses["total"])
-        times.append(time.perf_counter() - start)
-    describe = "whole picture"
-else:
-    style_t = tiling.grams(style, tuple(recipe.style_layers), recipe.pooling, precision, tile)
-    del style
-    objective = tiling.TiledObjective(recipe, content, style_t, tile)
-    x = content.copy(); m = np.zeros_like(x); v = np.zeros_like(x); ema = x.copy()
-    setup = time.perf_counter() - started
-    lr, decay = recipe.learning_rate, recipe.ema_decay
-    for i in range(steps):
-        start = time.perf_counter()
-        losses, g = objective(x)
-        # The engine's Adam update, in place so no more whole-picture arrays are alive.
-        t = i + 1
-        m *= BETA1; m += (1 - BETA1) * g
-        v *= BETA2; g *= g; v += (1 - BETA2) * g
-        g[:] = np.sqrt(v / (1 - BETA2**t)); g += EPSILON
-        x -= lr * (m / (1 - BETA1**t)) / g
-        np.clip(x, 0.0, 1.0, out=x)
-        ema *= decay; ema += (1 - decay) * x
-        del g
-        times.append(time.perf_counter() - start)
-    describe = objective.describe()
+result = engine.stylize(checked, on_progress=lambda e: ticks.append(time.perf_counter()))
+times = [b - a for a, b in zip(ticks, ticks[1:])]
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"times": times, "setup": setup, "peak_mb": peak_mb, "tiles": describe}))
+print(json.dumps({"times": times, "first": ticks[0] - started, "peak_mb": peak_mb,
+                  "tile": info["tiles"][-1], "estimate": info["estimate_seconds"]}))
 """
 
 
@@ -93,9 +68,12 @@ def cpu_name() -> str:
     return "unknown CPU"
 
 
-def run(mode: str, size: int, tile: int, steps: int, precision: str) -> dict:
+def run(mode: str, size: int, budget: str, steps: int, precision: str) -> dict:
+    data = Path(__file__).resolve().parents[1] / "tests" / "data"
+    content, style = data / "chelsea_cat.png", data / "vangogh_starry_night_1889.jpg"
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, str(size), str(tile), str(steps), precision],
+        [sys.executable, "-c", CHILD, mode, str(size), budget, str(steps), precision]
+        + [str(content), str(style)],
         capture_output=True,
         text=True,
     )
@@ -105,12 +83,11 @@ def run(mode: str, size: int, tile: int, steps: int, precision: str) -> dict:
 
 
 def seconds(result: dict) -> str:
-    """The median step after the first (which traces), or the only one."""
+    """The median of the steps after the first (which also traces the graph)."""
     if "error" in result:
         return f"failed: {result['error']}"
-    times = result["times"][1:] or result["times"]
-    times = sorted(times)
-    return f"{times[len(times) // 2]:.1f}"
+    times = sorted(result["times"])
+    return f"{times[len(times) // 2]:.1f}" if times else "?"
 
 
 def main() -> None:
@@ -123,7 +100,7 @@ def main() -> None:
     parser.add_argument("--budget", default="8G", help="--max-memory for the tiled runs")
     parser.add_argument("--steps", type=int, default=3, help="steps per configuration")
     parser.add_argument("--precision", default="bfloat16")
-    parser.add_argument("--small-tile", type=int, default=512)
+    parser.add_argument("--small-tile", type=int, default=256)
     parser.add_argument("--modes", nargs="+", default=["untiled", "tiled"])
     args = parser.parse_args()
     budget = memory.parse_size(args.budget, "--budget")
@@ -141,12 +118,15 @@ def main() -> None:
                 if need > 0.9 * free:
                     row[mode] = {"skipped": f"needs about {memory.format_size(need)}"}
                     continue
-                tile = 0
+                run_budget = "1T"
             else:
                 plan = memory.choose_tile((size, size), halo, align, args.precision, budget)
-                tile = plan.tile or args.small_tile
+                run_budget = args.budget
+                if plan.tile is None:  # a budget for tiles of --small-tile px, or just under
+                    crop = min((args.small_tile + 2 * halo) ** 2, size * size - 1)
+                    run_budget = str(memory.estimate(size * size, crop, args.precision))
             started = time.perf_counter()
-            result = run(mode, size, tile, args.steps, args.precision)
+            result = run(mode, size, run_budget, args.steps, args.precision)
             result["wall"] = time.perf_counter() - started
             row[mode] = result
             print(size, mode, json.dumps(result), flush=True)
@@ -161,12 +141,14 @@ def main() -> None:
         f"--budget {args.budget} --steps {args.steps}`: classic preset, {args.precision}, square "
         "pictures, a fresh process per configuration; peak = peak resident memory of the "
         "process (ru_maxrss), including TensorFlow and the network (about 0.9 GB); s/step = "
-        "median of the steps after the first (the first traces the graph); setup = content "
-        "targets and style Grams. Tiled: the tiles impasto picks for the budget, or "
-        f"{args.small_tile} px tiles forced where the whole picture fits.",
+        "median of the steps after the first (the first also traces the graph and, tiled, "
+        "computes the targets tile by tile: 'first'); est. = impasto's own estimate before it "
+        "starts (from this machine's precision probe). A one-scale `impasto.stylize` job "
+        "(Adam) on a square crop of the test photo. Tiled: the tiles impasto picks for the "
+        f"budget, or {args.small_tile} px tiles forced where the whole picture fits.",
         "",
-        "| size | untiled s/step | untiled peak | tiled: tiles | tiled s/step | tiled peak "
-        "| tiled setup |",
+        "| size | untiled s/step (est.) | untiled peak | tiles | tiled s/step (est.) "
+        "| tiled peak | tiled first step |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -174,15 +156,17 @@ def main() -> None:
         for mode in ("untiled", "tiled"):
             result = row.get(mode, {"skipped": "not run"})
             if "skipped" in result:
-                cells += (
-                    [f"not run ({result['skipped']})", "", "", ""][: 2 if mode == "untiled" else 4]
-                )
+                cells += [f"not run ({result['skipped']})", "", "", ""][
+                    : 2 if mode == "untiled" else 4
+                ]
                 continue
             if mode == "tiled":
-                cells.append(result.get("tiles", ""))
-            cells += [seconds(result), f"{result.get('peak_mb', 0):.0f} MB"]
+                cells.append(f"{result.get('tile')} px" if result.get("tile") else "")
+            estimate = result.get("estimate")
+            estimate = f" ({estimate / args.steps:.1f})" if estimate else ""
+            cells += [seconds(result) + estimate, f"{result.get('peak_mb', 0):.0f} MB"]
             if mode == "tiled":
-                cells.append(f"{result.get('setup', 0):.0f} s")
+                cells.append(f"{result.get('first', 0):.0f} s")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     load = os.getloadavg()[0]

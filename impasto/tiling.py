@@ -117,6 +117,14 @@ def tiles(shape: tuple[int, int], tile: int, layers) -> list[Tile]:
     return out
 
 
+def work_ratio(shape: tuple[int, int], tile: int, layers) -> float:
+    """A tiled step's work over an untiled step's: every crop (core and halo) goes through a
+    forward pass for the Grams (about a third of a forward-and-backward pass) and a
+    forward-and-backward pass for the gradient."""
+    crops = sum((b - t) * (r - l_) for t, l_, b, r in (c.crop for c in tiles(shape, tile, layers)))
+    return 4 / 3 * crops / (shape[0] * shape[1])
+
+
 class _TileNet:
     """The compiled per-tile computations for one network layout (traced once per crop shape;
     reduce_retracing makes it shape-generic after two shapes)."""
@@ -210,18 +218,19 @@ def _positions(height: int, width: int, layer: str) -> float:
 
 
 class TiledObjective:
-    """The engine's objective at one scale, evaluated tile by tile:
-    content_weight * content + style_weight * style + tv_weight * tv, as in the untiled step.
+    """The engine's objective at one scale, evaluated tile by tile; an impasto.objective.Evaluate
+    with the same numbers: objective(x) -> (weighted losses with "total", d total / d x).
 
     content: the content image at this scale (HxWx3 in [0, 1]); its features are computed here,
         per tile, and only the cores' are kept (in the convolutions' dtype, which is what they
         were computed in, so nothing is rounded).
-    style_grams: layer -> blended target Gram matrix (see grams()).
+    styles: (style picture at its working size, blend weight) pairs; their Gram matrices are
+        computed tile by tile too (the style picture is as large as the output at style_scale 1).
     recipe: anything with content_layers, style_layers (layer -> weight), content_weight,
-        style_weight, tv_weight, pooling and precision (a presets.Recipe).
+        style_weight, tv_weight and pooling (a presets.Recipe); precision: a concrete one.
     """
 
-    def __init__(self, recipe, content: np.ndarray, style_grams: dict, tile: int):
+    def __init__(self, recipe, precision: str, content: np.ndarray, styles: list, tile: int):
         self.content_w = {k: float(v) for k, v in recipe.content_layers.items()}
         self.style_w = {k: float(v) for k, v in recipe.style_layers.items()}
         self.weights = {
@@ -230,16 +239,24 @@ class TiledObjective:
             "tv": float(recipe.tv_weight),
         }
         layers = tuple(sorted(set(self.content_w) | set(self.style_w), key=LAYERS.index))
-        self.net = _net(layers, recipe.pooling, recipe.precision)
+        self.net = _net(layers, recipe.pooling, precision)
         self.shape = content.shape[:2]
+        self.tile = tile
         self.tiles = tiles(self.shape, tile, layers)
-        self.style_t = {name: tf.constant(style_grams[name], tf.float32) for name in self.style_w}
+        self.calls = 0
+        style_layers = tuple(self.style_w)
+        self.style_t = dict.fromkeys(style_layers, tf.zeros((), tf.float32))
+        for arr, weight in styles:
+            for name, g in grams(arr, style_layers, recipe.pooling, precision, tile).items():
+                self.style_t[name] = self.style_t[name] + weight * g
         self.style_norm = {
             name: float(tf.reduce_sum(tf.square(g))) + _EPS for name, g in self.style_t.items()
         }
         self.content_t = []
         norms = dict.fromkeys(self.content_w, 0.0)
         for t in self.tiles:
+            # Eagerly, as impasto.objective computes its targets (a compiled graph fuses the
+            # bias into the convolution and rounds bfloat16 differently).
             feats = self.net._core_features(
                 tf.constant(content[t.crop_slices]), t.offsets, tuple(self.content_w)
             )
@@ -257,6 +274,7 @@ class TiledObjective:
 
     def __call__(self, x: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
         """Weighted losses (content, style, tv, total) at x, and the gradient of the total."""
+        self.calls += 1
         x = np.asarray(x, np.float32)
         height, width = self.shape
         # Pass 1: the picture's Gram matrices, and the style error's derivative dL/dG.

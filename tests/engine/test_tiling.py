@@ -61,8 +61,7 @@ def untiled(recipe, content, style, x):
 
 
 def tiled(recipe, content, style, x, tile):
-    style_t = tiling.grams(style, tuple(recipe.style_layers), recipe.pooling, recipe.precision, 40)
-    objective = tiling.TiledObjective(recipe, content, style_t, tile)
+    objective = tiling.TiledObjective(recipe, recipe.precision, content, [(style, 1.0)], tile)
     losses, grad = objective(x)
     return losses, grad, objective
 
