@@ -146,11 +146,13 @@ def build_app(
     max_steps: int = 1000,
     queue_size: int = 16,
     examples_dir: Path | None = EXAMPLES,
+    max_memory: int | None = None,
 ) -> gr.Blocks:
     """The impasto page. max_size and max_steps bound what one visitor can ask of this machine;
-    queue_size bounds how many jobs may wait (more are refused with "queue is full")."""
+    queue_size bounds how many jobs may wait (more are refused with "queue is full");
+    max_memory is the memory budget of every job (None: the machine's free memory)."""
     runner = runner or EngineRunner()
-    limits = Limits(max_size=max_size, max_steps=max_steps)
+    limits = Limits(max_size=max_size, max_steps=max_steps, max_memory=max_memory)
     results = ResultFolder()
     uploads = Path(get_upload_folder())  # where Gradio puts what visitors upload
     views = {v.name: v for v in preset_views()}

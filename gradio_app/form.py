@@ -31,6 +31,7 @@ class Limits:
 
     max_size: int = 1024
     max_steps: int = 1000
+    max_memory: int | None = None  # the server's budget per job (None: the free memory)
 
 
 def upload_path(payload, what: str, folder: Path | None = None) -> str | None:
@@ -123,6 +124,7 @@ def job_from_form(
         "steps": steps,
         "style_weight": recipe.style_weight * strength,
         "preserve_color": colour,
+        "max_memory": limits.max_memory,  # the server's, never the visitor's
     }
     notes = []
     # The engine works the style images at style_scale times the output size: held to
