@@ -87,7 +87,7 @@ def seconds(result: dict) -> str:
     if "error" in result:
         return f"failed: {result['error']}"
     times = sorted(result["times"])
-    return f"{times[len(times) // 2]:.1f}" if times else "?"
+    return f"{times[len(times) // 2]:.1f}" if times else "(one step)"
 
 
 def main() -> None:
@@ -108,9 +108,16 @@ def main() -> None:
     layers = tuple(recipe.content_layers) + tuple(recipe.style_layers)
     halo, align = tiling.halo(layers), tiling.alignment(layers)
 
-    rows = []
+    cpu = cpu_name()
+    cores = os.cpu_count()
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", cpu).strip("-")
+    out = Path(__file__).resolve().parent / "results" / f"memory-{slug}-{cores}cores.md"
+    # Figures of earlier runs on this machine are kept (a 4096 px row takes an hour here), so
+    # sizes can be measured one at a time; a configuration measured again replaces its row.
+    store = out.with_suffix(".json")
+    known = json.loads(store.read_text()) if store.exists() else {}
     for size in args.sizes:
-        row = {"size": size}
+        row = known.setdefault(str(size), {"size": size})
         for mode in args.modes:
             if mode == "untiled":
                 need = memory.estimate(size * size, size * size, args.precision)
@@ -128,17 +135,17 @@ def main() -> None:
             started = time.perf_counter()
             result = run(mode, size, run_budget, args.steps, args.precision)
             result["wall"] = time.perf_counter() - started
+            result["budget"] = run_budget
+            result["load"] = round(os.getloadavg()[0], 1)
             row[mode] = result
             print(size, mode, json.dumps(result), flush=True)
-        rows.append(row)
-
-    cpu = cpu_name()
-    cores = os.cpu_count()
+            store.write_text(json.dumps(known, indent=1))
+    rows = sorted(known.values(), key=lambda r: r["size"])
     lines = [
         f"# Memory and time per step against size ({cpu}, {cores} cores)",
         "",
-        f"`python benchmarks/memory.py --sizes {' '.join(map(str, args.sizes))} "
-        f"--budget {args.budget} --steps {args.steps}`: classic preset, {args.precision}, square "
+        f"`python benchmarks/memory.py --sizes ... --budget {args.budget} --steps N`: "
+        f"classic preset, {args.precision}, square "
         "pictures, a fresh process per configuration; peak = peak resident memory of the "
         "process (ru_maxrss), including TensorFlow and the network (about 0.9 GB); s/step = "
         "median of the steps after the first (the first also traces the graph and, tiled, "
@@ -169,12 +176,16 @@ def main() -> None:
                 cells.append(f"{result.get('first', 0):.0f} s")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    load = os.getloadavg()[0]
-    lines.append(f"Load average at the end: {load:.1f} on {cores} cores (a shared machine).")
+    loads = sorted(
+        {r[m]["load"] for r in rows for m in ("untiled", "tiled") if "load" in r.get(m, {})}
+    )
+    if loads:
+        lines.append(
+            f"Load average after each run: {loads[0]} to {loads[-1]} on {cores} cores (a shared "
+            "machine: compare ratios within a row, not with figures from a quiet machine)."
+        )
     text = "\n".join(lines) + "\n"
     print(text)
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", cpu).strip("-")
-    out = Path(__file__).resolve().parent / "results" / f"memory-{slug}-{cores}cores.md"
     out.write_text(text)
     print(f"written to {out}")
 

@@ -79,7 +79,9 @@ def memory_plans(checked: CheckedJob, precision: str) -> list[memory.Plan]:
     layers = tuple(recipe.content_layers) + tuple(recipe.style_layers)
     budget = recipe.max_memory or memory.default_budget()
     halo, align = tiling.halo(layers), tiling.alignment(layers)
-    return [memory.choose_tile(size, halo, align, precision, budget) for size, _ in plan(checked)]
+    # The largest scale first: if any does not fit, the error names the size the user asked for.
+    sizes = [size for size, _ in plan(checked)][::-1]
+    return [memory.choose_tile(size, halo, align, precision, budget) for size in sizes][::-1]
 
 
 def describe(checked: CheckedJob) -> dict:
