@@ -6,9 +6,12 @@ No TensorFlow here: the doors check a budget before the engine starts.
 The estimate of a run's peak resident memory is
     BASE + picture pixels x PER_PICTURE_PIXEL + step pixels x STEP_BYTES[precision]
 where the step pixels are the whole picture's untiled, or one tile's crop (core and halo) tiled.
-The constants were measured with benchmarks/memory.py (peak RSS of a fresh process, classic's
-layers, which reach block5 as deep as any shipped preset; see the README's table) and rounded
-up; shallower layer sets need less.
+The constants come from peak RSS of fresh processes (classic's layers, which reach block5 as deep
+as any shipped preset; shallower layer sets need less), rounded up for other allocators and
+layouts. Measured in bfloat16: 1024 px in 512 px tiles (672 px crops) 1.49 GB, in one 1024 px
+tile 2.48 GB, so about 1.75 KB per crop pixel; 4096x4096 in 1232 px tiles (1392 px crops)
+5.70 GB (benchmarks/memory.py), leaving about 100 bytes per picture pixel. The estimate for that
+last run is 8.5 GB: the budget is kept with room to spare.
 """
 
 from __future__ import annotations
