@@ -39,9 +39,13 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+# Each benchmark writes its section of benchmarks/results/<cpu>-<n>cores.md. The tutorial's
+# 1000-step runs (about 1.5 hours on 2 cores) are made once per machine and kept.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/speed.py
+	$(BIN)/python benchmarks/tutorial_baseline.py
 	$(BIN)/python benchmarks/quality.py
+	$(BIN)/python benchmarks/levers.py
 	$(BIN)/python benchmarks/hotfolder.py
 
 clean:

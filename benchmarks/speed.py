@@ -15,6 +15,10 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import write_section  # noqa: E402
 
 CHILD = r"""
 import json, os, resource, statistics, sys, time
@@ -42,6 +46,18 @@ print(json.dumps({"median": statistics.median(times), "min": min(times), "peak_m
 """
 
 
+def precision_line() -> str:
+    """What `auto` picks on this machine, and why (measured in a fresh process)."""
+    code = "from impasto.precision import resolve; print(resolve('auto').reason)"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
@@ -66,10 +82,32 @@ def main() -> None:
                 f"{r['peak_mb']:>8.0f}",
                 flush=True,
             )
+    table = [
+        "| size | precision | s per evaluation (median) | fastest | peak memory |",
+        "|---|---|---|---|---|",
+    ]
+    for (size, precision), r in rows.items():
+        table.append(
+            f"| {size} px | {precision} | {r['median']:.3f} | {r['min']:.3f} | "
+            f"{r['peak_mb']:.0f} MB |"
+        )
     for size in args.sizes:
         if (size, "float32") in rows and (size, "bfloat16") in rows:
             ratio = rows[(size, "float32")]["median"] / rows[(size, "bfloat16")]["median"]
-            print(f"{size} px: bfloat16 is {ratio:.2f}x the speed of float32")
+            table.append(f"\n{size} px: bfloat16 is {ratio:.2f}x the speed of float32.")
+    body = "\n".join(
+        [
+            f"Precision `auto` chose: {precision_line()}.",
+            "",
+            "One loss-and-gradient evaluation of `classic`'s layers (what an optimiser step "
+            f"costs), square pictures, median of {args.steps} after warm-up, a fresh process per "
+            "row (so the peak resident memory is that row's):",
+            "",
+            *table,
+        ]
+    )
+    print(body)
+    print("written to", write_section("speed", "Seconds per step and peak memory", body))
 
 
 if __name__ == "__main__":

@@ -66,8 +66,8 @@ def load(name: str, size: int) -> np.ndarray:
     return to_array(img, fit_long_side(img.size, size))
 
 
-def tutorial(content: np.ndarray, style: np.ndarray, steps: int) -> tuple[np.ndarray, dict]:
-    """The tutorial's loop; returns the picture and its wall and CPU seconds (loop only)."""
+def loop(content: np.ndarray, style: np.ndarray):
+    """The tutorial's compiled step and the picture it moves (a tf.Variable)."""
     import keras
     import tensorflow as tf
 
@@ -104,6 +104,12 @@ def tutorial(content: np.ndarray, style: np.ndarray, steps: int) -> tuple[np.nda
         opt.apply_gradients([(tape.gradient(loss, image), image)])
         image.assign(tf.clip_by_value(image, 0.0, 1.0))
 
+    return step, image
+
+
+def tutorial(content: np.ndarray, style: np.ndarray, steps: int) -> tuple[np.ndarray, dict]:
+    """The tutorial's loop; returns the picture and its wall and CPU seconds (loop only)."""
+    step, image = loop(content, style)
     load_before = os.getloadavg()[0]
     wall, cpu = time.perf_counter(), time.process_time()
     chunks = []  # (wall, CPU) seconds per CHUNK steps after the first (which traces)
@@ -125,6 +131,23 @@ def tutorial(content: np.ndarray, style: np.ndarray, steps: int) -> tuple[np.nda
         "chunk_wall_seconds": [round(w, 2) for w in walls],
         "load_before": round(load_before, 2),
         "load_after": round(os.getloadavg()[0], 2),
+    }
+
+
+def pace(content: str, style: str, size: int, steps: int) -> dict:
+    """Seconds per tutorial step now (wall and CPU), after two steps of warm-up (tracing): what
+    quality.py interleaves with its impasto runs, so both are timed under the same load."""
+    step, image = loop(load(content, size), load(style, size))
+    for _ in range(2):
+        step()
+    image.numpy()
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        step()
+    image.numpy()
+    return {
+        "wall": (time.perf_counter() - wall) / steps,
+        "cpu": (time.process_time() - cpu) / steps,
     }
 
 
@@ -173,7 +196,16 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3, choices=(1, 2, 3))
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--fresh", action="store_true", help="measure again even if stored")
+    parser.add_argument(
+        "--pace",
+        type=int,
+        metavar="STEPS",
+        help="only time STEPS steps, of pair number --pairs at the first of --sizes",
+    )
     args = parser.parse_args()
+    if args.pace:
+        print(json.dumps(pace(*PAIRS[args.pairs - 1], args.sizes[0], args.pace)))
+        return
     for size in args.sizes:
         for content, style in PAIRS[: args.pairs]:
             _, meta = baseline(content, style, size, args.steps, args.fresh)

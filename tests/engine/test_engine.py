@@ -206,10 +206,11 @@ def test_cancel_stops_within_a_step_and_returns_the_best_so_far():
     assert max(result.image.size) == 64
 
 
-def test_resume_matches_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_resume_matches_an_uninterrupted_run(tmp_path, optimizer):
     # Two scales (min_size 48 to 80 px) so the resume crosses a scale boundary.
-    over = {"steps": [6, 6], "min_size": 48}
-    full = impasto.stylize(job(size=80, overrides=over)).image
+    over = {"steps": [6, 6], "min_size": 48, "optimizer": optimizer}
+    full = impasto.stylize(job(size=80, overrides=over))
     cancel = threading.Event()
     ckpt = tmp_path / "state.npz"
 
@@ -225,8 +226,13 @@ def test_resume_matches_an_uninterrupted_run(tmp_path):
     assert first.cancelled and ckpt.exists()
     resumed = impasto.stylize(job(size=80, overrides=over, resume=ckpt))
     assert not resumed.cancelled and resumed.stats["steps"] == 12
-    diff = np.abs(np.asarray(resumed.image, np.float32) - np.asarray(full, np.float32))
-    assert diff.mean() < 0.5 and diff.max() <= 8, (diff.mean(), diff.max())
+    diff = np.abs(np.asarray(resumed.image, np.float32) - np.asarray(full.image, np.float32))
+    if optimizer == "adam":  # Adam's whole state is in the checkpoint: the same picture
+        assert diff.mean() < 0.5 and diff.max() <= 8, (diff.mean(), diff.max())
+    else:  # L-BFGS rebuilds its curvature estimate after a resume: as good, not identical
+        total = full.stats["losses"]["total"]
+        assert resumed.stats["losses"]["total"] < 1.1 * total
+        assert diff.mean() < 8, diff.mean()
 
 
 def test_resume_refuses_another_jobs_checkpoint(tmp_path):

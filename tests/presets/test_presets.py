@@ -117,7 +117,7 @@ def test_user_preset_adds_a_name_and_path_works(tmp_path):
             r"unknown key 'style_wieght'; did you mean 'style_weight'\?",
         ),
         (
-            lambda t: t.replace('pooling = "avg"', 'pooling = "median"'),
+            lambda t: t.replace('pooling = "max"', 'pooling = "median"'),
             r"pooling must be one of max, avg, not 'median'",
         ),
         (lambda t: t.replace("size = 512", "size = nan"), r"size must be a finite number, not nan"),
@@ -126,7 +126,7 @@ def test_user_preset_adds_a_name_and_path_works(tmp_path):
             r"style_weight must be a finite number, not inf",
         ),
         (
-            lambda t: t.replace("steps = [200, 80, 30]", "steps = [200, -inf, 30]"),
+            lambda t: t.replace("steps = [30, 12, 8]", "steps = [30, -inf, 8]"),
             r"steps must be a finite number, not -inf",
         ),
         (
