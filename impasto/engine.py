@@ -130,7 +130,8 @@ def estimate_seconds(steps_plan, plans, precision, layers) -> float | None:
     seconds = 0.0
     for ((w, h), steps), p in zip(steps_plan, plans, strict=True):
         ratio = 1 if p.tile is None else tiling.work_ratio((h, w), p.tile, layers)
-        seconds += steps * w * h * rate * ratio
+        # One step more per scale: its targets (tile by tile: two forward passes) and tracing.
+        seconds += (steps + 1) * w * h * rate * ratio
     return round(seconds)
 
 
