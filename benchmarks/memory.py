@@ -170,7 +170,8 @@ def main() -> None:
             if mode == "tiled":
                 cells.append(f"{result.get('tile')} px" if result.get("tile") else "")
             estimate = result.get("estimate")
-            estimate = f" ({estimate / args.steps:.1f})" if estimate else ""
+            # impasto counts one step more per scale, for its targets and tracing
+            estimate = f" ({estimate / (args.steps + 1):.1f})" if estimate else ""
             cells += [seconds(result) + estimate, f"{result.get('peak_mb', 0):.0f} MB"]
             if mode == "tiled":
                 cells.append(f"{result.get('first', 0):.0f} s")
