@@ -101,7 +101,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="steps per configuration")
     parser.add_argument("--precision", default="bfloat16")
     parser.add_argument("--small-tile", type=int, default=256)
-    parser.add_argument("--modes", nargs="+", default=["untiled", "tiled"])
+    parser.add_argument(
+        "--modes", nargs="*", default=["untiled", "tiled"], help="none: only rewrite the table"
+    )
     args = parser.parse_args()
     budget = memory.parse_size(args.budget, "--budget")
     recipe = load_preset("classic")
@@ -161,7 +163,8 @@ def main() -> None:
     for row in rows:
         cells = [f"{row['size']}x{row['size']}"]
         for mode in ("untiled", "tiled"):
-            result = row.get(mode, {"skipped": "not run"})
+            need = memory.estimate(row["size"] ** 2, row["size"] ** 2, args.precision)
+            result = row.get(mode, {"skipped": f"needs about {memory.format_size(need)}"})
             if "skipped" in result:
                 cells += [f"not run ({result['skipped']})", "", "", ""][
                     : 2 if mode == "untiled" else 4
@@ -171,7 +174,8 @@ def main() -> None:
                 cells.append(f"{result.get('tile')} px" if result.get("tile") else "")
             estimate = result.get("estimate")
             # impasto counts one step more per scale, for its targets and tracing
-            estimate = f" ({estimate / (args.steps + 1):.1f})" if estimate else ""
+            steps = len(result.get("times", [])) + 1  # the first step is not in "times"
+            estimate = f" ({estimate / (steps + 1):.1f})" if estimate else ""
             cells += [seconds(result) + estimate, f"{result.get('peak_mb', 0):.0f} MB"]
             if mode == "tiled":
                 cells.append(f"{result.get('first', 0):.0f} s")
