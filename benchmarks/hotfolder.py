@@ -41,9 +41,9 @@ STYLE = ROOT / "tests" / "data" / "vangogh_starry_night_1889.jpg"
 DIRECT = r"""
 import json, sys, time
 from pathlib import Path
-from impasto.cli import import_engine
+from impasto import load_engine
 t0 = time.perf_counter()
-engine = import_engine()
+engine = load_engine()
 import impasto
 startup = time.perf_counter() - t0
 src, out, style = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]

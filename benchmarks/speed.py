@@ -34,11 +34,11 @@ objective = objective_for(*layers, recipe.pooling, precision)
 rng = np.random.default_rng(0)
 content = rng.uniform(size=(size, size, 3)).astype(np.float32)
 style = rng.uniform(size=(size, size, 3)).astype(np.float32)
-objective.set_targets(content, [(style, 1.0)], params(recipe))
+evaluate = objective.at(content, [(style, 1.0)], params(recipe))
 times = []
 for i in range(steps + 2):
     start = time.perf_counter()
-    objective.evaluate(content)  # one loss-and-gradient evaluation: what a step costs
+    evaluate(content)  # one loss-and-gradient evaluation: what a step costs
     if i >= 2:  # the first calls trace and compile
         times.append(time.perf_counter() - start)
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -48,7 +48,10 @@ print(json.dumps({"median": statistics.median(times), "min": min(times), "peak_m
 
 def precision_line() -> str:
     """What `auto` picks on this machine, and why (measured in a fresh process)."""
-    code = "from impasto.precision import resolve; print(resolve('auto').reason)"
+    code = (
+        "from impasto.precision import resolve; c = resolve('auto'); "
+        "print(f'{c.precision}: {c.reason}')"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

@@ -14,6 +14,8 @@ import shutil
 import tempfile
 import time
 import uuid
+import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -21,17 +23,19 @@ import pandas as pd
 from gradio.utils import get_upload_folder
 
 import impasto
-from gradio_app import quiet_refusals
-from gradio_app.form import MIN_SIZE, STRENGTH, Limits, job_from_form, public_message
-from gradio_app.presets_view import (
+from impasto.gradio_app import quiet_refusals
+from impasto.gradio_app.form import FormJob, Limits, job_from_form, public_message
+from impasto.gradio_app.presets_view import (
     PresetView,
     default_preset,
     describe_markdown,
     preset_views,
     recipe_or_none,
 )
-from gradio_app.runner import EngineRunner
+from impasto.gradio_app.runner import EngineRunner
 from impasto.images import save_image
+from impasto.limits import WEB_MAX_SIZE, WEB_MAX_STEPS, WEB_MIN_SIZE, WEB_STYLE_STRENGTH
+from impasto.protocol import clock
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,7 @@ MAX_UPLOAD = "50mb"  # larger uploads are refused by Gradio before they reach th
 # default, about 70 kB each: 0.7 GB when full). The most recent ones are plenty for a page with
 # no per-visitor state; a visitor whose session was dropped loses only a refreshed preset list.
 SESSIONS_KEPT = 100
-COLOUR_CHOICES = [
+COLOR_CHOICES = [
     ("the painting's colours", "none"),
     ("the photo's colours (luminance)", "luminance"),
     ("the photo's palette (histogram)", "histogram"),
@@ -95,11 +99,6 @@ class ResultFolder:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"
-
-
 def _output_name(content: str, preset: str, seed: int) -> str:
     """photo-classic-seed0.png: built from sanitised pieces, whatever the upload was called."""
     return f"{_safe(Path(content).stem) or 'picture'}-{_safe(preset)}-seed{seed}.png"
@@ -134,40 +133,69 @@ def _finished_message(outcome: impasto.StyleResult) -> str:
             f"the best picture so far ({w}×{h})."
         )
     return (
-        f"Done: {w}×{h} in {_clock(stats['seconds'])} "
+        f"Done: {w}×{h} in {clock(stats['seconds'])} "
         f"({stats['steps']} steps on the {stats['device']})."
     )
 
 
-def build_app(
-    runner: EngineRunner | None = None,
-    *,
-    max_size: int = 1024,
-    max_steps: int = 1000,
-    queue_size: int = 16,
-    examples_dir: Path | None = EXAMPLES,
-    max_memory: int | None = None,
-) -> gr.Blocks:
-    """The impasto page. max_size and max_steps bound what one visitor can ask of this machine;
-    queue_size bounds how many jobs may wait (more are refused with "queue is full");
-    max_memory is the memory budget of every job (None: the machine's free memory)."""
-    runner = runner or EngineRunner()
-    limits = Limits(max_size=max_size, max_steps=max_steps, max_memory=max_memory)
-    results = ResultFolder()
-    uploads = Path(get_upload_folder())  # where Gradio puts what visitors upload
-    views = {v.name: v for v in preset_views()}
-    first = default_preset(list(views.values()))
-    first_recipe = recipe_or_none(first)
+@dataclass
+class Page:
+    """The page's components that handlers read or write."""
 
-    def view_for(name: object) -> PresetView | None:
+    content: gr.Image
+    styles: list[tuple[gr.Image, gr.Slider]]  # up to three (style image, blend weight) pairs
+    preset: gr.Dropdown
+    tile: gr.Image
+    preset_md: gr.Markdown
+    size: gr.Slider
+    steps: gr.Slider
+    strength: gr.Slider
+    color: gr.Radio
+    seed: gr.Number
+    run: gr.Button
+    cancel: gr.Button
+    status: gr.Markdown
+    result: gr.Image
+    download: gr.DownloadButton
+    plot: gr.LinePlot
+
+    def form_inputs(self) -> set:
+        """What Run sends, as one dict handed to the handler. Gradio orders a set's values by
+        creation, which is also the order of /stylize's 13 API values (see _layout)."""
+        return {
+            self.content,
+            *(c for pair in self.styles for c in pair),
+            self.preset,
+            self.size,
+            self.steps,
+            self.strength,
+            self.color,
+            self.seed,
+        }
+
+
+class WebApp:
+    """The page's handlers, and what they share: the engine, this server's limits, the folder of
+    finished pictures and the preset list. One per built page."""
+
+    def __init__(self, runner: EngineRunner, limits: Limits):
+        self.runner = runner
+        self.limits = limits
+        self.results = ResultFolder()
+        self.uploads = Path(get_upload_folder())  # where Gradio puts what visitors upload
+        self.views = {v.name: v for v in preset_views()}
+        self.page: Page | None = None  # set once the page is laid out
+
+    def view_for(self, name: object) -> PresetView | None:
         if not isinstance(name, str):  # the page sends a name; anything else is no preset
             return None
-        if name not in views:  # a preset added to the library since the page was built
-            views.update({v.name: v for v in preset_views()})
-        return views.get(name)
+        if name not in self.views:  # a preset added to the library since the page was built
+            self.views.update({v.name: v for v in preset_views()})
+        return self.views.get(name)
 
-    def preset_changed(name: str):
-        view, recipe = view_for(name), recipe_or_none(name)
+    def preset_changed(self, name: str):
+        """The preset's description and sample, and its size, steps and colours in the form."""
+        view, recipe = self.view_for(name), recipe_or_none(name)
         tile_path = str(view.tile) if view and view.tile else None
         shown = [
             describe_markdown(view, recipe),
@@ -175,49 +203,46 @@ def build_app(
         ]
         if recipe is None:
             return [*shown, gr.skip(), gr.skip(), gr.skip()]
-        size_value = min(max(recipe.size, MIN_SIZE), max_size)
-        return [*shown, size_value, min(recipe.total_steps, max_steps), recipe.preserve_color]
+        size_value = min(max(recipe.size, WEB_MIN_SIZE), self.limits.max_size)
+        steps_value = min(recipe.total_steps, self.limits.max_steps)
+        return [*shown, size_value, steps_value, recipe.preserve_color]
 
-    def refresh_presets(current: str | None):
+    def refresh_presets(self, current: str | None):
         fresh = preset_views()
-        views.clear()
-        views.update({v.name: v for v in fresh})
-        value = current if isinstance(current, str) and current in views else default_preset(fresh)
+        self.views = {v.name: v for v in fresh}
+        value = (
+            current if isinstance(current, str) and current in self.views else default_preset(fresh)
+        )
         return gr.update(choices=[(v.name, v.name) for v in fresh], value=value)
 
+    def form(self, values: dict) -> FormJob:
+        """The job the form's values describe (see gradio_app.form; raises ImpastoError)."""
+        page = self.page
+        return job_from_form(
+            values[page.content],
+            [(values[image], values[weight]) for image, weight in page.styles],
+            values[page.preset],
+            values[page.size],
+            values[page.steps],
+            values[page.strength],
+            values[page.color],
+            values[page.seed],
+            self.limits,
+            upload_folder=self.uploads,
+        )
+
     def run_job(
-        content,
-        style_1,
-        weight_1,
-        style_2,
-        weight_2,
-        style_3,
-        weight_3,
-        preset,
-        size,
-        steps,
-        strength,
-        colour,
-        seed,
+        self,
+        values: dict,
         request: gr.Request,
         progress=gr.Progress(),  # noqa: B008  (Gradio's way of asking for a progress bar)
     ):
         """Paint the photo in the style of the style images (blended by weight). Streams the
         picture every few steps; the last update carries the PNG with its settings embedded."""
+        page = self.page
         paths: list[str] = []
         try:
-            form = job_from_form(
-                content,
-                [(style_1, weight_1), (style_2, weight_2), (style_3, weight_3)],
-                preset,
-                size,
-                steps,
-                strength,
-                colour,
-                seed,
-                limits,
-                upload_folder=uploads,
-            )
+            form = self.form(values)
             paths = form.paths
             checked = impasto.check_job(form.job)
         except impasto.ImpastoError as exc:
@@ -226,18 +251,18 @@ def build_app(
             raise _bug(exc) from None
         notes = "".join(f"\n\nNote: {note}." for note in form.notes)
         yield {
-            status: "Starting…" + notes,
-            result: None,
-            download: gr.update(value=None, visible=False),
-            plot: None,
+            page.status: "Starting…" + notes,
+            page.result: None,
+            page.download: gr.update(value=None, visible=False),
+            page.plot: None,
         }
         history = LossHistory()
         session = request.session_hash if request is not None else ""
         outcome = None
         try:
-            folder = results.new_job_folder()
+            folder = self.results.new_job_folder()
             preview = folder / "preview.webp"
-            for item in runner.run(checked, session):
+            for item in self.runner.run(checked, session):
                 if item is None:
                     yield gr.skip()  # nothing new; lets Gradio close us if the page went away
                     continue
@@ -249,7 +274,7 @@ def build_app(
                 progress(
                     (item.step, item.total),
                     desc=f"scale {item.scale}/{item.scales} ({w}×{h}) · step {item.step}/"
-                    f"{item.total} · about {_clock(item.eta)} left",
+                    f"{item.total} · about {clock(item.eta)} left",
                     unit="steps",
                 )
                 if item.preview is not None:
@@ -257,181 +282,222 @@ def build_app(
                     # its cached copy of a PIL image in place, under the feet of whoever is
                     # downloading the same picture from another job.
                     save_image(item.preview, preview)
-                    yield {status: "", result: str(preview), plot: history.frame()}
+                    yield {page.status: "", page.result: str(preview), page.plot: history.frame()}
             if outcome is None:
-                yield {status: "Cancelled before it started."}
+                yield {page.status: "Cancelled before it started."}
                 return
-            path = outcome.save(folder / _output_name(paths[0], preset, form.job.seed))
+            name = _output_name(paths[0], values[page.preset], form.job.seed)
+            path = outcome.save(folder / name)
             preview.unlink(missing_ok=True)
         except impasto.ImpastoError as exc:
             raise _error(exc, paths, "job failed") from None
         except Exception as exc:
             raise _bug(exc) from None
         yield {
-            status: _finished_message(outcome) + notes,
-            result: str(path),
-            download: gr.update(value=str(path), visible=True),
-            plot: history.frame(),
+            page.status: _finished_message(outcome) + notes,
+            page.result: str(path),
+            page.download: gr.update(value=str(path), visible=True),
+            page.plot: history.frame(),
         }
 
-    def cancel_job(request: gr.Request):
+    def cancel_job(self, request: gr.Request):
         """Stop this page's running job after its current step; it keeps the best picture."""
-        asked = runner.cancel(request.session_hash if request is not None else "")
+        asked = self.runner.cancel(request.session_hash if request is not None else "")
         # Said in the status, not in a pop-up, so that API callers get the answer too.
         return "Stopping after this step…" if asked else "Nothing of yours is running."
 
+
+# Each built page's folder of finished pictures, which close() removes: kept here rather than
+# as an attribute added to gr.Blocks.
+_RESULTS: weakref.WeakKeyDictionary[gr.Blocks, ResultFolder] = weakref.WeakKeyDictionary()
+
+
+def results_folder(demo: gr.Blocks) -> Path:
+    """Where a built page keeps its finished pictures for download."""
+    return _RESULTS[demo].path
+
+
+def build_app(
+    runner: EngineRunner | None = None,
+    *,
+    max_size: int = WEB_MAX_SIZE,
+    max_steps: int = WEB_MAX_STEPS,
+    queue_size: int = 16,
+    examples_dir: Path | None = EXAMPLES,
+    max_memory: int | None = None,
+) -> gr.Blocks:
+    """The impasto page. max_size and max_steps bound what one visitor can ask of this machine;
+    queue_size bounds how many jobs may wait (more are refused with "queue is full");
+    max_memory is the memory budget of every job (None: the machine's free memory)."""
+    limits = Limits(max_size=max_size, max_steps=max_steps, max_memory=max_memory)
+    app = WebApp(runner or EngineRunner(), limits)
     with gr.Blocks(
         title="impasto", analytics_enabled=False, delete_cache=(3600, KEEP_RESULTS)
     ) as demo:
-        gr.Markdown(
-            "# impasto\nPaint a photo in the style of an artwork: upload a photo and one or "
-            "more paintings, pick a preset, press **Run**."
-        )
-        with gr.Row():
-            with gr.Column(scale=1):
-                with gr.Row():
-                    content = _upload("Photo (content)", "impasto-content", 220)
-                    with gr.Column():
-                        style_1 = _upload("Style", "impasto-style-1", 160)
-                        weight_1 = _weight()
-                with gr.Accordion("Blend more styles", open=False):
-                    with gr.Row():
-                        with gr.Column():
-                            style_2 = _upload("Style 2", "impasto-style-2", 140)
-                            weight_2 = _weight()
-                        with gr.Column():
-                            style_3 = _upload("Style 3", "impasto-style-3", 140)
-                            weight_3 = _weight()
-                first_view = views.get(first)
-                first_tile = str(first_view.tile) if first_view and first_view.tile else None
-                with gr.Row(equal_height=True):
-                    preset = gr.Dropdown(
-                        choices=[(name, name) for name in views],
-                        value=first,
-                        label="Preset",
-                        elem_id="impasto-preset",
-                        scale=3,
-                    )
-                    tile = gr.Image(
-                        value=first_tile,
-                        label="Preset sample",
-                        interactive=False,
-                        visible=first_tile is not None,
-                        height=110,
-                        scale=1,
-                        buttons=[],
-                    )
-                preset_md = gr.Markdown(
-                    describe_markdown(first_view, first_recipe), elem_id="impasto-preset-info"
-                )
-                with gr.Row():
-                    size = gr.Slider(
-                        MIN_SIZE,
-                        max_size,
-                        value=min(first_recipe.size, max_size) if first_recipe else 512,
-                        step=16,
-                        label="Output size (long side, px)",
-                        elem_id="impasto-size",
-                    )
-                    steps = gr.Slider(
-                        1,
-                        max_steps,
-                        value=min(first_recipe.total_steps, max_steps) if first_recipe else 100,
-                        step=1,
-                        label="Steps",
-                        info="more: more painted, slower",
-                        elem_id="impasto-steps",
-                    )
-                with gr.Row():
-                    strength = gr.Slider(
-                        *STRENGTH,
-                        value=1.0,
-                        step=0.05,
-                        label="Style strength",
-                        info="times the preset's style weight",
-                        elem_id="impasto-strength",
-                    )
-                    seed = gr.Number(
-                        value=0, precision=0, minimum=0, label="Seed", elem_id="impasto-seed"
-                    )
-                colour = gr.Radio(
-                    COLOUR_CHOICES,
-                    value=first_recipe.preserve_color if first_recipe else "none",
-                    label="Colours",
-                    elem_id="impasto-colour",
-                )
-                if examples_dir is not None:
-                    _add_examples(examples_dir, content, style_1)
-            with gr.Column(scale=1):
-                with gr.Row():
-                    run_button = gr.Button("Run", variant="primary", elem_id="impasto-run")
-                    cancel_button = gr.Button("Cancel", variant="stop", elem_id="impasto-cancel")
-                status = gr.Markdown(
-                    "Ready.", elem_id="impasto-status", min_height=72, padding=True
-                )
-                result = gr.Image(
-                    label="Picture",
-                    interactive=False,
-                    format="webp",  # previews only; the finished picture is the PNG file itself
-                    height=400,
-                    elem_id="impasto-result",
-                    buttons=["download", "fullscreen"],
-                )
-                download = gr.DownloadButton(
-                    "Download PNG (settings embedded)",
-                    visible=False,
-                    variant="primary",
-                    elem_id="impasto-download",
-                )
-                plot = gr.LinePlot(
-                    x="step",
-                    y="loss",
-                    color="term",
-                    label="Loss over the steps",  # no height: a set height cuts off the legend
-                    elem_id="impasto-plot",
-                )
-
-        preset.change(
-            preset_changed,
-            inputs=preset,
-            outputs=[preset_md, tile, size, steps, colour],
+        page = app.page = _layout(app, examples_dir)
+        page.preset.change(
+            app.preset_changed,
+            inputs=page.preset,
+            outputs=[page.preset_md, page.tile, page.size, page.steps, page.color],
             queue=False,
             api_visibility="private",
         )
         demo.load(
-            refresh_presets, inputs=preset, outputs=preset, queue=False, api_visibility="private"
+            app.refresh_presets,
+            inputs=page.preset,
+            outputs=page.preset,
+            queue=False,
+            api_visibility="private",
         )
-        run_button.click(
-            run_job,
-            inputs=[
-                content,
-                style_1,
-                weight_1,
-                style_2,
-                weight_2,
-                style_3,
-                weight_3,
-                preset,
-                size,
-                steps,
-                strength,
-                colour,
-                seed,
-            ],
-            outputs=[status, result, download, plot],
+        page.run.click(
+            app.run_job,
+            inputs=page.form_inputs(),
+            outputs=[page.status, page.result, page.download, page.plot],
             api_name="stylize",
-            preprocess=False,  # see gradio_app.form: the engine judges the uploads
+            preprocess=False,  # see impasto.gradio_app.form: the engine judges the uploads
             concurrency_id=ENGINE_QUEUE,
             concurrency_limit=1,
             show_progress="full",
-            show_progress_on=[status],
+            show_progress_on=[page.status],
         )
-        cancel_button.click(
-            cancel_job, outputs=status, api_name="cancel", queue=False, show_progress="hidden"
+        page.cancel.click(
+            app.cancel_job,
+            outputs=page.status,
+            api_name="cancel",
+            queue=False,
+            show_progress="hidden",
         )
     demo.queue(max_size=queue_size, default_concurrency_limit=1)
-    demo.impasto_results = results  # removed by close()
+    _RESULTS[demo] = app.results
     return demo
+
+
+def _layout(app: WebApp, examples_dir: Path | None) -> Page:
+    """The page's components, inside the open gr.Blocks. Inputs are made in the order of
+    /stylize's API values (Gradio orders a set of inputs by creation): the colours radio is
+    made before the seed box and shown below it."""
+    max_size, max_steps = app.limits.max_size, app.limits.max_steps
+    first = default_preset(list(app.views.values()))
+    first_view, first_recipe = app.views.get(first), recipe_or_none(first)
+    first_tile = str(first_view.tile) if first_view and first_view.tile else None
+    gr.Markdown(
+        "# impasto\nPaint a photo in the style of an artwork: upload a photo and one or "
+        "more paintings, pick a preset, press **Run**."
+    )
+    with gr.Row():
+        with gr.Column(scale=1):
+            with gr.Row():
+                content = _upload("Photo (content)", "impasto-content", 220)
+                with gr.Column():
+                    styles = [(_upload("Style", "impasto-style-1", 160), _weight())]
+            with gr.Accordion("Blend more styles", open=False), gr.Row():
+                for n in (2, 3):
+                    with gr.Column():
+                        styles.append((_upload(f"Style {n}", f"impasto-style-{n}", 140), _weight()))
+            with gr.Row(equal_height=True):
+                preset = gr.Dropdown(
+                    choices=[(name, name) for name in app.views],
+                    value=first,
+                    label="Preset",
+                    elem_id="impasto-preset",
+                    scale=3,
+                )
+                tile = gr.Image(
+                    value=first_tile,
+                    label="Preset sample",
+                    interactive=False,
+                    visible=first_tile is not None,
+                    height=110,
+                    scale=1,
+                    buttons=[],
+                )
+            preset_md = gr.Markdown(
+                describe_markdown(first_view, first_recipe), elem_id="impasto-preset-info"
+            )
+            with gr.Row():
+                size = gr.Slider(
+                    WEB_MIN_SIZE,
+                    max_size,
+                    value=min(first_recipe.size, max_size) if first_recipe else 512,
+                    step=16,
+                    label="Output size (long side, px)",
+                    elem_id="impasto-size",
+                )
+                steps = gr.Slider(
+                    1,
+                    max_steps,
+                    value=min(first_recipe.total_steps, max_steps) if first_recipe else 100,
+                    step=1,
+                    label="Steps",
+                    info="more: more painted, slower",
+                    elem_id="impasto-steps",
+                )
+            with gr.Row():
+                strength = gr.Slider(
+                    *WEB_STYLE_STRENGTH,
+                    value=1.0,
+                    step=0.05,
+                    label="Style strength",
+                    info="times the preset's style weight",
+                    elem_id="impasto-strength",
+                )
+                color = gr.Radio(
+                    COLOR_CHOICES,
+                    value=first_recipe.preserve_color if first_recipe else "none",
+                    label="Colours",
+                    elem_id="impasto-color",
+                    render=False,  # shown below this row
+                )
+                seed = gr.Number(
+                    value=0, precision=0, minimum=0, label="Seed", elem_id="impasto-seed"
+                )
+            color.render()
+            if examples_dir is not None:
+                _add_examples(examples_dir, content, styles[0][0])
+        with gr.Column(scale=1):
+            with gr.Row():
+                run = gr.Button("Run", variant="primary", elem_id="impasto-run")
+                cancel = gr.Button("Cancel", variant="stop", elem_id="impasto-cancel")
+            status = gr.Markdown("Ready.", elem_id="impasto-status", min_height=72, padding=True)
+            result = gr.Image(
+                label="Picture",
+                interactive=False,
+                format="webp",  # previews only; the finished picture is the PNG file itself
+                height=400,
+                elem_id="impasto-result",
+                buttons=["download", "fullscreen"],
+            )
+            download = gr.DownloadButton(
+                "Download PNG (settings embedded)",
+                visible=False,
+                variant="primary",
+                elem_id="impasto-download",
+            )
+            plot = gr.LinePlot(
+                x="step",
+                y="loss",
+                color="term",
+                label="Loss over the steps",  # no height: a set height cuts off the legend
+                elem_id="impasto-plot",
+            )
+    return Page(
+        content=content,
+        styles=styles,
+        preset=preset,
+        tile=tile,
+        preset_md=preset_md,
+        size=size,
+        steps=steps,
+        strength=strength,
+        color=color,
+        seed=seed,
+        run=run,
+        cancel=cancel,
+        status=status,
+        result=result,
+        download=download,
+        plot=plot,
+    )
 
 
 def _upload(label: str, elem_id: str, height: int) -> gr.Image:
@@ -460,7 +526,7 @@ def _add_examples(folder: Path, content, style) -> None:
 
 def launch(demo: gr.Blocks, **options):
     """Start serving in the background with the app's defaults: the upload limit, no Gradio
-    banner, no share link (gradio_app.sharing asks for one afterwards, see there), and
+    banner, no share link (impasto.gradio_app.sharing asks for one afterwards, see there), and
     Gradio's refusals of malformed requests in one log line each (see quiet_refusals)."""
     quiet_refusals.install()
     settings = {
@@ -477,5 +543,5 @@ def launch(demo: gr.Blocks, **options):
 
 def close(demo: gr.Blocks) -> None:
     """Stop serving and remove the finished pictures this app kept for download."""
-    demo.close()
-    demo.impasto_results.remove()
+    demo.close()  # nothing to stop when it never started serving
+    _RESULTS[demo].remove()

@@ -17,10 +17,13 @@ import threading
 
 from impasto import memory
 from impasto.errors import ImpastoError
+from impasto.limits import MAX_SIZE, WEB_MAX_SIZE, WEB_MAX_STEPS, WEB_MIN_SIZE
 from impasto.memory import parse_size
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
+
+HELP = "start the web app (Gradio)"  # one line in `impasto --help`
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,11 +45,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-size",
         type=int,
-        default=1024,
-        help="largest output long side visitors may ask for, px (default 1024)",
+        default=WEB_MAX_SIZE,
+        help=f"largest output long side visitors may ask for, px (default {WEB_MAX_SIZE})",
     )
     p.add_argument(
-        "--max-steps", type=int, default=1000, help="most steps visitors may ask for (default 1000)"
+        "--max-steps",
+        type=int,
+        default=WEB_MAX_STEPS,
+        help=f"most steps visitors may ask for (default {WEB_MAX_STEPS})",
     )
     p.add_argument(
         "--max-memory",
@@ -60,13 +66,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gradio_app import sharing
+    from impasto.gradio_app import sharing
 
     auth = sharing.parse_auth(args.auth)
     if not 1 <= args.port <= 65535:
         raise ImpastoError(f"--port must be 1 to 65535, not {args.port}")
-    if not 64 <= args.max_size <= 8192:
-        raise ImpastoError(f"--max-size must be 64 to 8192 px, not {args.max_size}")
+    if not WEB_MIN_SIZE <= args.max_size <= MAX_SIZE:
+        raise ImpastoError(
+            f"--max-size must be {WEB_MIN_SIZE} to {MAX_SIZE} px, not {args.max_size}"
+        )
     max_memory = None if args.max_memory is None else parse_size(args.max_memory, "--max-memory")
     largest = memory.largest_side(max_memory or memory.default_budget(), "float32")
     if args.max_size > largest:
@@ -82,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"impasto: warning: {warning}", file=sys.stderr)
 
     print("impasto: loading the engine…", file=sys.stderr, flush=True)
-    from gradio_app.app import build_app, close, launch
-    from gradio_app.runner import EngineRunner
+    from impasto.gradio_app.app import build_app, close, launch
+    from impasto.gradio_app.runner import EngineRunner
 
     runner = EngineRunner()
     try:
@@ -101,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         launch(demo, server_name=args.host, server_port=args.port, auth=auth)
     except OSError as exc:  # e.g. another program took the port while the engine loaded
-        demo.impasto_results.remove()
+        close(demo)
         raise ImpastoError(f"cannot serve on {args.host}:{args.port}: {exc}") from None
 
     stop = threading.Event()

@@ -18,19 +18,25 @@ from pathlib import Path
 
 from impasto import StyleJob
 from impasto.errors import InputError, PresetError
-from impasto.presets import CHOICES, load_library_preset, shipped_preset_dir, user_preset_dir
+from impasto.limits import (
+    PRESERVE_COLOR,
+    WEB_MAX_SEED,
+    WEB_MAX_SIZE,
+    WEB_MAX_STEPS,
+    WEB_MIN_SIZE,
+    WEB_STYLE_STRENGTH,
+)
+from impasto.presets import load_library_preset, shipped_preset_dir, user_preset_dir
 
-MIN_SIZE = 64  # below this the pyramid has nothing to paint on; the page's slider starts here
 PREVIEWS_PER_JOB = 20  # about this many intermediate pictures per job, whatever its length
-STRENGTH = (0.25, 4.0)  # style strength multiplies the preset's style weight by this much
 
 
 @dataclass(frozen=True)
 class Limits:
     """What one visitor may ask of this machine (set by `impasto serve --max-size/--max-steps`)."""
 
-    max_size: int = 1024
-    max_steps: int = 1000
+    max_size: int = WEB_MAX_SIZE
+    max_steps: int = WEB_MAX_STEPS
     max_memory: int | None = None  # the server's budget per job (None: the free memory)
 
 
@@ -92,7 +98,7 @@ def job_from_form(
     size,
     steps,
     strength,
-    colour,
+    color,
     seed,
     limits: Limits,
     upload_folder: Path | None = None,
@@ -114,18 +120,15 @@ def job_from_form(
     if preset is None or preset == "":
         raise PresetError("pick a preset")
     recipe = load_library_preset(preset)
-    size = number(size, "output size", MIN_SIZE, limits.max_size, whole=True)
+    size = number(size, "output size", WEB_MIN_SIZE, limits.max_size, whole=True)
     steps = number(steps, "steps", 1, limits.max_steps, whole=True)
-    strength = number(strength, "style strength", *STRENGTH)
-    seed = number(0 if seed in (None, "") else seed, "seed", 0, 2**31 - 1, whole=True)
-    if colour not in CHOICES["preserve_color"]:
-        raise InputError(f"colours must be one of {', '.join(CHOICES['preserve_color'])}")
-    overrides: dict = {
-        "steps": steps,
-        "style_weight": recipe.style_weight * strength,
-        "preserve_color": colour,
-        "max_memory": limits.max_memory,  # the server's, never the visitor's
-    }
+    strength = number(strength, "style strength", *WEB_STYLE_STRENGTH)
+    seed = number(0 if seed in (None, "") else seed, "seed", 0, WEB_MAX_SEED, whole=True)
+    if color not in PRESERVE_COLOR:
+        raise InputError(f"colours must be one of {', '.join(PRESERVE_COLOR)}")
+    # The strength is the engine's relative override: it resolves it against the preset.
+    overrides: dict = {"steps": steps, "style_strength": strength, "preserve_color": color}
+    overrides["max_memory"] = limits.max_memory  # the server's budget, never the visitor's
     notes = []
     # The engine works the style images at style_scale times the output size: held to
     # --max-size like the output itself.

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from impasto.errors import ImpastoError
-from impasto.presets import DEFAULT_PRESET, Recipe, list_presets, load_library_preset
+from impasto.limits import DEFAULT_PRESET
+from impasto.presets import Recipe, list_presets, load_library_preset
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from hotfolder.config import (
+from impasto.errors import ImpastoError
+from impasto.hotfolder.config import (
     CONFIG_NAME,
     Config,
     ConfigError,
@@ -27,10 +28,11 @@ from hotfolder.config import (
     quick_start_config,
     state_dir_of,
 )
-from hotfolder.layout import Layout, write_text_atomic
-from impasto.errors import ImpastoError
+from impasto.hotfolder.layout import Layout, write_text_atomic
+from impasto.limits import DEFAULT_PRESET
 from impasto.numbers import finite_number_arg, whole_number_arg
-from impasto.presets import DEFAULT_PRESET
+
+HELP = "run the hot-folder daemon"  # one line in `impasto --help`
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{root}: no such folder; create it with `impasto watch {root} --init`")
     config = build_config(root, args)
 
-    from hotfolder.daemon import Daemon
+    from impasto.hotfolder.daemon import Daemon
 
     Layout(root, config.daemon.state_dir).ensure(config.routes)
     print(
@@ -140,7 +142,7 @@ def _init(root: Path, args: argparse.Namespace) -> int:
 
 
 def _status(layout: Layout, as_json: bool) -> int:
-    from hotfolder.status import format_status, gather
+    from impasto.hotfolder.status import format_status, gather
 
     info = gather(layout)
     print(json.dumps(info, indent=2) if as_json else format_status(info))

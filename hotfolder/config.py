@@ -15,14 +15,14 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hotfolder.layout import STATE_DIR, Layout
 from impasto import memory
 from impasto.errors import ImpastoError, InputError, PresetError
+from impasto.hotfolder.layout import STATE_DIR, Layout
 from impasto.images import OUTPUT_FORMATS, load_image
-from impasto.job import MAX_OUTPUT, MIN_OUTPUT
-from impasto.numbers import finite
+from impasto.limits import DEFAULT_PRESET, MAX_SIZE, MIN_SIZE
+from impasto.numbers import checked_number
 from impasto.paths import reason
-from impasto.presets import DEFAULT_PRESET, OVERRIDABLE, apply_overrides, load_preset
+from impasto.presets import OVERRIDABLE, apply_overrides, load_preset
 
 CONFIG_NAME = "hotfolder.toml"
 # Route keys that are not recipe overrides; every other key of a route must be in OVERRIDABLE.
@@ -98,12 +98,7 @@ def _unknown(key: str, known: tuple, where: str) -> ConfigError:
 
 
 def _number(value, key: str, where: str, *, integer: bool = False, minimum: float = 0.0):
-    value = finite(value, f"{where}: {key}", ConfigError)
-    if integer and int(value) != value:
-        raise ConfigError(f"{where}: {key} must be a whole number, not {value!r}")
-    if value < minimum:
-        raise ConfigError(f"{where}: {key} must be {minimum:g} or more, not {value!r}")
-    return int(value) if integer else float(value)
+    return checked_number(value, f"{where}: {key}", ConfigError, integer=integer, minimum=minimum)
 
 
 def parse_daemon(data: dict, where: str) -> DaemonSettings:
@@ -179,9 +174,9 @@ def parse_route(name: str, data: dict, base: Path, where: str) -> Route:
         raise ConfigError(f"{where}: format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     size = data.get("size")
     if size is not None:
-        size = _number(size, "size", where, integer=True, minimum=MIN_OUTPUT)
-        if size > MAX_OUTPUT:
-            raise ConfigError(f"{where}: size must be {MAX_OUTPUT} or less, not {size}")
+        size = _number(size, "size", where, integer=True, minimum=MIN_SIZE)
+        if size > MAX_SIZE:
+            raise ConfigError(f"{where}: size must be {MAX_SIZE} or less, not {size}")
     if preset.endswith(".toml") and not os.path.isabs(preset):
         preset = str((base / preset).resolve())
     return Route(

@@ -18,14 +18,15 @@ import threading
 import time
 from collections.abc import Iterator
 
-from hotfolder.config import Config, ConfigError, check_route
-from hotfolder.intake import Intake
-from hotfolder.journal import Journal
-from hotfolder.layout import Layout
-from hotfolder.runner import Runner
 from impasto.errors import ImpastoError
+from impasto.hotfolder.config import Config, ConfigError, check_route
+from impasto.hotfolder.intake import Intake
+from impasto.hotfolder.journal import Journal
+from impasto.hotfolder.layout import Layout
+from impasto.hotfolder.runner import Runner
 
 log = logging.getLogger(__name__)
+HOTFOLDER_LOGGER = __name__.rpartition(".")[0]  # impasto.hotfolder: every module of the door
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
@@ -91,10 +92,10 @@ def add_log_file(layout: Layout, name: str) -> logging.Handler:
     )
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.setLevel(logging.INFO)
-    logger = logging.getLogger("hotfolder")
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    logging.getLogger("impasto").addHandler(handler)  # at the level the CLI set (-v: INFO)
+    # One handler on "impasto": the hot folder's own loggers (impasto.hotfolder.*) are made to
+    # pass INFO; the engine's pass what the CLI set (WARNING, or INFO with -v).
+    logging.getLogger(HOTFOLDER_LOGGER).setLevel(logging.INFO)
+    logging.getLogger("impasto").addHandler(handler)
     return handler
 
 
@@ -133,8 +134,7 @@ class Daemon:
                 try:
                     return self._run(routes)
                 finally:
-                    for logger in ("hotfolder", "impasto"):
-                        logging.getLogger(logger).removeHandler(handler)
+                    logging.getLogger("impasto").removeHandler(handler)
                     handler.close()
         finally:
             for s, h in previous.items():
@@ -146,11 +146,10 @@ class Daemon:
             "starting on %s (pid %d), routes: %s", self.layout.root, os.getpid(), ", ".join(routes)
         )
         if self.engine is None:
-            from impasto import weights
-            from impasto.cli import import_engine
+            from impasto import load_engine, weights
 
             weights.verified_path()  # missing weights: one clear line now, not failed files
-            self.engine = import_engine()
+            self.engine = load_engine()
         journal = Journal(self.layout.journal)
         try:
             journal.clear_holds()

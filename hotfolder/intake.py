@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hotfolder.journal import Identity, Journal
-from hotfolder.layout import Layout
+from impasto.hotfolder.journal import Identity, Journal
+from impasto.hotfolder.layout import Layout
 from impasto.paths import reason
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,6 @@ import logging
 import os
 import shutil
 import stat
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -121,14 +120,9 @@ def move_no_replace(src: Path, dst: Path) -> None:
 
 
 def _copy_then_delete(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copy2(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with open(src, "rb") as fh, atomic_write(dst) as out:
+        shutil.copyfileobj(fh, out)
+    shutil.copystat(src, dst)  # as a move would: the user's times and permissions
     os.unlink(src)
 
 

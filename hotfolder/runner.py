@@ -17,10 +17,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hotfolder.config import Config, Route
-from hotfolder.intake import check_readable, inspect
-from hotfolder.journal import Job, Journal
-from hotfolder.layout import (
+from impasto import checkpoint as checkpoints
+from impasto.errors import ImpastoError, InputError, PresetError, WeightsError, first_line
+from impasto.hotfolder.config import Config, Route
+from impasto.hotfolder.intake import check_readable, inspect
+from impasto.hotfolder.journal import Job, Journal
+from impasto.hotfolder.layout import (
     Layout,
     fsync_dir,
     move_no_replace,
@@ -28,11 +30,9 @@ from hotfolder.layout import (
     unique_name,
     write_text_atomic,
 )
-from impasto import checkpoint as checkpoints
-from impasto.errors import ImpastoError, InputError, PresetError, WeightsError
-from impasto.images import save_image
 from impasto.job import StyleJob, check_job
 from impasto.outputs import SaveError, save_or_recover
+from impasto.progress import Snapshots
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class Runner:
             return self._fail(job, self._words(exc, src))
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the queue
             log.exception("the engine failed on %s", job.label)
-            return self._fail(job, f"the engine failed: {_first_line(exc)}")
+            return self._fail(job, f"the engine failed: {first_line(exc)}")
         if result.cancelled:
             self.journal.progress(job.id, result.stats.get("steps", 0), total, None)
             self.journal.requeue(job.id)
@@ -165,23 +165,19 @@ class Runner:
 
     def _progress(self, job: Job, route: Route, output: str):
         last = [0.0]
-        evolution = self.layout.folder("evolution", job.route) / Path(output).stem
+        snapshots = Snapshots(
+            self.layout.folder("evolution", job.route) / Path(output).stem, route.save_every
+        )
 
         def on_progress(event) -> None:
             now = time.monotonic()
             if event.step == event.total or now - last[0] >= PROGRESS_EVERY:
                 last[0] = now
                 self.journal.progress(job.id, event.step, event.total, event.eta)
-            if (
-                route.save_every
-                and event.preview is not None
-                and event.step % route.save_every == 0
-            ):
-                try:
-                    evolution.mkdir(parents=True, exist_ok=True)
-                    save_image(event.preview, evolution / f"step_{event.step:05d}.png")
-                except OSError as exc:
-                    log.warning("could not save a snapshot of %s: %s", job.label, exc.strerror)
+            try:
+                snapshots.save(event)
+            except OSError as exc:
+                log.warning("could not save a snapshot of %s: %s", job.label, exc.strerror)
 
         return on_progress
 
@@ -200,7 +196,7 @@ class Runner:
     @staticmethod
     def _words(exc: Exception, src: Path) -> str:
         """The engine's message, naming the file as the user knows it rather than by full path."""
-        return _first_line(exc).replace(repr(str(src)), repr(src.name))
+        return first_line(exc).replace(repr(str(src)), repr(src.name))
 
     def _changed(self, job: Job, why: str) -> str:
         log.info("%s %s; it will be taken once it stops changing", job.label, why)
@@ -335,8 +331,3 @@ def is_route_problem(exc: ImpastoError) -> bool:
     """True when an error is about the route (preset, overrides, style images, weights) rather
     than the dropped file. The engine names the image's role at the start of its message."""
     return isinstance(exc, PresetError | WeightsError) or str(exc).startswith("style image")
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

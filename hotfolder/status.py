@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import time
 
-from hotfolder.daemon import running_pid
-from hotfolder.journal import Journal
-from hotfolder.layout import Layout
 from impasto.errors import ImpastoError
+from impasto.hotfolder.daemon import running_pid
+from impasto.hotfolder.journal import Journal
+from impasto.hotfolder.layout import Layout
+from impasto.protocol import clock
 
 QUEUE_SHOWN = 10
 
@@ -69,7 +70,7 @@ def format_status(info: dict) -> str:
     cur = info["current"]
     if cur:
         share = f" ({100 * cur['step'] // cur['total']}%)" if cur["total"] else ""
-        eta = f", about {_clock(cur['eta'])} left" if cur["eta"] is not None else ""
+        eta = f", about {clock(cur['eta'])} left" if cur["eta"] is not None else ""
         verb = "painting" if info["running"] else "interrupted"
         lines.append(
             f"{verb}: {cur['route']}/{cur['name']} step {cur['step']}/{cur['total']}{share}{eta}"
@@ -86,8 +87,3 @@ def format_status(info: dict) -> str:
     for route, reason in info["holds"].items():
         lines.append(f"route {route} on hold: {reason}")
     return "\n".join(lines)
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"

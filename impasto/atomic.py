@@ -41,15 +41,19 @@ def probe(path: str | os.PathLike) -> None:
 
 @contextmanager
 def atomic_write(
-    path: str | os.PathLike, mode: str = "wb", encoding: str | None = None
+    path: str | os.PathLike,
+    mode: str = "wb",
+    encoding: str | None = None,
+    permissions: int | None = None,
 ) -> Iterator:
-    """Open a temporary file for writing; on a clean exit it replaces path."""
+    """Open a temporary file for writing; on a clean exit it replaces path. permissions: the
+    new file's mode bits (default: what open() would give under this process's umask)."""
     path = Path(path)
     fd, tmp = _temp_file(path)
     try:
         with os.fdopen(fd, mode, encoding=encoding) as fh:
             if hasattr(os, "fchmod"):  # people sharing an output folder expect their umask
-                os.fchmod(fh.fileno(), _new_file_mode())
+                os.fchmod(fh.fileno(), _new_file_mode() if permissions is None else permissions)
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

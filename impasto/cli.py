@@ -11,21 +11,29 @@ import importlib
 import logging
 import os
 import sys
+from importlib.metadata import entry_points
 
-from impasto import load_engine
 from impasto.errors import ImpastoError
 
-# Subcommand -> module with add_arguments(parser) and run(args) -> exit code. Imported only when
-# that subcommand runs, so `impasto presets list` never pays for TensorFlow or Gradio.
-SUBCOMMANDS = {
-    "stylize": ("impasto.cli_stylize", "paint a photo in the style of one or more artworks"),
-    "presets": ("impasto.cli_presets", "list, show, copy and compare the named recipes"),
-    "weights": ("impasto.cli_weights", "show or install the VGG19 weights"),
-    "doctor": ("impasto.cli_doctor", "this machine as impasto sees it, for a bug report"),
-    "serve": ("gradio_app.cli", "start the web app (Gradio)"),
-    "watch": ("hotfolder.cli", "run the hot-folder daemon"),
-    "plugin": ("plugin.cli", "install or remove the Krita / GIMP plug-in"),
+# The core's own sub-commands -> module with HELP, add_arguments(parser) and run(args) -> exit
+# code. The doors (web app, hot folder, plug-ins) add theirs through the entry-point group
+# below, so this file names none of them. A module is imported only when its sub-command runs
+# (or for the overall help), so `impasto presets list` never pays for TensorFlow or Gradio.
+CORE_COMMANDS = {
+    "stylize": "impasto.cli_stylize",
+    "presets": "impasto.cli_presets",
+    "weights": "impasto.cli_weights",
+    "doctor": "impasto.cli_doctor",
 }
+COMMAND_GROUP = "impasto.commands"
+
+
+def subcommands() -> dict[str, str]:
+    """Every sub-command and its module: the core's, then each installed door's."""
+    found = dict(CORE_COMMANDS)
+    for ep in sorted(entry_points(group=COMMAND_GROUP), key=lambda ep: ep.name):
+        found.setdefault(ep.name, ep.value)
+    return found
 
 
 class Parser(argparse.ArgumentParser):
@@ -43,11 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (module, help_text) in SUBCOMMANDS.items():
+    commands = subcommands()
+    requested = _requested()
+    for name, module_name in commands.items():
+        # Only the sub-command asked for is imported (all of them for `impasto --help`).
+        module = (
+            importlib.import_module(module_name)
+            if requested == name or requested not in commands
+            else None
+        )
+        help_text = module.HELP if module else None
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(_module=module)
-        if name == _requested():
-            importlib.import_module(module).add_arguments(p)
+        p.set_defaults(_module=module_name)
+        if module and requested == name:
+            module.add_arguments(p)
     return parser
 
 
@@ -57,10 +74,6 @@ def _requested() -> str | None:
         if not word.startswith("-"):
             return word
     return None
-
-
-# The doors import the engine through this one function (it hides TensorFlow's start-up chatter).
-import_engine = load_engine
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,8 @@ import sys
 # Environment variables that change how many threads TensorFlow and its kernels use.
 THREAD_ENV = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
 
+HELP = "this machine as impasto sees it, for a bug report"  # one line in `impasto --help`
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object on stdout, for programs")

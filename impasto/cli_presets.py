@@ -7,10 +7,14 @@ import json
 import re
 from pathlib import Path
 
+from impasto.atomic import atomic_write
 from impasto.errors import PresetError
+from impasto.limits import DEFAULT_PRESET
 from impasto.memory import format_size
 from impasto.numbers import whole_number_arg
 from impasto.presets import find_preset, list_presets, load_preset, user_preset_dir
+
+HELP = "list, show, copy and compare the named recipes"  # one line in `impasto --help`
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,9 +23,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     show = sub.add_parser("show", help="a preset's full recipe and where its file is")
     show.add_argument("name")
+    show.add_argument(
+        "--json", action="store_true", help="machine-readable: origin, path and recipe"
+    )
     new = sub.add_parser("new", help="write an editable copy into your preset folder")
     new.add_argument("name")
-    new.add_argument("--from", dest="source", default="classic", help="preset to start from")
+    new.add_argument("--from", dest="source", default=DEFAULT_PRESET, help="preset to start from")
     new.add_argument("--force", action="store_true", help="overwrite an existing user preset")
     gal = sub.add_parser("gallery", help="a contact sheet: one small picture per preset")
     gal.add_argument("content")
@@ -73,6 +80,9 @@ def _list(args) -> int:
 def _show(args) -> int:
     path, origin = find_preset(args.name)
     recipe = load_preset(args.name)
+    if args.json:
+        print(json.dumps({"origin": origin, "path": str(path), "recipe": recipe.to_dict()}))
+        return 0
     print(f"# {origin} preset, file: {path}")
     for key, value in recipe.to_dict().items():
         if key == "max_memory":
@@ -95,9 +105,8 @@ def _new(args) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     text = source.read_text(encoding="utf-8")
     text = re.sub(r"(?m)^name\s*=.*$", f'name = "{args.name}"', text, count=1)
-    tmp = target.with_suffix(".toml.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(target)
+    with atomic_write(target, "w", encoding="utf-8") as fh:
+        fh.write(text)
     print(
         f"impasto: wrote {target} (a copy of {args.source}); edit it, then use --preset {args.name}"
     )

@@ -9,8 +9,8 @@ import threading
 from pathlib import Path
 
 from impasto.errors import InputError
-from impasto.images import save_image
 from impasto.job import ProgressEvent, StyleJob, check_job
+from impasto.limits import DEFAULT_PRESET
 from impasto.memory import parse_size
 from impasto.numbers import finite_number_arg, whole_number_arg
 from impasto.outputs import (
@@ -20,8 +20,10 @@ from impasto.outputs import (
     make_output_folder,
     save_or_recover,
 )
-from impasto.presets import CHOICES, DEFAULT_PRESET
-from impasto.progress import BarProgress, JsonProgress, NoProgress
+from impasto.presets import CHOICES
+from impasto.progress import BarProgress, JsonProgress, NoProgress, Snapshots
+
+HELP = "paint a photo in the style of one or more artworks"  # one line in `impasto --help`
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,6 +43,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--style-weight", type=finite_number_arg, help="how strongly to follow the style"
+    )
+    p.add_argument(
+        "--style-strength",
+        type=finite_number_arg,
+        metavar="F",
+        help="style weight relative to the preset's (1 = as the preset, 2 = twice as strong)",
     )
     p.add_argument(
         "--content-weight", type=finite_number_arg, help="how strongly to keep the photo's layout"
@@ -114,6 +122,7 @@ def build_job(args: argparse.Namespace) -> StyleJob:
     overrides = {
         "steps": args.steps,
         "style_weight": args.style_weight,
+        "style_strength": args.style_strength,
         "content_weight": args.content_weight,
         "tv_weight": args.tv_weight,
         "style_scale": args.style_scale,
@@ -158,14 +167,14 @@ def _run(args: argparse.Namespace, reporter) -> int:
         check_not_input(args.checkpoint, inputs, "checkpoint")
         check_writable(args.checkpoint, "checkpoint")
     checked = check_job(job)  # every input error surfaces here, before TensorFlow loads
-    evolution = None
+    snapshots = Snapshots(
+        args.evolution_dir or Path(args.output).with_suffix("").as_posix() + "_evolution",
+        args.save_every,
+    )
     if args.save_every:
-        evolution = Path(
-            args.evolution_dir or Path(args.output).with_suffix("").as_posix() + "_evolution"
-        )
-        for step in range(args.save_every, checked.recipe.total_steps + 1, args.save_every):
-            check_not_input(evolution / f"step_{step:05d}.png", inputs, "evolution image")
-        make_output_folder(evolution, "evolution")
+        for path in snapshots.paths(checked.recipe.total_steps):
+            check_not_input(path, inputs, "evolution image")
+        make_output_folder(snapshots.folder, "evolution")
 
     from impasto import load_engine
 
@@ -177,12 +186,7 @@ def _run(args: argparse.Namespace, reporter) -> int:
 
     def on_progress(event: ProgressEvent) -> None:
         reporter.progress(event)
-        if (
-            evolution is not None
-            and event.preview is not None
-            and event.step % args.save_every == 0
-        ):
-            save_image(event.preview, evolution / f"step_{event.step:05d}.png")
+        snapshots.save(event)
 
     result = engine.stylize(checked, on_progress=on_progress, cancel=cancel)
     path = save_or_recover(result.save, args.output)

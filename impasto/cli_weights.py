@@ -6,6 +6,8 @@ import argparse
 
 from impasto import weights
 
+HELP = "show or install the VGG19 weights"  # one line in `impasto --help`
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", nargs="?", choices=("status", "install"), default="status")

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from impasto import checkpoint as ckpt_io
-from impasto import colour, memory, optimizers, tiling
+from impasto import color, memory, optimizers, tiling
 from impasto.images import fit_for_network, fit_long_side, to_array, to_image
 from impasto.job import CheckedJob, ProgressEvent, StyleJob, StyleResult, check_job
 from impasto.model import device
@@ -63,11 +63,11 @@ def _inputs(checked: CheckedJob) -> tuple[Image.Image, list[tuple[Image.Image, f
     styles = [(img.rgb, w) for img, w in checked.styles]
     mode = checked.recipe.preserve_color
     if mode == "luminance":
-        return colour.luminance(content), [
-            (colour.matched_luminance(s, content), w) for s, w in styles
+        return color.luminance(content), [
+            (color.matched_luminance(s, content), w) for s, w in styles
         ]
     if mode == "histogram":
-        return content, [(colour.matched_histogram(s, content), w) for s, w in styles]
+        return content, [(color.matched_histogram(s, content), w) for s, w in styles]
     return content, styles
 
 
@@ -292,7 +292,7 @@ def _result(checked, picture, content_img, losses, clock, cancelled) -> StyleRes
         fit_long_side(content_img.size, checked.size), Image.Resampling.LANCZOS
     )
     if recipe.preserve_color == "luminance":
-        image = colour.with_chroma_of(image, checked.content.rgb)
+        image = color.with_chroma_of(image, checked.content.rgb)
     if checked.content.alpha is not None:
         image.putalpha(checked.content.alpha.resize(image.size, Image.Resampling.LANCZOS))
     seconds = time.perf_counter() - clock.started

@@ -21,3 +21,10 @@ class PresetError(ImpastoError):
 
 class WeightsError(ImpastoError):
     """The VGG19 weights are missing or corrupt."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type's name when it has none): what a
+    one-line report keeps of a library's longer text."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -20,7 +20,8 @@ import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from impasto.atomic import atomic_write
-from impasto.errors import InputError
+from impasto.errors import InputError, first_line
+from impasto.limits import MAX_SIZE
 from impasto.paths import reason, regular_file
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,9 @@ MAX_PIXELS = 100_000_000
 # every side the network sees must be at least 2**4 px; smaller inputs are refused, and the
 # engine paints a thin picture at a working size whose short side reaches this.
 MIN_SIDE = 16
-# The longest side the engine paints (the largest output size). With MIN_SIDE, it bounds the
-# shape: a picture longer than MAX_SIDE / MIN_SIDE times its width cannot be painted at all.
-MAX_SIDE = 8192
-MAX_ASPECT = MAX_SIDE // MIN_SIDE
+# With the longest side the engine paints (limits.MAX_SIZE), MIN_SIDE bounds the shape: a
+# picture longer than MAX_SIZE / MIN_SIDE times its width cannot be painted at all.
+MAX_ASPECT = MAX_SIZE // MIN_SIDE
 
 OUTPUT_FORMATS = {
     ".png": "PNG",
@@ -88,12 +88,7 @@ def load_image(source: str | os.PathLike | Image.Image, role: str = "image") -> 
             raise InputError(f"{name}: cannot read it ({reason(exc)})") from None
         # Pillow reports a cut-off file as OSError("image file is truncated ...") and damaged
         # headers as SyntaxError or ValueError; all mean the same to the user.
-        raise InputError(f"{name}: damaged or truncated image ({_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+        raise InputError(f"{name}: damaged or truncated image ({first_line(exc)})") from None
 
 
 def _check_pixels(img: Image.Image, name: str) -> None:

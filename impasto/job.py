@@ -14,12 +14,11 @@ from pathlib import Path
 from PIL import Image
 
 from impasto.errors import InputError, PresetError
-from impasto.images import MAX_SIDE, LoadedImage, load_image, save_image
+from impasto.images import LoadedImage, load_image, save_image
+from impasto.limits import DEFAULT_PRESET, MAX_SIZE, MIN_SIZE
 from impasto.numbers import finite
 from impasto.paths import regular_file
-from impasto.presets import DEFAULT_PRESET, Recipe, apply_overrides, load_preset
-
-MIN_OUTPUT, MAX_OUTPUT = 32, MAX_SIDE
+from impasto.presets import Recipe, apply_overrides, load_preset
 
 ImageSource = str | os.PathLike | Image.Image
 
@@ -112,10 +111,8 @@ def check_job(job: StyleJob) -> CheckedJob:
     recipe = job.preset if isinstance(job.preset, Recipe) else load_preset(job.preset)
     recipe = apply_overrides(recipe, job.overrides)
     size = recipe.size if job.size is None else job.size
-    if isinstance(size, bool) or not isinstance(size, int) or not MIN_OUTPUT <= size <= MAX_OUTPUT:
-        raise InputError(
-            f"size must be a whole number from {MIN_OUTPUT} to {MAX_OUTPUT}, not {size!r}"
-        )
+    if isinstance(size, bool) or not isinstance(size, int) or not MIN_SIZE <= size <= MAX_SIZE:
+        raise InputError(f"size must be a whole number from {MIN_SIZE} to {MAX_SIZE}, not {size!r}")
     if isinstance(job.seed, bool) or not isinstance(job.seed, int) or job.seed < 0:
         raise InputError(f"seed must be a whole number 0 or more, not {job.seed!r}")
     if not job.styles:

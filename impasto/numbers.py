@@ -23,6 +23,26 @@ def finite(value, what: str, error: type = InputError) -> int | float:
     return value
 
 
+def checked_number(
+    value,
+    what: str,
+    error: type = InputError,
+    *,
+    integer: bool = False,
+    minimum: float = 0,
+    positive: bool = False,
+) -> int | float:
+    """A number from a TOML file (a preset, the hot folder's config): finite, whole where
+    `integer`, at least `minimum` (above 0 where `positive`); else `error` naming `what`."""
+    value = finite(value, what, error)
+    if integer and int(value) != value:
+        raise error(f"{what} must be a whole number, not {value!r}")
+    if value < minimum or (positive and value <= 0):
+        need = "greater than 0" if positive else f"{minimum:g} or more"
+        raise error(f"{what} must be {need}, not {value!r}")
+    return int(value) if integer else float(value)
+
+
 def whole_number_arg(text: str) -> int:
     """argparse type for counts and sizes: '12', not '12.5', 'nan' or 'lots'."""
     try:

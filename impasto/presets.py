@@ -14,23 +14,23 @@ import math
 import os
 import sys
 import tomllib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
 
 from impasto.errors import InputError, PresetError
+from impasto.limits import DEFAULT_PRESET, MAX_SIZE, MIN_SIZE, PRESERVE_COLOR, STYLE_STRENGTH
 from impasto.memory import parse_size
-from impasto.numbers import finite
+from impasto.numbers import checked_number, finite
 from impasto.paths import reason, regular_file
 from impasto.vgg19 import LAYERS
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PRESET = "classic"
 CHOICES = {
     "pooling": ("max", "avg"),
     "init": ("content", "noise"),
-    "preserve_color": ("none", "luminance", "histogram"),
+    "preserve_color": PRESERVE_COLOR,
     # auto: measured on this machine (impasto.precision); the others force that precision.
     "precision": ("auto", "float32", "bfloat16", "float16"),
     "optimizer": ("lbfgs", "adam"),
@@ -77,7 +77,8 @@ class Recipe:
 
 
 RECIPE_KEYS = tuple(f.name for f in fields(Recipe))
-OVERRIDABLE = tuple(k for k in RECIPE_KEYS if k not in ("name", "description"))
+# style_strength is relative: a factor on the recipe's style_weight (or on an overriding one).
+OVERRIDABLE = (*(k for k in RECIPE_KEYS if k not in ("name", "description")), "style_strength")
 
 
 @dataclass(frozen=True)
@@ -184,20 +185,39 @@ def apply_overrides(recipe: Recipe, overrides: dict | None, where: str = "overri
     """The recipe with per-job overrides on top, checked the same way as a preset file.
 
     `steps` may be a list (per scale) or a single number: the total, shared out across the
-    recipe's scales in the same proportions.
+    recipe's scales in the same proportions. `style_strength` multiplies the style weight (the
+    recipe's, or the one these overrides set): every door's "more style" means the same.
     """
     if not overrides:
         return recipe
     data = recipe.to_dict()
+    strength = None
     for key, value in overrides.items():
         if value is None:
             continue
         if key not in OVERRIDABLE:
             raise PresetError(f"{where}: {_unknown_key_message(key)}")
+        if key == "style_strength":
+            strength = _strength(value, where)
+            continue
         if key == "steps" and not isinstance(value, list | tuple):
             value = _share_steps(recipe.steps, _number(value, "steps", where, integer=True))
         data[key] = value
-    return _check(data, where)
+    checked = _check(data, where)
+    if strength is None:
+        return checked
+    return replace(checked, style_weight=checked.style_weight * strength)
+
+
+def _strength(value, where: str) -> float:
+    low, high = STYLE_STRENGTH
+    value = finite(value, f"{where}: style_strength", PresetError)
+    if not low <= value <= high:
+        raise PresetError(
+            f"{where}: style_strength must be from {low:g} to {high:g} (times the preset's "
+            f"style weight), not {value!r}"
+        )
+    return float(value)
 
 
 def _share_steps(steps: tuple, total: int) -> list[int]:
@@ -214,13 +234,7 @@ def _share_steps(steps: tuple, total: int) -> list[int]:
 
 
 def _number(value, key: str, where: str, *, integer: bool = False, positive: bool = False):
-    value = finite(value, f"{where}: {key}", PresetError)
-    if integer and int(value) != value:
-        raise PresetError(f"{where}: {key} must be a whole number, not {value!r}")
-    if value < 0 or (positive and value == 0):
-        need = "greater than 0" if positive else "0 or more"
-        raise PresetError(f"{where}: {key} must be {need}, not {value!r}")
-    return int(value) if integer else float(value)
+    return checked_number(value, f"{where}: {key}", PresetError, integer=integer, positive=positive)
 
 
 def _layers(value, key: str, where: str) -> dict:
@@ -262,8 +276,10 @@ def _check(data: dict, where: str) -> Recipe:
     size = _number(data["size"], "size", where, integer=True, positive=True)
     min_size = _number(data["min_size"], "min_size", where, integer=True, positive=True)
     for key, value in (("size", size), ("min_size", min_size)):
-        if value < 32 or value > 8192:
-            raise PresetError(f"{where}: {key} must be between 32 and 8192 px, not {value}")
+        if value < MIN_SIZE or value > MAX_SIZE:
+            raise PresetError(
+                f"{where}: {key} must be between {MIN_SIZE} and {MAX_SIZE} px, not {value}"
+            )
     ema = _number(data["ema_decay"], "ema_decay", where)
     if ema >= 1:
         raise PresetError(f"{where}: ema_decay must be below 1, not {ema!r}")

@@ -1,23 +1,19 @@
-"""How the CLI shows a running job: a bar on stderr for people, JSON lines on stdout for programs
-(the editor plug-ins read these), or nothing.
-
-JSON lines, one object each, with an "event" key:
-  {"event": "start", "device": "CPU", "precision": ..., "precision_reason": ...,
-   "scales": [[w, h, steps], ...], "total": N, "max_memory": "8G",
-   "tiles": [null or tile side in px, per scale], "estimate_seconds": N or null}
-  {"event": "progress", "step", "total", "scale", "scales", "size": [w, h], "losses": {...},
-   "elapsed", "eta"}
-  {"event": "done", "output": path, "cancelled": bool, "stats": {...}}
-  {"event": "error", "message": one line}
+"""How a running job is shown and kept: a bar on stderr for people, JSON lines on stdout for
+programs (impasto.protocol, which the editor plug-ins read), or nothing; and the evolution
+snapshots every N steps that the CLI and the hot folder save.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import sys
 import time
+from pathlib import Path
 
+from impasto import protocol
 from impasto.errors import ImpastoError
+from impasto.images import save_image
+from impasto.protocol import clock
 
 
 class NoProgress:
@@ -35,41 +31,24 @@ class NoProgress:
 
 
 class JsonProgress(NoProgress):
-    def _emit(self, obj: dict) -> None:
-        sys.stdout.write(json.dumps(obj) + "\n")
+    def _emit(self, text: str) -> None:
+        sys.stdout.write(text)
         sys.stdout.flush()
 
     def start(self, info: dict) -> None:
-        self._emit({"event": "start", **info})
+        self._emit(protocol.line("start", **info))
 
     def progress(self, event) -> None:
-        self._emit(
-            {
-                "event": "progress",
-                "step": event.step,
-                "total": event.total,
-                "scale": event.scale,
-                "scales": event.scales,
-                "size": list(event.size),
-                "losses": {k: round(v, 6) for k, v in event.losses.items()},
-                "elapsed": round(event.elapsed, 3),
-                "eta": round(event.eta, 3),
-            }
-        )
+        self._emit(protocol.progress_line(event))
 
     def done(self, result, path) -> None:
         self._emit(
-            {
-                "event": "done",
-                "output": str(path),
-                "cancelled": result.cancelled,
-                "stats": result.stats,
-            }
+            protocol.line("done", output=str(path), cancelled=result.cancelled, stats=result.stats)
         )
 
     def error(self, exc: BaseException) -> None:
         message = str(exc) if isinstance(exc, ImpastoError) else f"{type(exc).__name__}: {exc}"
-        self._emit({"event": "error", "message": message})
+        self._emit(protocol.line("error", message=message))
 
 
 class BarProgress(NoProgress):
@@ -111,14 +90,14 @@ class BarProgress(NoProgress):
         line = (
             f"\rscale {event.scale}/{event.scales} {w}x{h} [{bar}] {event.step}/{event.total} "
             f"loss {event.losses['total']:.3f}  "
-            f"{_clock(event.elapsed)} elapsed, {_clock(event.eta)} left "
+            f"{clock(event.elapsed)} elapsed, {clock(event.eta)} left "
         )
         self.stream.write(line)
         self.stream.flush()
 
     def done(self, result, path) -> None:
         state = "stopped early; best so far" if result.cancelled else "done"
-        print(f"\nimpasto: {state} in {_clock(result.stats['seconds'])}: {path}", file=self.stream)
+        print(f"\nimpasto: {state} in {clock(result.stats['seconds'])}: {path}", file=self.stream)
 
 
 def _estimate(seconds: float) -> str:
@@ -138,6 +117,27 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min" if minutes else f"{round(seconds)} s"
 
 
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"
+class Snapshots:
+    """The evolution of a job: its preview every `every` steps, saved as folder/step_00020.png
+    (the classic scripts' "evolution" folder). every = 0 saves nothing."""
+
+    def __init__(self, folder: str | os.PathLike, every: int):
+        self.folder = Path(folder)
+        self.every = every
+
+    def path(self, step: int) -> Path:
+        return self.folder / f"step_{step:05d}.png"
+
+    def paths(self, total: int) -> list[Path]:
+        """Every file a job of `total` steps will write, to be checked before it starts."""
+        if not self.every:
+            return []
+        return [self.path(step) for step in range(self.every, total + 1, self.every)]
+
+    def save(self, event) -> Path | None:
+        """Save the event's preview if this step is one to keep; the folder is made when the
+        first snapshot is due. Returns the file written, or None."""
+        if not self.every or event.preview is None or event.step % self.every:
+            return None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return save_image(event.preview, self.path(event.step))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 from impasto.errors import ImpastoError
-from plugin import install
+from impasto.plugin import install
+
+HELP = "install or remove the Krita / GIMP plug-in"  # one line in `impasto --help`
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

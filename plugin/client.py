@@ -3,9 +3,11 @@ it, read its JSON progress lines, stop it gently, and turn failures into one-lin
 
 Why a subprocess: the editors' embedded Pythons (Krita's, GIMP's) have no TensorFlow, so the
 plug-ins never import the engine; they run the `impasto` command recorded at install time.
-This module is copied next to each plug-in by `impasto plugin install`, so it uses only the
-standard library, no Qt and no GIMP, and stays importable on the older Pythons editors bundle
-(3.8+): annotations are strings, no `match`, no tomllib.
+This module is copied next to each plug-in by `impasto plugin install`, with the two core
+modules it shares with the engine (impasto/limits.py and impasto/protocol.py, as
+impasto_limits.py and impasto_protocol.py), so it uses only the standard library, no Qt and no
+GIMP, and stays importable on the older Pythons editors bundle (3.8+): annotations are strings,
+no `match`, no tomllib.
 """
 
 from __future__ import annotations
@@ -25,12 +27,26 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+if __package__ == "impasto.plugin":  # impasto's own copy: the core modules themselves
+    from impasto import limits, protocol
+elif __package__:  # Krita: the copies inside the plug-in's package
+    from . import impasto_limits as limits
+    from . import impasto_protocol as protocol
+else:  # GIMP: the copies beside this file, on sys.path
+    import impasto_limits as limits
+    import impasto_protocol as protocol
+
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "impasto_settings.json"
-DEFAULT_PRESET = "classic"  # the engine's default; dialogs start there
-PRESERVE_COLOR_CHOICES = ("none", "luminance", "histogram")
-MIN_SIZE, MAX_SIZE = 32, 8192  # the engine's limits on the output's long side
+# The engine's vocabulary, as the dialogs use it (values from impasto/limits.py).
+DEFAULT_PRESET = limits.DEFAULT_PRESET
+PRESERVE_COLOR_CHOICES = limits.PRESERVE_COLOR
+MIN_SIZE, MAX_SIZE = limits.MIN_SIZE, limits.MAX_SIZE
+STYLE_STRENGTH = limits.STYLE_STRENGTH
+# The progress events a run yields (see impasto/protocol.py).
+Start, Progress, Done, Failed = protocol.Start, protocol.Progress, protocol.Done, protocol.Failed
+parse_line, one_line = protocol.parse_line, protocol.one_line
 
 # Environment variables of the editor's own Python that must not leak into the engine's:
 # Krita and GIMP point these at their bundled interpreter, which would break the venv's.
@@ -57,7 +73,8 @@ class StyleSettings:
     preset: str = DEFAULT_PRESET
     size: int | None = None  # long side of the output, px
     steps: int | None = None  # total optimisation steps
-    style_weight: float | None = None  # absolute; see style_weight_for()
+    style_strength: float | None = None  # times the preset's style weight (the engine resolves it)
+    style_weight: float | None = None  # absolute, for scripts; dialogs offer the strength
     preserve_color: str | None = None  # "none", "luminance", "histogram"
     seed: int = 0
 
@@ -74,6 +91,12 @@ class StyleSettings:
             raise EngineError(f"output size must be from {MIN_SIZE} to {MAX_SIZE} px")
         if self.steps is not None and int(self.steps) < 1:
             raise EngineError("steps must be 1 or more")
+        if self.style_strength is not None:
+            low, high = STYLE_STRENGTH
+            if not low <= float(self.style_strength) <= high:
+                raise EngineError(
+                    f"style strength must be from {low:g} to {high:g} (times the preset's)"
+                )
         if self.style_weight is not None and not float(self.style_weight) > 0:
             raise EngineError("style strength must be greater than 0")
         if self.preserve_color is not None and self.preserve_color not in PRESERVE_COLOR_CHOICES:
@@ -89,15 +112,9 @@ class StyleSettings:
         return f"impasto {self.preset}: {' + '.join(names)}"
 
 
-def style_weight_for(strength: float, recipe: dict) -> float | None:
-    """The absolute style weight for a strength relative to the preset (1.0 = the preset's own).
-
-    Dialogs offer a multiplier because absolute weights mean nothing to a painter and differ
-    between presets; None (no --style-weight) when the strength leaves the preset as it is.
-    """
-    if abs(strength - 1.0) < 1e-9:
-        return None
-    return float(recipe["style_weight"]) * float(strength)
+def strength_setting(strength: float) -> float | None:
+    """A dialog's strength as a setting: None (the preset as it is) for 1."""
+    return None if abs(float(strength) - 1.0) < 1e-9 else float(strength)
 
 
 def build_command(engine: list, content: str, output: str, settings: StyleSettings) -> list:
@@ -109,6 +126,8 @@ def build_command(engine: list, content: str, output: str, settings: StyleSettin
         cmd += ["--size", str(int(settings.size))]
     if settings.steps is not None:
         cmd += ["--steps", str(int(settings.steps))]
+    if settings.style_strength is not None:
+        cmd += ["--style-strength", repr(float(settings.style_strength))]
     if settings.style_weight is not None:
         cmd += ["--style-weight", repr(float(settings.style_weight))]
     if settings.preserve_color is not None:
@@ -120,110 +139,6 @@ def build_command(engine: list, content: str, output: str, settings: StyleSettin
 def default_size(width: int, height: int) -> int:
     """The output size a dialog proposes for a region: its long side, within the engine's range."""
     return max(MIN_SIZE, min(MAX_SIZE, max(int(width), int(height))))
-
-
-# ----------------------------------------------------------------------------------------------
-# Progress lines
-
-
-@dataclass
-class Start:
-    total: int
-    scales: list  # [[w, h, steps], ...]
-    preset: str = ""
-    device: str = ""
-    precision: str = ""
-
-
-@dataclass
-class Progress:
-    step: int
-    total: int
-    scale: int
-    scales: int
-    size: tuple
-    losses: dict
-    elapsed: float
-    eta: float
-
-    @property
-    def fraction(self) -> float:
-        return self.step / self.total if self.total else 0.0
-
-    def label(self) -> str:
-        """One line for a progress dialog: where the engine is and how long it has left."""
-        w, h = self.size
-        return (
-            f"Scale {self.scale}/{self.scales} ({w}\u00d7{h}), step {self.step}/{self.total}, "
-            f"{_clock(self.eta)} left"
-        )
-
-
-@dataclass
-class Done:
-    output: str
-    cancelled: bool
-    stats: dict
-
-
-@dataclass
-class Failed:
-    message: str
-
-
-def parse_line(line: str):
-    """The event one stdout line carries, or None for anything else (a stray warning a library
-    printed, a blank line): a plug-in must not fail because the engine's stdout got chatty."""
-    line = line.strip()
-    if not line.startswith("{"):
-        return None
-    try:
-        obj = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(obj, dict):
-        return None
-    kind = obj.get("event")
-    try:
-        if kind == "start":
-            return Start(
-                total=int(obj["total"]),
-                scales=list(obj.get("scales", [])),
-                preset=str(obj.get("preset", "")),
-                device=str(obj.get("device", "")),
-                precision=str(obj.get("precision", "")),
-            )
-        if kind == "progress":
-            return Progress(
-                step=int(obj["step"]),
-                total=int(obj["total"]),
-                scale=int(obj["scale"]),
-                scales=int(obj["scales"]),
-                size=tuple(obj["size"]),
-                losses=dict(obj.get("losses", {})),
-                elapsed=float(obj.get("elapsed", 0.0)),
-                eta=float(obj.get("eta", 0.0)),
-            )
-        if kind == "done":
-            return Done(
-                output=str(obj["output"]),
-                cancelled=bool(obj.get("cancelled", False)),
-                stats=dict(obj.get("stats", {})),
-            )
-        if kind == "error":
-            return Failed(message=_one_line(str(obj.get("message", "unknown error"))))
-    except (KeyError, TypeError, ValueError):
-        log.warning("ignoring a malformed %s line from the engine: %s", kind, line[:200])
-    return None
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _clock(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -464,13 +379,13 @@ class EngineRun:
         lines = list(self._stderr)
         for line in reversed(lines):
             if line.startswith("impasto: error:"):
-                return _one_line(line[len("impasto: error:") :])
+                return one_line(line[len("impasto: error:") :])
         if self._done is not None and self._done.cancelled:
             return "the engine was stopped before it finished (by another program)"
         if code < 0:
             return f"the engine was killed by signal {-code}"
         if lines:
-            return _one_line(lines[-1])
+            return one_line(lines[-1])
         if code == 0:
             return "the engine exited without writing a result"
         return f"the engine stopped with exit code {code}"
@@ -551,7 +466,7 @@ def _query(engine: list, args: list, timeout: float = 120.0) -> str:
         message = lines[-1] if lines else f"exit code {proc.returncode}"
         if message.startswith("impasto: error:"):
             message = message[len("impasto: error:") :]
-        raise EngineError(_one_line(message))
+        raise EngineError(one_line(message))
     return proc.stdout
 
 
@@ -566,17 +481,13 @@ def list_presets(engine: list) -> list:
 
 
 def preset_recipe(engine: list, name: str) -> dict:
-    """A preset's recipe as `impasto presets show NAME` prints it (`key = <json>` lines)."""
-    recipe = {}
-    for line in _query(engine, ["presets", "show", name]).splitlines():
-        if line.startswith("#") or " = " not in line:
-            continue
-        key, _, value = line.partition(" = ")
-        try:
-            recipe[key.strip()] = json.loads(value)
-        except ValueError:
-            recipe[key.strip()] = value.strip()
-    return recipe
+    """A preset's recipe, from `impasto presets show NAME --json` (the engine's own values, so
+    a dialog's defaults are the ones the engine will use)."""
+    try:
+        shown = json.loads(_query(engine, ["presets", "show", name, "--json"]))
+        return dict(shown["recipe"])
+    except (ValueError, KeyError, TypeError):
+        raise EngineError(f"`impasto presets show {name} --json` did not print a recipe") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -602,13 +513,3 @@ def read_engine_command(plugin_dir) -> list:
             "run `impasto plugin install` again from the environment impasto is installed in"
         )
     return list(command)
-
-
-def write_settings(plugin_dir, command: list, editor: str, version: str) -> Path:
-    """Record the engine command in the plug-in's folder (atomically: the editor may be reading)."""
-    path = Path(plugin_dir) / SETTINGS_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    data = {"command": [str(c) for c in command], "editor": editor, "impasto": version}
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path

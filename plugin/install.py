@@ -1,13 +1,16 @@
 """Put the editor plug-ins where Krita and GIMP 3 look for them, and take them out again.
 
-Each plug-in gets its own copy of the shared client (plugin/client.py, as impasto_client.py) and
-a settings file naming the `impasto` command of the environment the installer ran from: the
-editors' Pythons cannot import impasto, so the command path is how a plug-in finds the engine.
+Each plug-in gets its own copy of the shared client (plugin/client.py, as impasto_client.py), of
+the two standard-library core modules the client shares with the engine (impasto/limits.py and
+impasto/protocol.py, as impasto_limits.py and impasto_protocol.py), and a settings file naming
+the `impasto` command of the environment the installer ran from: the editors' Pythons cannot
+import impasto, so the command path is how a plug-in finds the engine.
 Only files this module wrote are ever removed; user files next to them are left alone.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -15,8 +18,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from impasto import __version__, limits, protocol
+from impasto.atomic import atomic_write
 from impasto.errors import ImpastoError
-from plugin import client
+from impasto.plugin import client
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +29,13 @@ HERE = Path(__file__).resolve().parent
 KRITA_PACKAGE = "impasto_krita"  # the pykrita module name; also Krita's enable_<name> key
 GIMP_PLUGIN = "impasto"  # plug-ins/impasto/impasto.py
 CLIENT_NAME = "impasto_client.py"
+# What every plug-in folder gets beside the editor's own files: the client and the core modules
+# it imports (see client.py), under the names the client imports them by.
+SHARED_FILES = {
+    CLIENT_NAME: HERE / "client.py",
+    "impasto_limits.py": Path(limits.__file__),
+    "impasto_protocol.py": Path(protocol.__file__),
+}
 BACKUP_SUFFIX = ".impasto.bak"
 EDITORS = ("krita", "gimp")
 
@@ -98,10 +110,14 @@ def engine_command() -> list:
     return [str(Path(sys.executable).absolute()), "-m", "impasto.cli"]
 
 
-def _version() -> str:
-    from impasto import __version__
-
-    return __version__
+def write_settings(plugin_dir, command: list, editor: str) -> Path:
+    """Record the engine command in the plug-in's folder (atomically: the editor may be reading;
+    client.read_engine_command reads it)."""
+    path = Path(plugin_dir) / client.SETTINGS_FILE
+    data = {"command": [str(c) for c in command], "editor": editor, "impasto": __version__}
+    with atomic_write(path, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(data, indent=2) + "\n")
+    return path
 
 
 # ----------------------------------------------------------------------------------------------
@@ -121,11 +137,13 @@ def _copy_tree(source: Path, target: Path) -> None:
 
 
 def _copy_file(source: Path, target: Path, mode: int | None = None) -> None:
-    tmp = target.with_name(target.name + ".impasto-new")
-    shutil.copyfile(source, tmp)
-    if mode is not None:
-        os.chmod(tmp, mode)
-    os.replace(tmp, target)
+    with open(source, "rb") as src, atomic_write(target, permissions=mode) as fh:
+        shutil.copyfileobj(src, fh)
+
+
+def _copy_shared(folder: Path) -> None:
+    for name, source in SHARED_FILES.items():
+        _copy_file(source, folder / name, mode=0o644)
 
 
 def _is_ours(folder: Path) -> bool:
@@ -188,9 +206,8 @@ def _edit_kritarc(kritarc: Path, value: str | None) -> str:
         backup = kritarc.with_name(kritarc.name + BACKUP_SUFFIX)
         shutil.copy2(kritarc, backup)
     kritarc.parent.mkdir(parents=True, exist_ok=True)
-    tmp = kritarc.with_name(kritarc.name + ".impasto-new")
-    tmp.write_text(new, encoding="utf-8")
-    os.replace(tmp, kritarc)
+    with atomic_write(kritarc, "w", encoding="utf-8") as fh:
+        fh.write(new)
     return f"backup: {backup}" if backup else "new file"
 
 
@@ -207,9 +224,9 @@ def install_krita(dest: Path | None = None, kritarc: Path | None = None) -> Repo
         raise ImpastoError(f"{target} exists and is not an impasto plug-in: move it away first")
     pykrita.mkdir(parents=True, exist_ok=True)
     _copy_tree(HERE / "krita" / KRITA_PACKAGE, target)
-    _copy_file(HERE / "client.py", target / CLIENT_NAME)
+    _copy_shared(target)
     command = engine_command()
-    client.write_settings(target, command, "krita", _version())
+    write_settings(target, command, "krita")
     desktop = pykrita / f"{KRITA_PACKAGE}.desktop"
     _copy_file(HERE / "krita" / f"{KRITA_PACKAGE}.desktop", desktop)
     enabled = _edit_kritarc(kritarc, "true")
@@ -267,9 +284,9 @@ def install_gimp(dest: Path | None = None) -> Report:
     staging.mkdir(parents=True)
     # GIMP runs plug-ins/<name>/<name>.py as a program: it must be executable.
     _copy_file(HERE / "gimp" / f"{GIMP_PLUGIN}.py", staging / f"{GIMP_PLUGIN}.py", mode=0o755)
-    _copy_file(HERE / "client.py", staging / CLIENT_NAME, mode=0o644)
+    _copy_shared(staging)
     command = engine_command()
-    client.write_settings(staging, command, "gimp", _version())
+    write_settings(staging, command, "gimp")
     if target.exists():
         shutil.rmtree(target)
     os.replace(staging, target)

@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # impasto_client.py sits next to this file
 import impasto_client as client  # noqa: E402
 
-PROCEDURE = "python-fu-impasto-stylise"
+PROCEDURE = "python-fu-impasto-stylize"
 PRESERVE = (
     ("preset", "As the preset says"),
     ("none", "No: take the painting's colours"),
@@ -53,7 +53,7 @@ class ImpastoPlugIn(Gimp.PlugIn):
         return False
 
     def do_create_procedure(self, name):
-        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, stylise, None)
+        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, stylize, None)
         procedure.set_image_types("RGB*, GRAY*")
         procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
         procedure.set_menu_label("Stylise with impasto...")
@@ -93,7 +93,7 @@ class ImpastoPlugIn(Gimp.PlugIn):
         )
         procedure.add_double_argument(
             "style-strength", "Style st_rength", "Relative to the preset's (1 = as the preset)",
-            0.05, 50.0, 1.0, rw,
+            *client.STYLE_STRENGTH, 1.0, rw,
         )  # fmt: skip
         keep = Gimp.Choice.new()
         for index, (nick, label) in enumerate(PRESERVE):
@@ -107,7 +107,7 @@ class ImpastoPlugIn(Gimp.PlugIn):
         return procedure
 
 
-def stylise(procedure, run_mode, image, drawables, config, data):
+def stylize(procedure, run_mode, image, drawables, config, data):
     if run_mode == Gimp.RunMode.INTERACTIVE:
         gi.require_version("GimpUi", "3.0")
         from gi.repository import GimpUi
@@ -120,7 +120,7 @@ def stylise(procedure, run_mode, image, drawables, config, data):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         dialog.destroy()
     try:
-        layer = _stylise(image, drawables, config)
+        layer = _stylize(image, drawables, config)
     except client.Cancelled:
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     except client.EngineError as exc:
@@ -137,17 +137,13 @@ def _settings(config, region_size):
         f.get_path() for f in (config.get_property("style"), config.get_property("style-2")) if f
     ]
     preset = config.get_property("preset")
-    strength = config.get_property("style-strength")
-    weight = None
-    if abs(strength - 1.0) > 1e-9:
-        weight = client.style_weight_for(strength, client.preset_recipe(engine, preset))
     keep = config.get_property("preserve-color")
     settings = client.StyleSettings(
         styles=styles,
         preset=preset,
         size=config.get_property("size") or client.default_size(*region_size),
         steps=config.get_property("steps") or None,
-        style_weight=weight,
+        style_strength=client.strength_setting(config.get_property("style-strength")),
         preserve_color=None if keep == "preset" else keep,
         seed=config.get_property("seed"),
     )
@@ -168,7 +164,7 @@ def _region(image, layer):
     return x0, y0, x1 - x0, y1 - y0, selected
 
 
-def _stylise(image, drawables, config):
+def _stylize(image, drawables, config):
     if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer):
         raise client.EngineError("select one layer to stylise")
     source = drawables[0]
@@ -177,7 +173,7 @@ def _stylise(image, drawables, config):
     tmp = client.scratch_dir("impasto-gimp-")
     try:
         content = os.path.join(tmp, "layer.png")
-        output = os.path.join(tmp, "stylised.png")
+        output = os.path.join(tmp, "stylized.png")
         _export_region(source, x, y, w, h, content)
         Gimp.progress_init("impasto: starting the engine")
 

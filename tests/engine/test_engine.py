@@ -157,7 +157,7 @@ def test_luminance_keeps_the_photo_colours():
 
 
 def test_histogram_recolours_the_style_to_the_photo():
-    from impasto.colour import matched_histogram
+    from impasto.color import matched_histogram
 
     style, photo = Image.open(STARRY).convert("RGB"), Image.open(CAT).convert("RGB")
     out = np.asarray(matched_histogram(style, photo), np.float32)

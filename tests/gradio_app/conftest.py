@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from gradio_app.app import build_app, close, launch
-from gradio_app.runner import EngineRunner
+from impasto.gradio_app.app import build_app, close, launch
+from impasto.gradio_app.runner import EngineRunner
 
 MAX_SIZE, MAX_STEPS = 256, 400  # the served app's limits for visitors
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from gradio_app.app import build_app, close, launch
+from impasto.gradio_app.app import build_app, close, launch
 from tests.conftest import CAT, ROOT, STARRY
 from tests.gradio_app.conftest import free_port
 from tests.gradio_app.test_browser import CHROMIUM_FLAGS, Page

@@ -15,9 +15,9 @@ from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError, Status
 from PIL import Image
 
-from gradio_app.app import build_app, close, launch
-from gradio_app.runner import EngineRunner
 from impasto import StyleResult
+from impasto.gradio_app.app import build_app, close, launch
+from impasto.gradio_app.runner import EngineRunner
 from impasto.images import read_settings
 from tests.conftest import CAT, STARRY, WAVE
 from tests.gradio_app.conftest import free_port

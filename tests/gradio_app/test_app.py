@@ -10,9 +10,9 @@ import shutil
 import gradio as gr
 from PIL import Image
 
-from gradio_app.app import LossHistory, build_app, close
-from gradio_app.presets_view import describe_markdown, preset_views
 from impasto import ProgressEvent
+from impasto.gradio_app.app import LossHistory, build_app, close
+from impasto.gradio_app.presets_view import describe_markdown, preset_views
 from impasto.presets import load_preset, shipped_preset_dir, user_preset_dir
 from tests.conftest import CAT, STARRY
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from gradio_app.form import Limits, job_from_form, public_message, upload_path
+from impasto import check_job
 from impasto.errors import ImpastoError
+from impasto.gradio_app.form import Limits, job_from_form, public_message, upload_path
 from impasto.presets import load_preset
 from tests.conftest import CAT, STARRY, WAVE
 
@@ -26,7 +27,7 @@ def form(**changes):
         "size": 128,
         "steps": 40,
         "strength": 1.0,
-        "colour": "none",
+        "color": "none",
         "seed": 0,
         "limits": LIMITS,
     }
@@ -40,7 +41,7 @@ def test_a_filled_form_becomes_the_job_it_describes():
         size=256,
         steps=60,
         strength=2.0,
-        colour="luminance",
+        color="luminance",
         seed=7,
     )
     job = made.job
@@ -48,12 +49,15 @@ def test_a_filled_form_becomes_the_job_it_describes():
     assert job.styles == [(str(STARRY), 0.75), (str(WAVE), 0.25)]
     classic = load_preset("classic")
     assert (job.preset, job.size, job.seed) == (classic, 256, 7)
+    # The strength goes to the engine as its relative override; the engine doubles the weight.
+    # max_memory: the server's budget (none given here: the free memory decides).
     assert job.overrides == {
         "steps": 60,
-        "style_weight": classic.style_weight * 2.0,
+        "style_strength": 2.0,
         "preserve_color": "luminance",
-        "max_memory": None,  # the server's budget: none given, the free memory decides
+        "max_memory": None,
     }
+    assert check_job(job).recipe.style_weight == classic.style_weight * 2.0
     assert job.preview_every == 3  # about 20 previews per job
     assert made.paths == [str(CAT), str(STARRY), str(WAVE)]
     assert made.notes == []
@@ -76,7 +80,7 @@ def test_short_jobs_preview_every_step():
         ({"preset": ""}, "pick a preset"),
         ({"preset": "no-such-preset"}, "unknown preset 'no-such-preset'; choose one of: "),
         ({"preset": 3}, "unknown preset 3; choose one of: "),
-        ({"colour": "sepia"}, "colours must be one of none, luminance, histogram"),
+        ({"color": "sepia"}, "colours must be one of none, luminance, histogram"),
         ({"size": float("inf")}, "output size must be a whole number from 64 to 512, not inf"),
         ({"steps": "nan"}, "steps must be a whole number from 1 to 300, not 'nan'"),
         ({"seed": float("-inf")}, "seed must be a whole number from 0"),

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from gradio_app.runner import EngineRunner
 from impasto import InputError, ProgressEvent, StyleResult
+from impasto.gradio_app.runner import EngineRunner
 
 
 class StandInEngine:
@@ -111,7 +111,7 @@ def test_a_job_whose_page_went_away_is_cancelled():
 
 
 def test_a_slow_step_still_lets_the_caller_hear_from_the_runner(monkeypatch):
-    monkeypatch.setattr("gradio_app.runner.HEARTBEAT", 0.01)
+    monkeypatch.setattr("impasto.gradio_app.runner.HEARTBEAT", 0.01)
     engine = StandInEngine(steps=1, tick=5)  # one step that waits until released
     runner = EngineRunner(engine)
     job = runner.run("job", "tab")

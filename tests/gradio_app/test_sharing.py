@@ -6,14 +6,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from gradio_app.sharing import (
+from impasto.errors import ImpastoError
+from impasto.gradio_app.sharing import (
     exposure_warnings,
     is_loopback,
     open_public_link,
     parse_auth,
     share_failure_reason,
 )
-from impasto.errors import ImpastoError
 
 
 def test_auth_is_user_and_password_and_the_password_may_contain_colons():

@@ -17,6 +17,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from impasto.gradio_app.app import results_folder
 from impasto.images import read_settings
 from impasto.presets import load_library_preset, shipped_preset_dir, user_preset_dir
 from tests.conftest import CAT, STARRY
@@ -193,7 +194,7 @@ def test_output_names_are_built_from_sanitised_pieces(client, served, tmp_path):
     shutil.copy(CAT, photo)
     status, _, _, _ = stylize(client, photo, STARRY, size=64, steps=1, preset="my look;1")
     assert status.startswith("Done")
-    (name,) = [p.name for p in served.demo.impasto_results.path.rglob("*my-look-1-seed0.png")]
+    (name,) = [p.name for p in results_folder(served.demo).rglob("*my-look-1-seed0.png")]
     assert re.fullmatch(r"we-ird-[\w-]+-é--my-look-1-seed0\.png", name)  # letters, digits, - _
 
 

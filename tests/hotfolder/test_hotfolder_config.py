@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from hotfolder.cli import add_arguments, build_config
-from hotfolder.config import ConfigError, example_config, load_config, quick_start_config
+from impasto.hotfolder.cli import add_arguments, build_config
+from impasto.hotfolder.config import ConfigError, example_config, load_config, quick_start_config
 from tests.hotfolder.helpers import STARRY, WAVE
 
 

@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from hotfolder.daemon import AlreadyRunning, exclusive, running_pid
-from hotfolder.journal import Identity, Journal
-from hotfolder.layout import Layout, move_no_replace, remove_partial_writes, unique_name
-from hotfolder.status import format_status, gather
+from impasto.hotfolder.daemon import AlreadyRunning, exclusive, running_pid
+from impasto.hotfolder.journal import Identity, Journal
+from impasto.hotfolder.layout import Layout, move_no_replace, remove_partial_writes, unique_name
+from impasto.hotfolder.status import format_status, gather
 
 
 def test_unique_name(tmp_path):

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from hotfolder.intake import Intake, Settler, check_readable, inspect, is_ignored
-from hotfolder.journal import Identity, Journal
-from hotfolder.layout import Layout
+from impasto.hotfolder.intake import Intake, Settler, check_readable, inspect, is_ignored
+from impasto.hotfolder.journal import Identity, Journal
+from impasto.hotfolder.layout import Layout
 from tests.conftest import as_unprivileged_user
 from tests.hotfolder.helpers import CAT, cat, image_bytes
 

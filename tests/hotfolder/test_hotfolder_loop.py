@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from hotfolder.config import Config, DaemonSettings, Route, state_dir_of
-from hotfolder.daemon import Daemon
-from hotfolder.layout import Layout
-from hotfolder.runner import Runner
-from hotfolder.status import gather
+from impasto.hotfolder.config import Config, DaemonSettings, Route, state_dir_of
+from impasto.hotfolder.daemon import Daemon
+from impasto.hotfolder.layout import Layout
+from impasto.hotfolder.runner import Runner
+from impasto.hotfolder.status import gather
 from tests.hotfolder.helpers import STARRY, FakeEngine, cat, image_bytes, jobs
 
 FAST = DaemonSettings(settle_seconds=0.2, closed_settle_seconds=0.1, rescan_seconds=0.5)

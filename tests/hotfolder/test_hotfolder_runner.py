@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from hotfolder.config import Config, DaemonSettings, Route
-from hotfolder.journal import Identity, Journal
-from hotfolder.layout import Layout
-from hotfolder.runner import Runner
 from impasto.errors import InputError
+from impasto.hotfolder.config import Config, DaemonSettings, Route
+from impasto.hotfolder.journal import Identity, Journal
+from impasto.hotfolder.layout import Layout
+from impasto.hotfolder.runner import Runner
 from tests.hotfolder.helpers import STARRY, FakeEngine, cat, image_bytes
 
 
@@ -156,9 +156,9 @@ def test_a_thin_panorama_is_painted_and_one_too_thin_fails_with_a_reason(tmp_pat
     """With the real engine: any shape VGG19 can see is painted (the pyramid raises the short
     side); a picture too long and thin for any working size goes to failed/ with a sentence,
     not a TensorFlow message."""
-    from impasto.cli import import_engine
+    from impasto import load_engine
 
-    s = Setup(tmp_path / "root", engine=import_engine(), overrides={"steps": 2})
+    s = Setup(tmp_path / "root", engine=load_engine(), overrides={"steps": 2})
     s.drop("pano.png", image_bytes(cat().resize((300, 60)), "PNG"))
     s.drop("strip.png", image_bytes(cat().resize((8400, 16)), "PNG"))
     assert s.run_next() == "done"

@@ -12,7 +12,7 @@ import traceback
 
 from gi.repository import Gimp, Gio
 
-PROCEDURE = "python-fu-impasto-stylise"
+PROCEDURE = "python-fu-impasto-stylize"
 
 
 def _file(path):

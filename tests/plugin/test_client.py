@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from impasto.job import ProgressEvent
+from impasto.plugin import client, install
+from impasto.presets import apply_overrides, load_preset
 from impasto.progress import JsonProgress
-from plugin import client
 from tests.conftest import CAT, ROOT, STARRY, WAVE
 from tests.plugin.helpers import IMPASTO, process_gone
 
@@ -76,10 +77,18 @@ def test_bad_settings_are_refused_before_anything_starts(change, message):
 
 
 def test_style_strength_is_relative_to_the_preset():
-    recipe = {"style_weight": 10.0}
-    assert client.style_weight_for(1.0, recipe) is None
-    assert client.style_weight_for(2.5, recipe) == 25.0
-    assert client.style_weight_for(0.5, recipe) == 5.0
+    """The dialogs send a strength; the engine, not the plug-in, multiplies the preset's weight
+    (a strength of 1 sends nothing)."""
+    recipe = load_preset("classic")
+    assert client.strength_setting(1.0) is None
+    for strength in (2.5, 0.5):
+        settings = client.StyleSettings(styles=[str(STARRY)], style_strength=strength)
+        cmd = client.build_command(["impasto"], "in.png", "out.png", settings)
+        assert cmd[cmd.index("--style-strength") + 1] == repr(strength)
+        resolved = apply_overrides(recipe, {"style_strength": strength})
+        assert resolved.style_weight == recipe.style_weight * strength
+    with pytest.raises(client.EngineError, match="style strength must be from 0.05 to 50"):
+        client.StyleSettings(styles=[str(STARRY)], style_strength=0.01).check()
 
 
 def test_default_size_is_the_long_side_within_the_engine_limits():
@@ -365,7 +374,7 @@ def test_engine_stops_after_its_step_when_the_editor_dies(tmp_path):
     engine = [*fake_engine(tmp_path, "POLICY = {signal.SIGTERM: 'finish'}\n" + LOOP), str(marks)]
     editor_code = (
         f"import sys, time; sys.path.insert(0, {str(ROOT)!r})\n"
-        "from plugin import client\n"
+        "from impasto.plugin import client\n"
         f"run = client.EngineRun({engine!r})\n"
         "print(run.process.pid, flush=True)\n"
         "time.sleep(600)\n"
@@ -419,9 +428,9 @@ def test_scratch_folders_of_dead_plugin_processes_are_cleaned_up(tmp_path, monke
 def test_settings_file_round_trip_and_checks(tmp_path):
     with pytest.raises(client.EngineError, match="missing or broken"):
         client.read_engine_command(tmp_path)
-    client.write_settings(tmp_path, [str(IMPASTO)], "krita", "0.1.0")
+    install.write_settings(tmp_path, [str(IMPASTO)], "krita")
     assert client.read_engine_command(tmp_path) == [str(IMPASTO)]
-    client.write_settings(tmp_path, [str(tmp_path / "moved" / "impasto")], "krita", "0.1.0")
+    install.write_settings(tmp_path, [str(tmp_path / "moved" / "impasto")], "krita")
     with pytest.raises(client.EngineError, match="is gone"):
         client.read_engine_command(tmp_path)
     assert json.loads((tmp_path / client.SETTINGS_FILE).read_text())["editor"] == "krita"

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from impasto.cli import main
-from plugin import client, install
+from impasto.plugin import client, install
 from tests.plugin.helpers import IMPASTO
 
 PLUGIN_SRC = Path(install.__file__).resolve().parent
@@ -172,3 +173,50 @@ def test_the_console_command_installs_too(tmp_path):
 )
 def test_set_ini_key(before, value, after):
     assert install.set_ini_key(before, "python", "k", value) == after
+
+
+def test_installed_client_runs_without_impasto_with_the_engines_own_vocabulary(tmp_path):
+    """The editors' Pythons have neither impasto nor TensorFlow: the installed client imports
+    only the standard library and the core modules copied beside it, byte for byte the engine's
+    own limits and protocol (no second copy written by hand)."""
+    from impasto import limits, protocol
+
+    dest = tmp_path / "GIMP" / "3.0"
+    assert cli("install", "gimp", "--dest", dest) == 0
+    folder = dest / "plug-ins" / "impasto"
+    for name, module in (("impasto_limits.py", limits), ("impasto_protocol.py", protocol)):
+        assert (folder / name).read_bytes() == Path(module.__file__).read_bytes()
+    line = protocol.line("progress", step=3, total=9, scale=1, scales=2, size=[64, 48],
+                         losses={"total": 1.5}, elapsed=1.0, eta=75.0)  # fmt: skip
+    code = (
+        f"import sys; sys.path.insert(0, {str(folder)!r})\n"
+        "import impasto_client as client\n"
+        "assert 'impasto' not in sys.modules and 'PIL' not in sys.modules\n"
+        "print(client.MIN_SIZE, client.MAX_SIZE, client.DEFAULT_PRESET, client.STYLE_STRENGTH)\n"
+        f"print(client.parse_line({line!r}).label())\n"
+    )
+    # -I -S: no site-packages, no current folder: as bare as an editor's Python.
+    run = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        f"{limits.MIN_SIZE} {limits.MAX_SIZE} {limits.DEFAULT_PRESET} {limits.STYLE_STRENGTH}",
+        "Scale 1/2 (64\u00d748), step 3/9, 1:15 left",
+    ]
+
+
+def test_the_shared_core_modules_need_only_the_standard_library():
+    import ast
+
+    from impasto import limits, protocol
+
+    for module in (limits, protocol):
+        tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = (
+                    [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+                )
+                for name in names:
+                    assert name.split(".")[0] in sys.stdlib_module_names, (module, name)

@@ -164,14 +164,16 @@ def test_grey_document_gets_a_grey_layer_made_from_the_engine_output(scenarios, 
     # The engine saw Krita's grey picture as RGB (R = G = B), and the layer is its output made
     # grey again. Krita makes that grey with colour management, Pillow (for the reference) with
     # plain luma weights: they differ by a level or so (measured: mean 0.7, max 3), while the
-    # unstylised picture differs from the reference by about 4 levels on average.
+    # unstylised picture differs from the reference by about 4 levels on average. L-BFGS's line
+    # search may take another step length for a picture a level off, which moves a few pixels
+    # further (measured: max 12 of 6144 pixels), so the bound is on the 99th percentile.
     source = doc.pixels(doc.layer("Background"))[..., 0]
     grey_content = tmp_path / "grey.png"
     Image.fromarray(source).convert("RGB").save(grey_content)
     expected = engine_output(grey_content, tmp_path / "ref.png", size=96)
     luma = np.asarray(Image.fromarray(expected).convert("L"), float)
     diff = np.abs(grey[..., 0] - luma)
-    assert diff.max() <= 5 and diff.mean() <= 1.5, (diff.max(), diff.mean())
+    assert np.percentile(diff, 99) <= 5 and diff.mean() <= 1.5, (diff.max(), diff.mean())
 
 
 def test_engine_error_is_reported_with_its_message_and_adds_nothing(scenarios):

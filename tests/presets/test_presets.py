@@ -166,6 +166,25 @@ def test_steps_override_shares_total_across_scales():
     assert r.steps[0] > r.steps[-1]  # same proportions: most work at the coarse scale
 
 
+def test_style_strength_is_resolved_against_the_preset_weight():
+    classic = load_preset("classic")
+    assert apply_overrides(classic, {"style_strength": 3}).style_weight == classic.style_weight * 3
+    # On top of an absolute weight given in the same overrides, whatever their order.
+    both = apply_overrides(classic, {"style_strength": 0.5, "style_weight": 40.0})
+    assert both.style_weight == 20.0
+    for bad in (0.0, 51, float("nan"), "2"):
+        with pytest.raises(PresetError, match="style_strength must be"):
+            apply_overrides(classic, {"style_strength": bad})
+
+
+def test_presets_show_json_is_the_recipe_the_engine_loads():
+    show = cli("presets", "show", "bold-strokes", "--json")
+    assert show.returncode == 0, show.stderr
+    shown = json.loads(show.stdout)
+    assert shown["origin"] == "shipped" and shown["path"].endswith("bold-strokes.toml")
+    assert shown["recipe"] == load_preset("bold-strokes").to_dict()
+
+
 def test_broken_user_preset_does_not_hide_shipped_ones():
     user_preset("oops", "this is = = not toml")
     run = cli("presets", "list")
@@ -193,11 +212,11 @@ def test_one_bad_user_preset_never_hides_the_others_at_any_door():
     hint = cli("presets", "show", "mien")
     assert hint.returncode == 2 and "did you mean 'mine'?" in hint.stderr
 
-    from gradio_app.presets_view import preset_views
+    from impasto.gradio_app.presets_view import preset_views
 
     assert {v.name for v in preset_views()} == {*SHIPPED, "mine"}
 
-    from hotfolder.config import quick_start_config
+    from impasto.hotfolder.config import quick_start_config
 
     assert list(quick_start_config(Path.cwd(), [str(STARRY)], "mine").routes) == ["default"]
 

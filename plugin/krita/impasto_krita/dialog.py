@@ -93,7 +93,7 @@ class StyleDialog(QDialog):
         self.steps.valueChanged.connect(self._steps_changed)
 
         self.strength = QDoubleSpinBox()
-        self.strength.setRange(0.05, 50.0)
+        self.strength.setRange(*client.STYLE_STRENGTH)
         self.strength.setSingleStep(0.25)
         self.strength.setDecimals(2)
         self.strength.setValue(1.0)
@@ -213,7 +213,7 @@ class StyleDialog(QDialog):
             preset=self.preset.currentData(),
             size=self.size.value(),
             steps=None if steps == sum(recipe.get("steps", [])) else steps,
-            style_weight=client.style_weight_for(self.strength.value(), recipe),
+            style_strength=client.strength_setting(self.strength.value()),
             preserve_color=self.preserve.currentData(),
             seed=self.seed.value(),
         )

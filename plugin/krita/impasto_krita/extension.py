@@ -18,7 +18,7 @@ from .runner import JobRunner, show_error
 log = logging.getLogger(__name__)
 
 PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
-ACTION_ID = "impasto_stylise"
+ACTION_ID = "impasto_stylize"
 SETTINGS_GROUP = "impasto"
 
 
@@ -34,24 +34,24 @@ class ImpastoExtension(Extension):
     def createActions(self, window):
         action = window.createAction(ACTION_ID, "Stylise with impasto...", "tools/scripts")
         action.setToolTip("Paint the active layer in the style of an artwork (new layer above it)")
-        action.triggered.connect(self.stylise)
+        action.triggered.connect(self.stylize)
 
     def _window_widget(self):
         window = Krita.instance().activeWindow()
         return window.qwindow() if window is not None else None
 
-    def stylise(self):
+    def stylize(self):
         parent = self._window_widget()
         if self.runner is not None:
             QMessageBox.information(parent, "impasto", "impasto is already painting a layer.")
             return
         try:
-            self._stylise(parent)
+            self._stylize(parent)
         except client.EngineError as exc:
             selftest.report_error(str(exc))
             show_error(parent, str(exc))
 
-    def _stylise(self, parent):
+    def _stylize(self, parent):
         doc = Krita.instance().activeDocument()
         if doc is None:
             raise client.EngineError("open an image first")

@@ -39,7 +39,7 @@ class KritaJob:
         self.settings.check()
         self._tmp = client.scratch_dir("impasto-krita-")
         content = os.path.join(self._tmp, "layer.png")
-        output = os.path.join(self._tmp, "stylised.png")
+        output = os.path.join(self._tmp, "stylized.png")
         try:
             layers.export_region(self.node, self.region, content)
             command = client.build_command(self.engine, content, output, self.settings)
