@@ -324,10 +324,13 @@ def build_app(
     max_steps: int = WEB_MAX_STEPS,
     queue_size: int = 16,
     examples_dir: Path | None = EXAMPLES,
+    max_memory: int | None = None,
 ) -> gr.Blocks:
     """The impasto page. max_size and max_steps bound what one visitor can ask of this machine;
-    queue_size bounds how many jobs may wait (more are refused with "queue is full")."""
-    app = WebApp(runner or EngineRunner(), Limits(max_size=max_size, max_steps=max_steps))
+    queue_size bounds how many jobs may wait (more are refused with "queue is full");
+    max_memory is the memory budget of every job (None: the machine's free memory)."""
+    limits = Limits(max_size=max_size, max_steps=max_steps, max_memory=max_memory)
+    app = WebApp(runner or EngineRunner(), limits)
     with gr.Blocks(
         title="impasto", analytics_enabled=False, delete_cache=(3600, KEEP_RESULTS)
     ) as demo:

@@ -15,8 +15,10 @@ import socket
 import sys
 import threading
 
+from impasto import memory
 from impasto.errors import ImpastoError
 from impasto.limits import MAX_SIZE, WEB_MAX_SIZE, WEB_MAX_STEPS, WEB_MIN_SIZE
+from impasto.memory import parse_size
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -53,6 +55,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"most steps visitors may ask for (default {WEB_MAX_STEPS})",
     )
     p.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        help="memory one job may use, e.g. 8G (default: 80%% of the free memory); bigger "
+        "pictures are painted in tiles, and --max-size may go as far as this allows",
+    )
+    p.add_argument(
         "--queue-size", type=int, default=16, help="jobs that may wait for the engine (default 16)"
     )
 
@@ -66,6 +74,14 @@ def run(args: argparse.Namespace) -> int:
     if not WEB_MIN_SIZE <= args.max_size <= MAX_SIZE:
         raise ImpastoError(
             f"--max-size must be {WEB_MIN_SIZE} to {MAX_SIZE} px, not {args.max_size}"
+        )
+    max_memory = None if args.max_memory is None else parse_size(args.max_memory, "--max-memory")
+    largest = memory.largest_side(max_memory or memory.default_budget(), "float32")
+    if args.max_size > largest:
+        raise ImpastoError(
+            f"--max-size {args.max_size} px needs more memory than "
+            f"{'--max-memory ' + args.max_memory if args.max_memory else 'is free'} "
+            f"(at most {largest} px): raise --max-memory or lower --max-size"
         )
     if args.max_steps < 1 or args.queue_size < 1:
         raise ImpastoError("--max-steps and --queue-size must be 1 or more")
@@ -84,7 +100,11 @@ def run(args: argparse.Namespace) -> int:
         print("impasto: interrupted while loading the engine", file=sys.stderr)
         return 130
     demo = build_app(
-        runner, max_size=args.max_size, max_steps=args.max_steps, queue_size=args.queue_size
+        runner,
+        max_size=args.max_size,
+        max_steps=args.max_steps,
+        queue_size=args.queue_size,
+        max_memory=max_memory,
     )
     try:
         launch(demo, server_name=args.host, server_port=args.port, auth=auth)

@@ -37,6 +37,7 @@ class Limits:
 
     max_size: int = WEB_MAX_SIZE
     max_steps: int = WEB_MAX_STEPS
+    max_memory: int | None = None  # the server's budget per job (None: the free memory)
 
 
 def upload_path(payload, what: str, folder: Path | None = None) -> str | None:
@@ -127,6 +128,7 @@ def job_from_form(
         raise InputError(f"colours must be one of {', '.join(PRESERVE_COLOR)}")
     # The strength is the engine's relative override: it resolves it against the preset.
     overrides: dict = {"steps": steps, "style_strength": strength, "preserve_color": color}
+    overrides["max_memory"] = limits.max_memory  # the server's budget, never the visitor's
     notes = []
     # The engine works the style images at style_scale times the output size: held to
     # --max-size like the output itself.

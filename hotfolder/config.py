@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from impasto import memory
 from impasto.errors import ImpastoError, InputError, PresetError
 from impasto.hotfolder.layout import STATE_DIR, Layout
 from impasto.images import OUTPUT_FORMATS, load_image
@@ -48,6 +49,9 @@ class DaemonSettings:
     max_crashes: int = 3  # a job the daemon died on this often goes to failed/
     log_file: str = "hotfolder.log"  # relative to ROOT
     state_dir: str = STATE_DIR  # journal, checkpoints, lock; relative to ROOT, or absolute
+    # Memory one job may use, bytes ("8G" in the file; None: the machine's free memory less a
+    # margin); bigger pictures are painted in tiles. A route's own max_memory wins.
+    max_memory: int | None = None
 
 
 DAEMON_KEYS = tuple(DaemonSettings.__dataclass_fields__)
@@ -113,6 +117,11 @@ def parse_daemon(data: dict, where: str) -> DaemonSettings:
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(f"{where}: {key} must be a path")
             values[key] = value
+        elif key == "max_memory":
+            try:
+                values[key] = memory.parse_size(value, f"{where}: max_memory")
+            except InputError as exc:
+                raise ConfigError(str(exc)) from None
         elif key in ("checkpoint_every", "max_crashes"):
             values[key] = _number(value, key, where, integer=True, minimum=1)
         else:
@@ -182,15 +191,24 @@ def parse_route(name: str, data: dict, base: Path, where: str) -> Route:
     )
 
 
-def check_route(route: Route, where: str) -> None:
+def check_route(route: Route, where: str, max_memory: int | None = None) -> None:
     """Load the preset, apply the overrides and open every style image: one ImpastoError, with
-    `where` in front, for the first problem."""
+    `where` in front, for the first problem. A size the memory budget (the route's max_memory,
+    else the daemon's, else the machine's) cannot paint even in tiles is one too."""
     try:
-        apply_overrides(load_preset(route.preset), route.overrides, where="overrides")
+        recipe = apply_overrides(load_preset(route.preset), route.overrides, where="overrides")
         for path, _ in route.styles:
             load_image(path, "style")
     except (PresetError, InputError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    budget = recipe.max_memory or max_memory or memory.default_budget()
+    size = route.size or recipe.size
+    largest = memory.largest_side(budget, "float32")
+    if size > largest:
+        raise ConfigError(
+            f"{where}: size {size} px needs more memory than {memory.format_size(budget)} "
+            f"(at most {largest} px on a square picture); set max_memory higher or size lower"
+        )
 
 
 def load_config(root: Path, path: Path | None = None) -> Config:
@@ -242,7 +260,7 @@ def state_dir_of(root: Path, path: Path | None = None) -> str:
 
 def check_config(config: Config) -> None:
     for name, route in config.routes.items():
-        check_route(route, _where(config.path, f"routes.{name}"))
+        check_route(route, _where(config.path, f"routes.{name}"), config.daemon.max_memory)
     check_folders(config)
 
 
@@ -313,6 +331,8 @@ max_file_mb = 200           # larger inputs go to failed/ unread
 checkpoint_every = 25       # steps between checkpoints: a crash loses at most this much work
 max_crashes = 3             # a file the daemon died on this many times goes to failed/
 log_file = "hotfolder.log"  # relative to this folder
+# max_memory = "8G"         # memory one job may use (default: 80% of the free memory); bigger
+                            # pictures are painted in tiles, with the same result, more slowly
 # On a network share, keep the journal and checkpoints on a local disk (SQLite needs one):
 # state_dir = "/var/lib/impasto/studio"  # default: .hotfolder in this folder
 

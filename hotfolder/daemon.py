@@ -220,7 +220,9 @@ class Daemon:
     def _retry_holds(self, journal: Journal, holds: dict) -> None:
         for route, reason in holds.items():
             try:
-                check_route(self.config.routes[route], f"route {route}")
+                check_route(
+                    self.config.routes[route], f"route {route}", self.config.daemon.max_memory
+                )
             except ConfigError as exc:
                 log.info("route %s still on hold: %s", route, exc)
                 continue

@@ -93,7 +93,7 @@ class Runner:
             preset=route.preset,
             size=route.size,
             seed=route.seed,
-            overrides=dict(route.overrides),
+            overrides={"max_memory": self.config.daemon.max_memory, **route.overrides},
             preview_every=route.save_every,
             checkpoint=str(ckpt),
             checkpoint_every=self.config.daemon.checkpoint_every,

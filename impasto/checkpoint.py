@@ -58,5 +58,9 @@ def load(path: str | os.PathLike, settings: dict) -> Checkpoint:
 
 
 def _comparable(settings: dict) -> dict:
-    # The version may change between the run that saved and the one that resumes.
-    return {k: v for k, v in settings.items() if k != "impasto"}
+    # The version may change between the run that saved and the one that resumes, and so may the
+    # memory budget: tiled and untiled steps are the same steps.
+    out = {k: v for k, v in settings.items() if k != "impasto"}
+    if isinstance(out.get("recipe"), dict):
+        out["recipe"] = {k: v for k, v in out["recipe"].items() if k != "max_memory"}
+    return out

@@ -10,6 +10,7 @@ from pathlib import Path
 from impasto.atomic import atomic_write
 from impasto.errors import PresetError
 from impasto.limits import DEFAULT_PRESET
+from impasto.memory import format_size
 from impasto.numbers import whole_number_arg
 from impasto.presets import find_preset, list_presets, load_preset, user_preset_dir
 
@@ -84,6 +85,11 @@ def _show(args) -> int:
         return 0
     print(f"# {origin} preset, file: {path}")
     for key, value in recipe.to_dict().items():
+        if key == "max_memory":
+            if value is None:
+                print("# max_memory not set: the machine's free memory decides")
+                continue
+            value = format_size(value)
         print(f"{key} = {json.dumps(value)}")
     return 0
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from impasto.errors import InputError
 from impasto.job import ProgressEvent, StyleJob, check_job
 from impasto.limits import DEFAULT_PRESET
+from impasto.memory import parse_size
 from impasto.numbers import finite_number_arg, whole_number_arg
 from impasto.outputs import (
     check_not_input,
@@ -72,6 +73,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="convolution precision (default: the preset's, auto: the faster on this machine)",
     )
     p.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        help="memory the run may use, e.g. 8G or 512M (default: 80%% of the free memory); "
+        "above it steps are computed in tiles, with the same result",
+    )
+    p.add_argument(
         "--save-every",
         type=whole_number_arg,
         default=0,
@@ -122,6 +129,9 @@ def build_job(args: argparse.Namespace) -> StyleJob:
         "preserve_color": args.preserve_color,
         "init": args.init,
         "precision": args.precision,
+        "max_memory": None
+        if args.max_memory is None
+        else parse_size(args.max_memory, "--max-memory"),
     }
     for flag in ("save_every", "checkpoint_every"):
         if getattr(args, flag) < 0 or (flag == "checkpoint_every" and args.checkpoint_every == 0):

@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
 
-from impasto.errors import PresetError
+from impasto.errors import InputError, PresetError
 from impasto.limits import DEFAULT_PRESET, MAX_SIZE, MIN_SIZE, PRESERVE_COLOR, STYLE_STRENGTH
+from impasto.memory import parse_size
 from impasto.numbers import checked_number, finite
 from impasto.paths import reason, regular_file
 from impasto.vgg19 import LAYERS
@@ -34,8 +35,9 @@ CHOICES = {
     "precision": ("auto", "float32", "bfloat16", "float16"),
     "optimizer": ("lbfgs", "adam"),
 }
-# Presets written before L-BFGS existed were all tuned for Adam: a file without the key keeps it.
-OPTIONAL = {"optimizer": "adam"}
+# Keys a file may leave out. Presets written before L-BFGS existed were all tuned for Adam: a
+# file without the key keeps it. max_memory: the machine's free memory decides.
+OPTIONAL = {"optimizer": "adam", "max_memory": None}
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,9 @@ class Recipe:
     preserve_color: str  # "none", "luminance" or "histogram"
     precision: str  # "auto" (this machine's faster), "float32", "bfloat16" or "float16"
     style_scale: float  # style image size relative to the output
+    # Memory a run may use, bytes ("8G" in a file; None: from the machine's free memory). Not
+    # part of the look: above it a step is computed in tiles, exactly (impasto/tiling.py).
+    max_memory: int | None = None
 
     @property
     def total_steps(self) -> int:
@@ -297,7 +302,17 @@ def _check(data: dict, where: str) -> Recipe:
         preserve_color=data["preserve_color"],
         precision=data["precision"],
         style_scale=_number(data["style_scale"], "style_scale", where, positive=True),
+        max_memory=_memory(data.get("max_memory"), where),
     )
+
+
+def _memory(value, where: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_size(value, f"{where}: max_memory")
+    except InputError as exc:
+        raise PresetError(str(exc)) from None
 
 
 def list_presets() -> list[PresetInfo]:

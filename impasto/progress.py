@@ -61,15 +61,23 @@ class BarProgress(NoProgress):
         self._last = 0.0
 
     def start(self, info: dict) -> None:
-        sizes = " > ".join(f"{w}x{h}" for w, h, _ in info["scales"])
+        tiles = info.get("tiles") or [None] * len(info["scales"])
+        sizes = " > ".join(
+            f"{w}x{h}" + (f" (in tiles of {t} px)" if t else "")
+            for (w, h, _), t in zip(info["scales"], tiles, strict=True)
+        )
         precision = info["precision"]
         if info.get("precision_reason"):
             precision += f": {info['precision_reason']}"
-        print(
+        line = (
             f"impasto: {info['preset']} on the {info['device']} ({precision}), "
-            f"{info['total']} steps over {sizes}",
-            file=self.stream,
+            f"{info['total']} steps over {sizes}"
         )
+        if any(tiles):
+            line += f"; tiled to stay within {info['max_memory']} of memory"
+        if info.get("estimate_seconds") is not None:
+            line += f"; {_estimate(info['estimate_seconds'])}"
+        print(line, file=self.stream)
 
     def progress(self, event) -> None:
         now = time.monotonic()
@@ -90,6 +98,23 @@ class BarProgress(NoProgress):
     def done(self, result, path) -> None:
         state = "stopped early; best so far" if result.cancelled else "done"
         print(f"\nimpasto: {state} in {clock(result.stats['seconds'])}: {path}", file=self.stream)
+
+
+def _estimate(seconds: float) -> str:
+    """'about 3 min on this machine', and at print sizes, how long that really is."""
+    text = f"about {_duration(seconds)} on this machine"
+    if seconds >= 4 * 3600:
+        text += " (an overnight job: use --checkpoint FILE so it can be resumed)"
+    elif seconds >= 3600:
+        text += " (hours: use --checkpoint FILE so it can be resumed)"
+    return text
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if minutes >= 60:
+        return f"{minutes // 60} h {minutes % 60:02d} min"
+    return f"{minutes} min" if minutes else f"{round(seconds)} s"
 
 
 class Snapshots:

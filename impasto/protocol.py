@@ -3,7 +3,8 @@
 time is shown to people.
 
     {"event": "start", "device", "precision", "precision_reason", "optimizer", "preset",
-     "scales": [[w, h, steps], ...], "total"}
+     "scales": [[w, h, steps], ...], "total", "max_memory": "8G",
+     "tiles": [null or the tiles' side in px, per scale], "estimate_seconds": N or null}
     {"event": "progress", "step", "total", "scale", "scales", "size": [w, h], "losses": {...},
      "elapsed", "eta"}
     {"event": "done", "output": path, "cancelled": bool, "stats": {...}}

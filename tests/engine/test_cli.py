@@ -107,6 +107,16 @@ def test_evolution_images(tmp_path):
         (lambda d: None, [CAT, STARRY, "--style-blend", "1,2"], "2 weight.* for 1 style"),
         (lambda d: None, [CAT, STARRY, "--style-weight", "-3"], "style_weight must be 0 or more"),
         (lambda d: None, [CAT, STARRY, "--size", "5"], "size must be a whole number from 32"),
+        (
+            lambda d: None,
+            [CAT, STARRY, "--max-memory", "8X"],
+            "--max-memory: '8X' is not a memory size like 8G, 512M or 1.5G",
+        ),
+        (
+            lambda d: None,
+            [CAT, STARRY, "--max-memory", "1.1G", "--size", "4096"],
+            r"4096x\d+ px needs at least .* of memory \(the budget is 1.1G\)",
+        ),
     ],
 )
 def test_bad_input_one_line_exit_2(tmp_path, setup, args, message):

@@ -50,11 +50,22 @@ def test_a_filled_form_becomes_the_job_it_describes():
     classic = load_preset("classic")
     assert (job.preset, job.size, job.seed) == (classic, 256, 7)
     # The strength goes to the engine as its relative override; the engine doubles the weight.
-    assert job.overrides == {"steps": 60, "style_strength": 2.0, "preserve_color": "luminance"}
+    # max_memory: the server's budget (none given here: the free memory decides).
+    assert job.overrides == {
+        "steps": 60,
+        "style_strength": 2.0,
+        "preserve_color": "luminance",
+        "max_memory": None,
+    }
     assert check_job(job).recipe.style_weight == classic.style_weight * 2.0
     assert job.preview_every == 3  # about 20 previews per job
     assert made.paths == [str(CAT), str(STARRY), str(WAVE)]
     assert made.notes == []
+
+
+def test_the_servers_memory_budget_goes_with_every_job():
+    limits = Limits(max_size=512, max_steps=300, max_memory=6 * 2**30)
+    assert form(limits=limits).job.overrides["max_memory"] == 6 * 2**30
 
 
 def test_short_jobs_preview_every_step():

@@ -119,6 +119,12 @@ def test_auth_locks_the_app_and_silences_the_warning():
         (["--auth", "ana"], "--auth must be USER:PASS"),
         (["--port", "70000"], "--port must be 1 to 65535"),
         (["--max-size", "10"], "--max-size must be 64 to 8192"),
+        (["--max-memory", "8X"], "--max-memory: '8X' is not a memory size like 8G"),
+        (["--max-memory", "nan"], "--max-memory: 'nan' is not a memory size"),
+        (
+            ["--max-memory", "2G", "--max-size", "8192"],
+            "--max-size 8192 px needs more memory than --max-memory 2G (at most",
+        ),
     ],
 )
 def test_bad_options_are_one_line_and_exit_2(options, message):

@@ -240,3 +240,35 @@ def test_the_usual_layout_and_symlinks_elsewhere_are_fine(tmp_path):
     symlinked(tmp_path, "outbox", "elsewhere/outbox")  # e.g. outputs on a bigger disk
     write(tmp_path, route())
     assert list(load_config(tmp_path).routes) == ["paint"]
+
+
+def test_max_memory_for_the_daemon_and_per_route(tmp_path):
+    write(
+        tmp_path,
+        '[daemon]\nmax_memory = "12G"\n'
+        + route("size = 4096")
+        + f'[routes.small]\nstyles = ["{STARRY}"]\nmax_memory = "2G"\nsize = 1024\n',
+    )
+    config = load_config(tmp_path)
+    assert config.daemon.max_memory == 12 * 2**30
+    assert config.routes["small"].overrides["max_memory"] == "2G"  # checked by the preset code
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[daemon]\nmax_memory = "lots"\n' + route(), r"\[daemon\]: max_memory: 'lots' is not"),
+        ("[daemon]\nmax_memory = nan\n" + route(), r"max_memory must be a finite size"),
+        (route('max_memory = "-1G"'), r"\[routes.paint\]: .*max_memory: '-1G' is not"),
+        # A size the budget cannot paint even in tiles is refused at start, not per photo.
+        (
+            '[daemon]\nmax_memory = "4G"\n' + route("size = 8192"),
+            r"\[routes.paint\]: size 8192 px needs more memory than 4G \(at most \d+ px",
+        ),
+    ],
+)
+def test_a_bad_memory_budget_is_one_line_at_start(tmp_path, text, message):
+    write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(tmp_path)
+    assert "\n" not in str(info.value)

@@ -300,3 +300,23 @@ def test_a_file_the_daemon_keeps_dying_on_goes_to_failed(s):
         s.runner.recover()
     assert s.run_next() == "failed"
     assert "the daemon stopped 2 times while painting this file" in s.error("cat.png")
+
+
+@pytest.mark.parametrize(
+    ("daemon_budget", "route_overrides", "expected"),
+    [
+        (6 * 2**30, {}, 6 * 2**30),  # the daemon's budget goes with every job
+        (6 * 2**30, {"max_memory": "2G"}, 2 * 2**30),  # a route's own wins
+        (None, {}, None),  # neither: the engine takes the machine's free memory
+    ],
+)
+def test_the_memory_budget_reaches_the_engine(tmp_path, daemon_budget, route_overrides, expected):
+    s = Setup(tmp_path / "root", overrides=route_overrides)
+    s.config = Config(
+        s.config.root, None, DaemonSettings(max_memory=daemon_budget), s.config.routes
+    )
+    s.runner = Runner(s.layout, s.config, s.journal, s.engine, s.cancel, s.nudge)
+    s.drop("a.png")
+    s.run_next()
+    assert s.engine.calls[0].recipe.max_memory == expected
+    s.journal.close()

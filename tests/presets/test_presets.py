@@ -133,6 +133,9 @@ def test_user_preset_adds_a_name_and_path_works(tmp_path):
             lambda t: t.replace("block4_conv2 = 1.0", "block4_conv2 = nan"),
             r"content_layers.block4_conv2 must be a finite number, not nan",
         ),
+        (lambda t: t + '\nmax_memory = "8X"', r"max_memory: '8X' is not a memory size like 8G"),
+        (lambda t: t + "\nmax_memory = inf", r"max_memory must be a finite size greater than 0"),
+        (lambda t: t + '\nmax_memory = "0.5G"', r"max_memory: 512M is less than impasto itself"),
     ],
 )
 def test_bad_preset_named_with_file_key_and_problem(edit, message):
@@ -140,6 +143,14 @@ def test_bad_preset_named_with_file_key_and_problem(edit, message):
     with pytest.raises(PresetError, match=message) as err:
         load_preset("broken")
     assert str(path) in str(err.value)
+
+
+def test_max_memory_is_optional_and_read_as_a_size():
+    assert load_preset("classic").max_memory is None  # the machine's free memory decides
+    user_preset("big", CLASSIC + '\nmax_memory = "12G"\n')
+    assert load_preset("big").max_memory == 12 * 2**30
+    over = apply_overrides(load_preset("classic"), {"max_memory": "1.5G"})
+    assert over.max_memory == int(1.5 * 2**30)
 
 
 def test_bad_override_is_refused_with_suggestion():
