@@ -162,15 +162,8 @@ def stylize(
     for index, (size, steps) in enumerate(steps_plan):
         if resume and index < resume.scale:
             continue
-        content = to_array(content_img, size)
-        styles = _style_arrays(style_imgs, size, recipe)
-        tile = plans[index].tile
-        if tile is None:
-            evaluate = objective.at(content, styles, params(recipe))
-        else:
-            log.info("scale %dx%d in tiles of up to %d px", *size, tile)
-            evaluate = tiling.TiledObjective(recipe, precision, content, styles, tile)
-        del styles  # the targets are made; a print-size style picture is not kept
+        content, tile = to_array(content_img, size), plans[index].tile
+        evaluate = _evaluator(objective, checked, precision, content, style_imgs, size, tile)
         opt, scale_step = _start_scale(opt, recipe, content, job.seed, size, resume, index)
         del content
         clock.new_scale()
@@ -193,6 +186,17 @@ def stylize(
     result = _result(checked, opt.output(), content_img, losses, clock, cancelled)
     result.stats["evaluations"] = evaluations
     return result
+
+
+def _evaluator(objective, checked, precision, content, style_imgs, size, tile):
+    """What the optimiser calls at this scale: the whole picture at once, or tile by tile when
+    the memory budget says so (the same loss and gradient either way; see impasto.tiling)."""
+    recipe = checked.recipe
+    styles = _style_arrays(style_imgs, size, recipe)
+    if tile is None:
+        return objective.at(content, styles, params(recipe))
+    log.info("scale %dx%d in tiles of up to %d px", *size, tile)
+    return tiling.TiledObjective(recipe, precision, content, styles, tile)
 
 
 def _style_arrays(style_imgs, size, recipe) -> list[tuple[np.ndarray, float]]:
