@@ -48,6 +48,9 @@ class DaemonSettings:
     max_crashes: int = 3  # a job the daemon died on this often goes to failed/
     log_file: str = "hotfolder.log"  # relative to ROOT
     state_dir: str = STATE_DIR  # journal, checkpoints, lock; relative to ROOT, or absolute
+    cluster: str = ""  # a Ray cluster's address, or "local"; empty: paint in this process
+    workers: int = 0  # engine workers on the cluster (0: one per worker_threads CPUs or GPU)
+    worker_threads: int = 1  # TensorFlow threads of each cluster worker
 
 
 DAEMON_KEYS = tuple(DaemonSettings.__dataclass_fields__)
@@ -118,8 +121,16 @@ def parse_daemon(data: dict, where: str) -> DaemonSettings:
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(f"{where}: {key} must be a path")
             values[key] = value
-        elif key in ("checkpoint_every", "max_crashes"):
+        elif key == "cluster":
+            if not isinstance(value, str):
+                raise ConfigError(
+                    f'{where}: cluster must be an address such as "head-node:6379", or "local"'
+                )
+            values[key] = value.strip()
+        elif key in ("checkpoint_every", "max_crashes", "worker_threads"):
             values[key] = _number(value, key, where, integer=True, minimum=1)
+        elif key == "workers":
+            values[key] = _number(value, key, where, integer=True, minimum=0)
         else:
             values[key] = _number(value, key, where, minimum=0.01 if "seconds" in key else 0.001)
     return DaemonSettings(**values)
@@ -320,6 +331,10 @@ max_crashes = 3             # a file the daemon died on this many times goes to 
 log_file = "hotfolder.log"  # relative to this folder
 # On a network share, keep the journal and checkpoints on a local disk (SQLite needs one):
 # state_dir = "/var/lib/impasto/studio"  # default: .hotfolder in this folder
+# Paint on a Ray cluster (pip install 'impasto[cluster]'; same as --cluster):
+# cluster = "head-node:6379"  # or "auto" (this machine joined one), or "local"
+# workers = 0                 # engine workers; 0: one per worker_threads CPUs of the cluster
+# worker_threads = 1          # TensorFlow threads per worker
 
 # One table per sub-folder of inbox/. Paths are relative to this file.
 [routes.{name}]

@@ -105,7 +105,9 @@ class RemoteEngine:
                 "(is the cluster busy with other work?)"
             ) from None
         except self.ray.exceptions.RayActorError as exc:
-            raise ClusterError(f"worker {self.number} could not start: {_first_line(exc)}") from None
+            raise ClusterError(
+                f"worker {self.number} could not start: {_first_line(exc)}"
+            ) from None
         if info["problem"]:
             raise ClusterError(f"worker {self.number} on {info['host']}: {info['problem']}")
         self.where = f" (pid {info['pid']} on {info['host']}, node {info['node'][:8]})"
