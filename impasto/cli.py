@@ -19,6 +19,7 @@ from impasto.errors import ImpastoError
 # that subcommand runs, so `impasto presets list` never pays for TensorFlow or Gradio.
 SUBCOMMANDS = {
     "stylize": ("impasto.cli_stylize", "paint a photo in the style of one or more artworks"),
+    "batch": ("impasto.cli_batch", "paint many photos with one recipe, here or on a Ray cluster"),
     "presets": ("impasto.cli_presets", "list, show, copy and compare the named recipes"),
     "weights": ("impasto.cli_weights", "show or install the VGG19 weights"),
     "serve": ("gradio_app.cli", "start the web app (Gradio)"),
