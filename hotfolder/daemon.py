@@ -98,6 +98,8 @@ def add_log_file(layout: Layout, name: str) -> logging.Handler:
     logger.setLevel(logging.INFO)
     logger.addHandler(handler)
     logging.getLogger("impasto").addHandler(handler)  # at the level the CLI set (-v: INFO)
+    # ... but which cluster worker starts, paints what, dies and is replaced, always
+    logging.getLogger("impasto.cluster").setLevel(logging.INFO)
     return handler
 
 
