@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	      "then run make again" >&2; exit 1; }; \
 	fi
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,cluster]'  # cluster: the Ray tests run too
 	$(BIN)/impasto weights install
 	touch $@
 
@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/quality.py
 	$(BIN)/python benchmarks/hotfolder.py
+	$(BIN)/python benchmarks/cluster.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
