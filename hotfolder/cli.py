@@ -83,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     if not root.is_dir():
         raise ConfigError(f"{root}: no such folder; create it with `impasto watch {root} --init`")
     config = build_config(root, args)
+    if config.daemon.cluster:
+        from impasto.cluster.connect import require_ray
+
+        require_ray()  # one line now, before the daemon starts
 
     from hotfolder.daemon import Daemon
 

@@ -123,6 +123,10 @@ def plan(inputs: list[str], outdir: Path, ext: str) -> tuple[list[Item], list[tu
 def run(args: argparse.Namespace) -> int:
     if args.workers < 0 or args.worker_threads < 1:
         raise InputError("--workers must be 0 or more, and --worker-threads 1 or more")
+    if args.cluster:
+        from impasto.cluster.connect import require_ray
+
+        require_ray()  # one line now, before the photos are checked
     template = build_job(
         argparse.Namespace(
             **vars(args),

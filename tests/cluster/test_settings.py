@@ -65,3 +65,26 @@ def test_cluster_settings_in_the_config():
     ]:
         with pytest.raises(ConfigError, match=message):
             parse_daemon(bad, "here")
+
+
+def test_status_shows_every_job_under_way(tmp_path):
+    from hotfolder.journal import Identity, Journal
+    from hotfolder.layout import Layout
+    from hotfolder.status import format_status, gather
+
+    layout = Layout(tmp_path)
+    layout.ensure(["paint"])
+    journal = Journal(layout.journal)
+    for n, name in enumerate(("a.png", "b.png", "c.png"), 1):
+        journal.enqueue("paint", name, Identity(1, n, 1, 1))
+    journal.start(1, "a.png", 40)
+    journal.progress(1, 10, 40, 75.0)
+    journal.start(2, "b.png", 40)  # a second cluster worker's job
+    journal.progress(2, 30, 40, 15.0)
+    journal.close()
+    info = gather(layout)
+    assert [j["name"] for j in info["under_way"]] == ["a.png", "b.png"]
+    text = format_status(info)
+    assert "paint/a.png step 10/40 (25%), about 1:15 left" in text
+    assert "paint/b.png step 30/40 (75%), about 0:15 left" in text
+    assert "queue: 1 waiting: paint/c.png" in text
