@@ -14,7 +14,9 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import tempfile
+import threading
 
 from impasto.errors import ImpastoError
 
@@ -63,6 +65,10 @@ class Connection:
             self._prepare_local()
         self.ray = import_ray()
         options = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        # ray.init makes SIGTERM exit the driver at once; the caller's own handlers (finish the
+        # step, keep a checkpoint) are put back.
+        main = threading.current_thread() is threading.main_thread()
+        handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)} if main else {}
         try:
             self.ray.init(address=self.address, **options)
         except Exception as exc:  # noqa: BLE001 - Ray raises several kinds; all mean "cannot use"
@@ -71,6 +77,9 @@ class Connection:
             what = "start Ray on this machine" if local else f"reach the Ray cluster at {address!r}"
             hint = "" if local else " (start one with `ray start --head`, or use local)"
             raise ClusterError(f"cannot {what}: {_first_line(exc)}{hint}") from None
+        finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
         log.info("connected to Ray (%s): %s", self.address, self.resources())
 
     def _prepare_local(self) -> None:
