@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 
@@ -50,6 +51,24 @@ def require_ray() -> None:
         import_ray()
 
 
+def check_reachable(address: str) -> None:
+    """A ClusterError in seconds for an address nobody answers at (Ray itself keeps retrying
+    for minutes)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ClusterError(
+            f"cluster address {address!r}: give HOST:PORT (e.g. head-node:6379), auto or local"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+        raise ClusterError(
+            f"cannot reach the Ray cluster at {address!r}: {why.lower()} "
+            "(start one with `ray start --head`, or use local)"
+        ) from None
+
+
 class Connection:
     """This process as a Ray driver. `address` is "local" (start Ray here, stopped on close),
     "auto" (the cluster this machine joined with `ray start`), HOST:PORT or ray://HOST:PORT."""
@@ -61,6 +80,8 @@ class Connection:
         if not self.address:
             raise ClusterError("the cluster address is empty; give HOST:PORT, auto or local")
         require_ray()
+        if self.address not in (LOCAL, "auto"):
+            check_reachable(self.address)
         if self.address == LOCAL:
             self._prepare_local()
         self.ray = import_ray()

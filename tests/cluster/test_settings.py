@@ -88,3 +88,23 @@ def test_status_shows_every_job_under_way(tmp_path):
     assert "paint/a.png step 10/40 (25%), about 1:15 left" in text
     assert "paint/b.png step 30/40 (75%), about 0:15 left" in text
     assert "queue: 1 waiting: paint/c.png" in text
+
+
+def test_an_address_nobody_answers_at_is_one_line_at_once():
+    import socket
+
+    from impasto.cluster.connect import ClusterError, check_reachable
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(
+        ClusterError, match=rf"cannot reach the Ray cluster at '127.0.0.1:{port}': "
+    ):
+        check_reachable(f"127.0.0.1:{port}")
+    with pytest.raises(ClusterError, match="give HOST:PORT"):
+        check_reachable("head-node")
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        check_reachable("127.0.0.1:%d" % listening.getsockname()[1])  # answers: no error
