@@ -107,4 +107,4 @@ def test_an_address_nobody_answers_at_is_one_line_at_once():
     with socket.socket() as listening:
         listening.bind(("127.0.0.1", 0))
         listening.listen()
-        check_reachable("127.0.0.1:%d" % listening.getsockname()[1])  # answers: no error
+        check_reachable(f"127.0.0.1:{listening.getsockname()[1]}")  # answers: no error
