@@ -214,7 +214,7 @@ def test_local_ray_is_started_and_stopped_with_the_daemon(tmp_path, watch):
         else:
             os.environ["TMPDIR"] = old
     try:
-        daemon.wait_for(lambda: all_finished(root, 1), timeout=300, what="the file")
+        daemon.wait_for(lambda: all_finished(root, 1), timeout=900, what="the file")
         assert files_under(root / "outbox") == {f"paint/{n}" for n in originals}
         ray_dirs = [d for d in os.listdir(short) if d.startswith("ray")]
         assert len(ray_dirs) == 1  # the local Ray's own short folder
