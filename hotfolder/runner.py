@@ -347,9 +347,10 @@ class Runner:
         painting = {f"job-{job_id}.npz" for job_id in busy}  # and their writes under way
         folder = self.layout.checkpoints
         for entry in os.scandir(folder) if folder.is_dir() else ():
-            if entry.name in keep or entry.name[1:-4].rsplit(".", 1)[0] in painting:
+            target = entry.name[1:-4].rsplit(".", 1)[0]  # ".job-5.npz.k3j2.tmp" -> "job-5.npz"
+            if entry.name in keep | painting or target in painting:
                 continue
-            if entry.name not in painting and entry.is_file(follow_symlinks=False):
+            if entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)  # partial writes and checkpoints of finished jobs
                 removed += 1
         if removed:
