@@ -74,11 +74,12 @@ def run_once(photos: Path, tmp: Path, workers: int, size: int, steps: int) -> di
         cmd = ["taskset", "-c", "0", *cmd]
     log = root / "hotfolder.log"
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = open(root / "stderr.txt", "w")  # a file: a pipe nobody reads would fill and block
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
     try:
         while not (log.is_file() and "watching" in log.read_text()):
             if proc.poll() is not None:
-                raise SystemExit(f"the daemon exited: {proc.stderr.read()}")
+                raise SystemExit(f"the daemon exited: {(root / 'stderr.txt').read_text()}")
             time.sleep(0.05)
         startup = time.perf_counter() - t0
         files = sorted(photos.iterdir())
@@ -93,12 +94,13 @@ def run_once(photos: Path, tmp: Path, workers: int, size: int, steps: int) -> di
             if states.get("done", 0) + states.get("failed", 0) >= len(files):
                 break
             if proc.poll() is not None:
-                raise SystemExit(f"the daemon exited: {proc.stderr.read()}")
+                raise SystemExit(f"the daemon exited: {(root / 'stderr.txt').read_text()}")
             time.sleep(0.05)
         seconds = time.perf_counter() - t0
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=180)
+        proc.wait(timeout=600)
+        err.close()
     if states.get("failed"):
         raise SystemExit(f"{states['failed']} files failed; see {log}")
     return {
@@ -140,35 +142,40 @@ def main() -> None:
                     f"load {result['load_before']:.2f})",
                     flush=True,
                 )
+            write_report(args, modes, runs)  # after every round: a long run keeps what it has
+
+
+def write_report(args, modes: list[int], runs: dict[int, list[dict]]) -> None:
+    rounds = len(runs[1])
     median = {m: statistics.median(x["files_per_minute"] for x in runs[m]) for m in modes}
     one = median[1]
     lines = [
         f"# Cluster throughput ({time.strftime('%Y-%m-%d')})",
         "",
         f"`python benchmarks/cluster.py --count {args.count} --size {args.size} "
-        f"--steps {args.steps} --rounds {args.rounds} --max-workers {args.max_workers}`",
+        f"--steps {args.steps} --rounds {args.rounds} --max-workers {args.max_workers}`"
+        + (f" ({rounds} of {args.rounds} rounds done)" if rounds < args.rounds else ""),
         "",
         f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
         'Workers on a local Ray cluster (`cluster = "local"`), one TensorFlow thread each; the '
         "single-process daemon pinned to one core (`taskset -c 0`). Modes interleaved round by "
-        "round; start-up not timed.",
+        "round; start-up not timed; load average (1 min) when each run began.",
         "",
         "| mode | median files/min | runs (files/min) | vs 1 worker | goal |",
         "|---|---|---|---|---|",
     ]
     for m in modes:
         each = ", ".join(f"{x['files_per_minute']:.1f}" for x in runs[m])
-        ratio = median[m] / one
         goal = f">= {0.8 * m:.1f}" if m > 1 else ""
-        lines.append(f"| {label(m)} | {median[m]:.1f} | {each} | {ratio:.2f} | {goal} |")
+        lines.append(f"| {label(m)} | {median[m]:.1f} | {each} | {median[m] / one:.2f} | {goal} |")
     lines += ["", "Ratios within each round (the fairest comparison on a shared machine):", ""]
-    for r in range(args.rounds):
+    for r in range(rounds):
         parts = [f"{label(m)} {runs[m][r]['files_per_minute'] / runs[1][r]['files_per_minute']:.2f}"
                  for m in modes if m != 1]  # fmt: skip
-        loads = ", ".join(f"{runs[m][r]['load_before']:.2f}" for m in modes)
-        lines.append(f"- round {r + 1}: vs 1 worker: {', '.join(parts)} (load averages {loads})")
+        loads = ", ".join(f"{label(m)} {runs[m][r]['load_before']:.2f}" for m in modes)
+        lines.append(f"- round {r + 1}: vs 1 worker: {', '.join(parts)} (load: {loads})")
     text = "\n".join(lines) + "\n"
-    print("\n" + text)
+    print("\n" + text, flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     cpu = "-".join(cpu_name().split()[:2])
     (RESULTS / f"cluster-{cpu}-{os.cpu_count()}cores.md").write_text(text)
