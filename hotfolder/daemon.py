@@ -173,6 +173,7 @@ class Daemon:
             try:
                 self._loop(journal, slots, intake, thread)
             finally:
+                self.cancel.set()  # jobs still under way (an error stopped the loop) checkpoint
                 slots.close()
                 intake_stop.set()
                 thread.join(timeout=10)
