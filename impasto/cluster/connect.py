@@ -109,10 +109,14 @@ class Connection:
             base = "/tmp"
         self._tmp = tempfile.mkdtemp(prefix="ray", dir=base)
         token = os.environ.get("RAY_AUTH_TOKEN") or secrets.token_hex(32)
+        # Ray runs its workers 15 nice levels below itself by default; here they paint at the
+        # priority the daemon or the batch was given (nice, systemd's Nice=), as without Ray.
+        niceness = os.environ.get("RAY_worker_niceness", "0")
         for key, value in (
             ("RAY_TMPDIR", self._tmp),
             ("RAY_AUTH_MODE", "token"),
             ("RAY_AUTH_TOKEN", token),
+            ("RAY_worker_niceness", niceness),
         ):
             self._saved_env[key] = os.environ.get(key)
             os.environ[key] = value
