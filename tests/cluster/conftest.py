@@ -26,7 +26,12 @@ def ray_cluster():
     the daemons' and batches' workers included, see the same token and a short RAY_TMPDIR."""
     require_ray()
     tmp = tempfile.mkdtemp(prefix="rayt", dir="/tmp")  # Unix socket paths must stay short
-    env = {"RAY_TMPDIR": tmp, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = {
+        "RAY_TMPDIR": tmp,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        "RAY_worker_niceness": "0",  # workers at the suite's priority, not 15 levels below
+    }
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)  # before Ray is imported: it reads them then
     from ray.cluster_utils import Cluster
