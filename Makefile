@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	      "then run make again" >&2; exit 1; }; \
 	fi
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,cluster]'  # cluster: the Ray tests run too
 	$(BIN)/impasto weights install
 	touch $@
 
@@ -39,7 +39,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-# Each benchmark writes its section of benchmarks/results/<cpu>-<n>cores.md. The tutorial's
+# Each benchmark writes its figures to benchmarks/results/ (most as a section of <cpu>-<n>cores.md). The tutorial's
 # 1000-step runs (about 1.5 hours on 2 cores) are made once per machine and kept.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/speed.py
@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/quality.py
 	$(BIN)/python benchmarks/levers.py
 	$(BIN)/python benchmarks/hotfolder.py
+	$(BIN)/python benchmarks/cluster.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -51,6 +51,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     quick.add_argument("--size", type=whole_number_arg, help="long side of the outputs in px")
     quick.add_argument("--steps", type=whole_number_arg, help="optimisation steps per picture")
     quick.add_argument("--format", help="output format: png, jpg, webp, tif or same")
+    cluster = p.add_argument_group("a Ray cluster (override [daemon] in the config)")
+    cluster.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="paint on the Ray cluster at ADDRESS (HOST:PORT, auto, or local to start one here)",
+    )
+    cluster.add_argument(
+        "--workers", type=whole_number_arg, help="engine workers (default: one per CPU or GPU)"
+    )
+    cluster.add_argument(
+        "--worker-threads", type=whole_number_arg, help="TensorFlow threads per worker (default 1)"
+    )
     timing = p.add_argument_group("timing (override [daemon] in the config)")
     timing.add_argument(
         "--settle",
@@ -73,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
     if not root.is_dir():
         raise ConfigError(f"{root}: no such folder; create it with `impasto watch {root} --init`")
     config = build_config(root, args)
+    if config.daemon.cluster:
+        from impasto.cluster.connect import require_ray
+
+        require_ray()  # one line now, before the daemon starts
 
     from impasto.hotfolder.daemon import Daemon
 
@@ -118,6 +134,13 @@ def build_config(root: Path, args: argparse.Namespace) -> Config:
             if not value > 0:
                 raise ConfigError(f"--{flag} must be more than 0 seconds, not {value:g}")
             changes[key] = value
+    for flag in ("cluster", "workers", "worker_threads"):
+        if getattr(args, flag) is not None:
+            changes[flag] = getattr(args, flag)
+    if changes.get("workers", 0) < 0:
+        raise ConfigError("--workers must be 0 (one per CPU of the cluster) or more")
+    if changes.get("worker_threads", 1) < 1:
+        raise ConfigError("--worker-threads must be 1 or more")
     if args.settle is not None:
         changes["closed_settle_seconds"] = min(daemon.closed_settle_seconds, args.settle)
     return replace(config, daemon=replace(daemon, **changes)) if changes else config

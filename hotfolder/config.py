@@ -52,6 +52,9 @@ class DaemonSettings:
     # Memory one job may use, bytes ("8G" in the file; None: the machine's free memory less a
     # margin); bigger pictures are painted in tiles. A route's own max_memory wins.
     max_memory: int | None = None
+    cluster: str = ""  # a Ray cluster's address, or "local"; empty: paint in this process
+    workers: int = 0  # engine workers on the cluster (0: one per worker_threads CPUs or GPU)
+    worker_threads: int = 1  # TensorFlow threads of each cluster worker
 
 
 DAEMON_KEYS = tuple(DaemonSettings.__dataclass_fields__)
@@ -122,8 +125,16 @@ def parse_daemon(data: dict, where: str) -> DaemonSettings:
                 values[key] = memory.parse_size(value, f"{where}: max_memory")
             except InputError as exc:
                 raise ConfigError(str(exc)) from None
-        elif key in ("checkpoint_every", "max_crashes"):
+        elif key == "cluster":
+            if not isinstance(value, str):
+                raise ConfigError(
+                    f'{where}: cluster must be an address such as "head-node:6379", or "local"'
+                )
+            values[key] = value.strip()
+        elif key in ("checkpoint_every", "max_crashes", "worker_threads"):
             values[key] = _number(value, key, where, integer=True, minimum=1)
+        elif key == "workers":
+            values[key] = _number(value, key, where, integer=True, minimum=0)
         else:
             values[key] = _number(value, key, where, minimum=0.01 if "seconds" in key else 0.001)
     return DaemonSettings(**values)
@@ -335,6 +346,10 @@ log_file = "hotfolder.log"  # relative to this folder
                             # pictures are painted in tiles, with the same result, more slowly
 # On a network share, keep the journal and checkpoints on a local disk (SQLite needs one):
 # state_dir = "/var/lib/impasto/studio"  # default: .hotfolder in this folder
+# Paint on a Ray cluster (pip install 'impasto[cluster]'; same as --cluster):
+# cluster = "head-node:6379"  # or "auto" (this machine joined one), or "local"
+# workers = 0                 # engine workers; 0: one per worker_threads CPUs of the cluster
+# worker_threads = 1          # TensorFlow threads per worker
 
 # One table per sub-folder of inbox/. Paths are relative to this file.
 [routes.{name}]

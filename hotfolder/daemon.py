@@ -1,7 +1,8 @@
-"""The daemon: one engine, one job at a time in arrival order, and a clean stop on signals.
+"""The daemon: jobs in arrival order, one at a time per engine, and a clean stop on signals.
 
-Two threads: the intake (intake.py) watches the inbox and queues complete files in the journal;
-the main thread takes the oldest queued job and runs it (runner.py). SIGTERM and Ctrl-C set the
+The intake thread (intake.py) watches the inbox and queues complete files in the journal; the
+main thread hands the oldest queued job to an idle runner thread (runner.py), one per engine:
+the engine in this process, or each worker of a Ray cluster (backend.py). SIGTERM and Ctrl-C set the
 engine's cancel event, which stops the job after the current step and writes its checkpoint;
 the job goes back to the queue and the next start resumes it. kill -9 leaves the job marked
 running, and the next start's recovery queues it again from its last checkpoint.
@@ -13,15 +14,17 @@ import contextlib
 import logging
 import logging.handlers
 import os
+import queue
 import signal
 import threading
 import time
 from collections.abc import Iterator
 
 from impasto.errors import ImpastoError
+from impasto.hotfolder.backend import open_backend
 from impasto.hotfolder.config import Config, ConfigError, check_route
 from impasto.hotfolder.intake import Intake
-from impasto.hotfolder.journal import Journal
+from impasto.hotfolder.journal import Job, Journal
 from impasto.hotfolder.layout import Layout
 from impasto.hotfolder.runner import Runner
 
@@ -96,6 +99,8 @@ def add_log_file(layout: Layout, name: str) -> logging.Handler:
     # pass INFO; the engine's pass what the CLI set (WARNING, or INFO with -v).
     logging.getLogger(HOTFOLDER_LOGGER).setLevel(logging.INFO)
     logging.getLogger("impasto").addHandler(handler)
+    # ... and which cluster worker starts, paints what, dies and is replaced, always
+    logging.getLogger("impasto.cluster").setLevel(logging.INFO)
     return handler
 
 
@@ -145,16 +150,11 @@ class Daemon:
         log.info(
             "starting on %s (pid %d), routes: %s", self.layout.root, os.getpid(), ", ".join(routes)
         )
-        if self.engine is None:
-            from impasto import load_engine, weights
-
-            weights.verified_path()  # missing weights: one clear line now, not failed files
-            self.engine = load_engine()
+        backend = open_backend(settings, self.engine)
         journal = Journal(self.layout.journal)
         try:
             journal.clear_holds()
-            runner = Runner(self.layout, self.config, journal, self.engine, self.cancel)
-            runner.recover()
+            Runner(self.layout, self.config, journal, None, self.cancel).recover()
             intake = Intake(
                 self.layout,
                 routes,
@@ -164,23 +164,26 @@ class Daemon:
                 settings.polling,
                 on_queued=self.wake.set,
             )
-            runner.nudge = intake.nudge
             intake_stop = threading.Event()
             thread = threading.Thread(
                 target=intake.run, args=(intake_stop,), name="intake", daemon=True
             )
             thread.start()
+            slots = Slots(self, backend.engines, intake.nudge)
             try:
-                self._loop(journal, runner, intake, thread)
+                self._loop(journal, slots, intake, thread)
             finally:
+                self.cancel.set()  # jobs still under way (an error stopped the loop) checkpoint
+                slots.close()
                 intake_stop.set()
                 thread.join(timeout=10)
         finally:
             journal.close()
+            backend.close()
         log.info("stopped")
         return 0
 
-    def _loop(self, journal: Journal, runner: Runner, intake: Intake, thread) -> None:
+    def _loop(self, journal: Journal, slots: Slots, intake: Intake, thread) -> None:
         retry_holds_at = time.monotonic() + self.config.daemon.rescan_seconds
         while not self.stop.is_set():
             if not thread.is_alive():
@@ -191,31 +194,22 @@ class Daemon:
                 retry_holds_at = time.monotonic() + self.config.daemon.rescan_seconds
                 continue
             runnable = [r for r in self.config.routes if r not in holds]
-            job = journal.next_queued(runnable)
-            if job is not None:
-                try:
-                    runner.run(job)
-                except Exception:  # noqa: BLE001 - e.g. the journal's disk is full
-                    log.exception("unexpected error on %s; recovering shortly", job.label)
-                    self.stop.wait(self.ERROR_PAUSE)
-                    self._recover(runner)
-                continue
-            if self.once and intake.idle() and journal.next_queued(runnable) is None:
+            if slots.idle():
+                job = journal.next_queued(runnable, skip=slots.busy())
+                if job is not None:
+                    slots.start(job)
+                    continue
+            if (
+                self.once
+                and not slots.busy()
+                and intake.idle()
+                and journal.next_queued(runnable) is None
+            ):
                 if holds:
                     log.warning("routes on hold, files left in their inbox: %s", ", ".join(holds))
                 break
             self.wake.wait(timeout=1.0)
             self.wake.clear()
-
-    @staticmethod
-    def _recover(runner: Runner) -> None:
-        """Bring the journal and the folders back in line after an unexpected error, the same
-        way a restart would (the job's crash count goes up, so a file that keeps failing this
-        way ends in failed/)."""
-        try:
-            runner.recover()
-        except Exception:  # noqa: BLE001
-            log.exception("recovery failed too; trying again later")
 
     def _retry_holds(self, journal: Journal, holds: dict) -> None:
         for route, reason in holds.items():
@@ -228,3 +222,66 @@ class Daemon:
                 continue
             log.info("route %s works again (was: %s)", route, reason)
             journal.set_hold(route, None)
+
+
+class Slots:
+    """One runner thread per engine (one for the local engine, one per cluster worker), each
+    with its own journal connection; the main loop hands a job to an idle one."""
+
+    def __init__(self, daemon: Daemon, engines: list, nudge):
+        self.daemon = daemon
+        self.lock = threading.Lock()  # the runners' bookkeeping, see Runner
+        self.jobs: queue.Queue = queue.Queue()
+        self._busy: set[int] = set()  # changed by one thread at a time: main adds, a runner drops
+        self.threads = [
+            threading.Thread(target=self._serve, args=(e, nudge), name=f"runner-{n}", daemon=True)
+            for n, e in enumerate(engines, 1)
+        ]
+        for t in self.threads:
+            t.start()
+
+    def idle(self) -> bool:
+        return len(self._busy) < len(self.threads)
+
+    def busy(self) -> frozenset[int]:
+        """The ids of the jobs being run."""
+        return frozenset(self._busy)
+
+    def start(self, job: Job) -> None:
+        self._busy.add(job.id)
+        self.jobs.put(job)
+
+    def close(self) -> None:
+        """Wait for the jobs under way (cancel, if set, stops them after their current step)."""
+        for _ in self.threads:
+            self.jobs.put(None)
+        for t in self.threads:
+            t.join()
+
+    def _serve(self, engine, nudge) -> None:
+        d = self.daemon
+        journal = Journal(d.layout.journal)
+        runner = Runner(d.layout, d.config, journal, engine, d.cancel, nudge, self.lock)
+        try:
+            while (job := self.jobs.get()) is not None:
+                try:
+                    runner.run(job)
+                except Exception:  # noqa: BLE001 - e.g. the journal's disk is full
+                    log.exception("unexpected error on %s; recovering shortly", job.label)
+                    d.stop.wait(d.ERROR_PAUSE)
+                    self._recover(runner, job)
+                finally:
+                    self._busy.discard(job.id)
+                    d.wake.set()
+        finally:
+            journal.close()
+
+    def _recover(self, runner: Runner, job: Job) -> None:
+        """Bring the journal and the folders back in line after an unexpected error, the same
+        way a restart would (the job's crash count goes up, so a file that keeps failing this
+        way ends in failed/); the other runners' jobs are left alone."""
+        try:
+            with self.lock:
+                runner.recover(busy=self.busy() - {job.id})
+        except Exception:  # noqa: BLE001
+            log.exception("recovery failed too; trying again later")

@@ -159,14 +159,17 @@ class Journal:
         return cur.lastrowid if cur.rowcount else None
 
     # --- the runner ---------------------------------------------------------------------------
-    def next_queued(self, routes: list[str]) -> Job | None:
-        """The oldest queued job of one of these routes (arrival order)."""
+    def next_queued(self, routes: list[str], skip: frozenset[int] = frozenset()) -> Job | None:
+        """The oldest queued job of one of these routes (arrival order), other than those in
+        skip (handed to a runner that has not marked them running yet)."""
         if not routes:
             return None
         marks = ", ".join("?" for _ in routes)
+        skipped = ", ".join("?" for _ in skip)
         return self._one(
-            f"SELECT * FROM jobs WHERE state = 'queued' AND route IN ({marks}) ORDER BY id LIMIT 1",
-            tuple(routes),
+            f"SELECT * FROM jobs WHERE state = 'queued' AND route IN ({marks}) "
+            f"AND id NOT IN ({skipped}) ORDER BY id LIMIT 1",
+            (*routes, *skip),
         )
 
     def get(self, job_id: int) -> Job | None:

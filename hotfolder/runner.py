@@ -41,8 +41,11 @@ ERROR_SUFFIX = ".error.txt"
 
 
 class Runner:
-    """Runs jobs one at a time through one engine; `engine` is impasto.engine (or a stand-in
-    with stylize() and describe() in tests)."""
+    """Runs jobs one at a time through one engine; `engine` is impasto.engine, a cluster
+    worker (impasto.cluster.pool.RemoteEngine) or a stand-in with stylize() and describe() in
+    tests. Several runners (one per cluster worker, each in its own thread with its own journal
+    connection) share `lock`: everything but the painting holds it, so two runners never pick
+    the same name in outbox/, processed/ or failed/."""
 
     def __init__(
         self,
@@ -52,9 +55,11 @@ class Runner:
         engine,
         cancel: threading.Event,
         nudge: Callable[[], None] = lambda: None,
+        lock: threading.Lock | None = None,
     ):
         self.layout, self.config, self.journal, self.engine = layout, config, journal, engine
         self.cancel, self.nudge = cancel, nudge
+        self.lock = lock or threading.Lock()
         self.max_bytes = int(config.daemon.max_file_mb * 1e6)
 
     def _inbox_path(self, job: Job) -> Path:
@@ -65,6 +70,19 @@ class Runner:
         """Run a queued job; returns "done", "failed", "stopped" (cancel was set: the job is
         queued again and will resume), "held" (its route is broken: the job stays queued), or
         "changed" (the file changed since it was queued: the intake will queue it again)."""
+        with self.lock:
+            return self._run(job)
+
+    @contextlib.contextmanager
+    def _unlocked(self):
+        """Let other runners do their bookkeeping while this one paints."""
+        self.lock.release()
+        try:
+            yield
+        finally:
+            self.lock.acquire()
+
+    def _run(self, job: Job) -> str:
         route = self.config.routes[job.route]
         src = self._inbox_path(job)
         verdict = inspect(src, self.layout.root, self.max_bytes)
@@ -126,9 +144,10 @@ class Runner:
             f", resuming from step {resume_step}" if resume_step is not None else "",
         )
         try:
-            result = self.engine.stylize(
-                checked, on_progress=self._progress(job, route, output), cancel=self.cancel
-            )
+            with self._unlocked():
+                result = self.engine.stylize(
+                    checked, on_progress=self._progress(job, route, output), cancel=self.cancel
+                )
         except (WeightsError, PresetError) as exc:
             return self._hold(job, str(exc))
         except ImpastoError as exc:
@@ -286,9 +305,12 @@ class Runner:
         return f"could not be moved to {kind}/", True
 
     # --- after a crash ------------------------------------------------------------------------
-    def recover(self) -> None:
-        """Bring every job the last run left half-way to a consistent state (see journal.py)."""
+    def recover(self, busy: frozenset[int] = frozenset()) -> None:
+        """Bring every job the last run left half-way to a consistent state (see journal.py).
+        Jobs in `busy` are being painted by other runners right now, and are left alone."""
         for job in self.journal.in_state("running"):
+            if job.id in busy:
+                continue
             output = self.layout.folder("outbox", job.route) / (job.output or "")
             if job.output and output.is_file():
                 log.info("%s was painted before the daemon stopped; finishing it", job.label)
@@ -305,9 +327,9 @@ class Runner:
             self._finish(job)
         for job in self.journal.in_state("failing"):
             self._complete_failure(job)
-        self._remove_partial_writes()
+        self._remove_partial_writes(busy)
 
-    def _remove_partial_writes(self) -> None:
+    def _remove_partial_writes(self, busy: frozenset[int]) -> None:
         removed = 0
         for route in self.config.routes:
             outputs = self.journal.all_outputs(route)
@@ -318,9 +340,13 @@ class Runner:
             )
             removed += remove_partial_writes(self.layout.folder("processed", route), moved)
         keep = {f"job-{job.id}.npz" for job in self.journal.in_state("queued")}
+        painting = {f"job-{job_id}.npz" for job_id in busy}  # and their writes under way
         folder = self.layout.checkpoints
         for entry in os.scandir(folder) if folder.is_dir() else ():
-            if entry.name not in keep and entry.is_file(follow_symlinks=False):
+            target = entry.name[1:-4].rsplit(".", 1)[0]  # ".job-5.npz.k3j2.tmp" -> "job-5.npz"
+            if entry.name in keep | painting or target in painting:
+                continue
+            if entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)  # partial writes and checkpoints of finished jobs
                 removed += 1
         if removed:

@@ -33,10 +33,8 @@ def gather(layout: Layout) -> dict:
     finally:
         journal.close()
     now = time.time()
-    current = None
-    if running:
-        job = running[0]
-        current = {
+    under_way = [
+        {
             "route": job.route,
             "name": job.name,
             "output": job.output,
@@ -46,12 +44,15 @@ def gather(layout: Layout) -> dict:
             "eta": job.eta,
             "seconds": round(now - job.started_at, 1) if job.started_at else None,
         }
+        for job in running
+    ]
     pid = running_pid(layout)
     return {
         "root": str(layout.root),
         "running": pid is not None,
         "pid": pid,
-        "current": current,
+        "current": under_way[0] if under_way else None,
+        "under_way": under_way,  # one per cluster worker; "current" is the first
         "queue": [{"route": j.route, "name": j.name, "crashes": j.crashes} for j in queued],
         "done": counts.get("done", 0),
         "failed": counts.get("failed", 0),
@@ -67,15 +68,14 @@ def format_status(info: dict) -> str:
     lines = []
     state = f"running (pid {info['pid']})" if info["running"] else "not running"
     lines.append(f"hot folder {info['root']}: {state}")
-    cur = info["current"]
-    if cur:
+    for cur in info["under_way"]:
         share = f" ({100 * cur['step'] // cur['total']}%)" if cur["total"] else ""
         eta = f", about {clock(cur['eta'])} left" if cur["eta"] is not None else ""
         verb = "painting" if info["running"] else "interrupted"
         lines.append(
             f"{verb}: {cur['route']}/{cur['name']} step {cur['step']}/{cur['total']}{share}{eta}"
         )
-    else:
+    if not info["under_way"]:
         lines.append("painting: nothing")
     queue = info["queue"]
     names = ", ".join(f"{q['route']}/{q['name']}" for q in queue[:QUEUE_SHOWN])

@@ -21,6 +21,7 @@ from impasto.errors import ImpastoError
 # (or for the overall help), so `impasto presets list` never pays for TensorFlow or Gradio.
 CORE_COMMANDS = {
     "stylize": "impasto.cli_stylize",
+    "batch": "impasto.cli_batch",
     "presets": "impasto.cli_presets",
     "weights": "impasto.cli_weights",
     "doctor": "impasto.cli_doctor",

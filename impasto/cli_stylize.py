@@ -32,6 +32,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "styles", nargs="+", metavar="style", help="one or more artworks to paint it like"
     )
     p.add_argument("-o", "--output", required=True, help="result file: .png .jpg .webp or .tif")
+    add_recipe_arguments(p)
+    p.add_argument(
+        "--save-every",
+        type=whole_number_arg,
+        default=0,
+        metavar="N",
+        help="save an image every N steps",
+    )
+    p.add_argument(
+        "--evolution-dir", help="folder for --save-every images (default: OUT_evolution)"
+    )
+    p.add_argument("--checkpoint", metavar="FILE", help="keep resumable state in FILE (.npz)")
+    p.add_argument(
+        "--checkpoint-every",
+        type=whole_number_arg,
+        default=50,
+        metavar="N",
+        help="steps between checkpoints",
+    )
+    p.add_argument("--resume", metavar="FILE", help="continue from a checkpoint of the same job")
+    p.add_argument(
+        "--progress",
+        choices=("bar", "json", "none"),
+        default="bar",
+        help="progress display: a bar on stderr, JSON lines on stdout (for programs), or nothing",
+    )
+
+
+def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that choose and adjust the recipe (shared with `impasto batch`)."""
     p.add_argument("--preset", default=DEFAULT_PRESET, help="named recipe or path to a .toml file")
     p.add_argument(
         "--size",
@@ -77,31 +107,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SIZE",
         help="memory the run may use, e.g. 8G or 512M (default: 80%% of the free memory); "
         "above it steps are computed in tiles, with the same result",
-    )
-    p.add_argument(
-        "--save-every",
-        type=whole_number_arg,
-        default=0,
-        metavar="N",
-        help="save an image every N steps",
-    )
-    p.add_argument(
-        "--evolution-dir", help="folder for --save-every images (default: OUT_evolution)"
-    )
-    p.add_argument("--checkpoint", metavar="FILE", help="keep resumable state in FILE (.npz)")
-    p.add_argument(
-        "--checkpoint-every",
-        type=whole_number_arg,
-        default=50,
-        metavar="N",
-        help="steps between checkpoints",
-    )
-    p.add_argument("--resume", metavar="FILE", help="continue from a checkpoint of the same job")
-    p.add_argument(
-        "--progress",
-        choices=("bar", "json", "none"),
-        default="bar",
-        help="progress display: a bar on stderr, JSON lines on stdout (for programs), or nothing",
     )
 
 
