@@ -67,7 +67,9 @@ def test_three_jobs_at_once_all_complete_one_engine_run_at_a_time(served):
     before = served.engine.calls
     clients = [Client(served.url, verbose=False) for _ in range(3)]  # three browser tabs
     jobs = [
-        stylize(c, CAT, STARRY, size=64 + 16 * n, steps=3, submit=True)
+        # Enough steps that the second and third tab wait while the first paints (the engine got
+        # fast: at 3 steps a job could end between two looks at the queue).
+        stylize(c, CAT, STARRY, size=64 + 16 * n, steps=20, submit=True)
         for n, c in enumerate(clients)
     ]
     waited = []
