@@ -237,7 +237,7 @@ checkpoint_every = 5
 [routes.paint]
 styles = ["{STARRY}"]
 size = 64
-steps = 80  # long enough that no job ends before the test kills it
+steps = 400  # long enough that no job ends before the test kills it (a step at 64 px is ~20 ms)
 """,
     )
     inbox = root / "inbox" / "paint"
