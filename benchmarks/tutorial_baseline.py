@@ -8,10 +8,10 @@ steps from the content image, at the long side asked for.
 One run at 512 px takes 10 to 35 minutes on a 2-core CPU, so each result (picture, wall and CPU
 seconds, the machine it ran on, the load average around it) is kept in
 benchmarks/results/tutorial/ and reused by `quality.py` on the same CPU model, core count and
-TensorFlow version. A shared machine only ever slows a loop down, so beside the measured seconds
-the loop is also timed in chunks of 50 steps, and its quiet-machine time is taken as every chunk
-at the pace of the fastest one: the speed-ups quality.py reports are against that, the tutorial
-at its best.
+TensorFlow version. Each run is also timed in chunks of 50 steps (its fastest chunk's pace, times
+the steps, is kept as "quiet" seconds), which shows how much a busy machine slowed it. The
+speed-ups quality.py reports do not use these: it times the tutorial's pace afresh before each
+impasto run (`--pace`), so both sides are timed under the same load.
 
     python benchmarks/tutorial_baseline.py --sizes 384 512 --pairs 3 [--fresh]
 """
