@@ -147,7 +147,8 @@ def stylize(
     """
     checked = job if isinstance(job, CheckedJob) else check_job(job)
     job, recipe = checked.job, checked.recipe
-    log.info("stylizing: %s", describe(checked))
+    if log.isEnabledFor(logging.INFO):  # describe() plans the tiles and estimates: only if shown
+        log.info("stylizing: %s", describe(checked))
     steps_plan = plan(checked)
     precision = resolve_precision(recipe.precision).precision  # "auto" made concrete
     objective = objective_for(
@@ -183,7 +184,7 @@ def stylize(
         if cancelled:
             save.now(opt, index, scale_step, clock.done)
             break
-    result = _result(checked, opt.output(), content_img, losses, clock, cancelled)
+    result = _result(checked, opt.output(), content_img, losses, clock, cancelled, precision)
     result.stats["evaluations"] = evaluations
     return result
 
@@ -289,7 +290,7 @@ class _Checkpoints:
             log.warning("could not write the checkpoint %s (%s); going on", self.path, exc)
 
 
-def _result(checked, picture, content_img, losses, clock, cancelled) -> StyleResult:
+def _result(checked, picture, content_img, losses, clock, cancelled, precision) -> StyleResult:
     """The picture at the output size, colour and transparency put back, with its stats."""
     recipe = checked.recipe
     image = to_image(picture).resize(
@@ -307,7 +308,7 @@ def _result(checked, picture, content_img, losses, clock, cancelled) -> StyleRes
         "seconds": round(seconds, 3),
         "scales": [list(size) for size, _ in clock.steps_plan],
         "device": device(),
-        "precision": resolve_precision(recipe.precision).precision,
+        "precision": precision,
         "optimizer": recipe.optimizer,
     }
     log.info("done in %.1f s (%d steps)%s", seconds, clock.done, ", cancelled" if cancelled else "")
