@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from impasto.machine import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 STYLE = ROOT / "tests" / "data" / "vangogh_starry_night_1889.jpg"
@@ -49,16 +51,6 @@ def _hotfolder_bench():
 
 
 bench = _hotfolder_bench()
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run_once(photos: Path, tmp: Path, workers: int, size: int, steps: int) -> dict:
@@ -156,7 +148,7 @@ def write_report(args, modes: list[int], runs: dict[int, list[dict]]) -> None:
         f"--steps {args.steps} --rounds {args.rounds} --max-workers {args.max_workers}`"
         + (f" ({rounds} of {args.rounds} rounds done)" if rounds < args.rounds else ""),
         "",
-        f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
         'Workers on a local Ray cluster (`cluster = "local"`), one TensorFlow thread each; the '
         "single-process daemon pinned to one core (`taskset -c 0`). Modes interleaved round by "
         "round; start-up not timed; load average (1 min) when each run began.",
@@ -177,7 +169,7 @@ def write_report(args, modes: list[int], runs: dict[int, list[dict]]) -> None:
     text = "\n".join(lines) + "\n"
     print("\n" + text, flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    cpu = "-".join(cpu_name().split()[:2])
+    cpu = "-".join(cpu_model().split()[:2])
     (RESULTS / f"cluster-{cpu}-{os.cpu_count()}cores.md").write_text(text)
 
 

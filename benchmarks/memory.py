@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from impasto.machine import cpu_model
+
 CHILD = r"""
 import json, os, resource, sys, tempfile, time
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -55,17 +57,6 @@ peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"times": times, "first": ticks[0] - started, "peak_mb": peak_mb,
                   "tile": info["tiles"][-1], "estimate": info["estimate_seconds"]}))
 """
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def run(mode: str, size: int, budget: str, steps: int, precision: str) -> dict:
@@ -110,7 +101,7 @@ def main() -> None:
     layers = tuple(recipe.content_layers) + tuple(recipe.style_layers)
     halo, align = tiling.halo(layers), tiling.alignment(layers)
 
-    cpu = cpu_name()
+    cpu = cpu_model()
     cores = os.cpu_count()
     slug = re.sub(r"[^A-Za-z0-9]+", "-", cpu).strip("-")
     out = Path(__file__).resolve().parent / "results" / f"memory-{slug}-{cores}cores.md"

@@ -44,19 +44,11 @@ STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", 
 
 def machine() -> dict:
     """What a timing depends on: the CPU model, its core count and TensorFlow's version."""
-    import platform
-
     import tensorflow as tf
 
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": model, "cores": os.cpu_count(), "tensorflow": tf.__version__}
+    from impasto.machine import cpu_model
+
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "tensorflow": tf.__version__}
 
 
 def load(name: str, size: int) -> np.ndarray:

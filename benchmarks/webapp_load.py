@@ -37,6 +37,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from impasto.machine import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 CONTENT = ROOT / "examples" / "content.jpg"
@@ -113,14 +115,6 @@ def one_job(url: str, photo: Path, size: int, steps: int) -> str:
         return "queue full" if "Queue is full" in text else f"{type(exc).__name__}: {text[:80]}"
     finally:
         client.close()
-
-
-def cpu_model() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        return re.search(r"model name\s*:\s*(.*)", text).group(1).strip()
-    except (OSError, AttributeError):
-        return platform.processor() or platform.machine()
 
 
 def machine() -> str:
