@@ -152,7 +152,7 @@ def tempfile_dir() -> str:
 
 def gram_cache_lines(size: int) -> list[str]:
     """Seconds to set one scale's targets for a new style, and for a style seen before."""
-    from impasto.objective import objective_for, params, style_targets
+    from impasto.objective import objective_for, style_targets
     from impasto.presets import load_preset
 
     recipe = load_preset()
@@ -169,7 +169,6 @@ def gram_cache_lines(size: int) -> list[str]:
             float(tf.reduce_sum(grams[obj.style_layers[-1]]))
             times[kind].append(time.perf_counter() - started)
     new, seen = statistics.median(times["new"][1:]), statistics.median(times["seen"][1:])
-    del params
     return [
         f"Gram targets of one style at {size} px: {new * 1000:.0f} ms to compute, "
         f"{seen * 1000:.2f} ms from the cache (per scale and job with that style)."
