@@ -10,21 +10,21 @@ from impasto.job import ProgressEvent, StyleJob, StyleResult, check_job
 __version__ = "0.1.0"
 
 
-def load_engine():
-    """Import the engine (and TensorFlow), hiding TensorFlow's native start-up chatter unless
-    logging is at INFO.
+def import_tensorflow():
+    """Import TensorFlow, hiding its native start-up chatter unless logging is at INFO (`-v`).
 
-    TensorFlow's C++ code writes CUDA probing and CPU-flag notes straight to file descriptor 2
-    before its logging can be configured, so the descriptor itself points at /dev/null during the
-    import; Python errors raised by the import still show.
+    TensorFlow's C++ code (and absl's) writes CUDA probing, oneDNN and CPU-flag notes straight to
+    file descriptor 2 before its logging can be configured, so the descriptor itself points at
+    /dev/null during the import; Python errors raised by the import still show.
     """
-    import importlib
     import logging
     import os
     import sys
 
-    if "impasto.engine" in sys.modules or logging.getLogger().isEnabledFor(logging.INFO):
-        return importlib.import_module("impasto.engine")
+    if "tensorflow" in sys.modules or logging.getLogger().isEnabledFor(logging.INFO):
+        import tensorflow as tf
+
+        return tf
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -33,11 +33,19 @@ def load_engine():
         import tensorflow as tf
 
         tf.config.list_physical_devices("GPU")  # the CUDA probe logs too: run it now, silenced
-        return importlib.import_module("impasto.engine")
+        return tf
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def load_engine():
+    """Import the engine, with TensorFlow imported quietly first (see import_tensorflow)."""
+    import importlib
+
+    import_tensorflow()
+    return importlib.import_module("impasto.engine")
 
 
 def stylize(job, on_progress=None, cancel=None):
@@ -54,6 +62,7 @@ __all__ = [
     "StyleResult",
     "WeightsError",
     "check_job",
+    "import_tensorflow",
     "load_engine",
     "stylize",
 ]

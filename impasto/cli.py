@@ -13,6 +13,7 @@ import os
 import sys
 from importlib.metadata import entry_points
 
+from impasto import __version__
 from impasto.errors import ImpastoError
 
 # The core's own sub-commands -> module with HELP, add_arguments(parser) and run(args) -> exit
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="impasto", description="Paint a photo in the style of an artwork (Gatys et al.)."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
+    parser.add_argument("--version", action="version", version=f"impasto {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands = subcommands()
     requested = _requested()

@@ -85,7 +85,9 @@ def cache_file() -> Path:
 def machine_key() -> dict:
     """What the measured answer depends on: a different CPU, CPU count, TensorFlow or oneDNN
     setting (TF_ENABLE_ONEDNN_OPTS=0 switches to Eigen's kernels) measures again."""
-    import tensorflow as tf
+    from impasto import import_tensorflow
+
+    tf = import_tensorflow()
 
     return {
         "cpu": machine.cpu_model(),

@@ -148,6 +148,9 @@ def _from_keras(log_line) -> Path | None:
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(20)  # fail soon on a machine without internet
     try:
+        from impasto import import_tensorflow
+
+        import_tensorflow()  # Keras imports it: quietly, as every sub-command does
         from keras.utils import get_file
 
         return Path(get_file(FILENAME, KERAS_URL, cache_subdir="models", file_hash=MD5))

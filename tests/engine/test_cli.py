@@ -209,3 +209,43 @@ def test_help_explains_every_option():
         "--progress",
     ):
         assert flag in run.stdout
+
+
+def test_version():
+    from impasto import __version__
+
+    run = impasto("--version")
+    assert run.returncode == 0 and run.stdout.strip() == f"impasto {__version__}"
+
+
+# What TensorFlow's and absl's native start-up writes to stderr (oneDNN notes, CUDA probing,
+# "All log messages before absl::InitializeLog()", glog-style "I0000 00:00..." lines).
+TF_NOISE = ("oneDNN", "absl", "cuda", "tensorflow/", "I0000 ", "W0000 ", "E0000 ")
+
+
+def _noise(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if any(word in line for word in TF_NOISE)]
+
+
+def test_no_tensorflow_noise_by_default_but_with_verbose(tmp_path):
+    """`impasto doctor` and Keras's weight download (the first thing `make demo` shows) import
+    TensorFlow: nothing of its start-up reaches stderr unless -v asks for it."""
+    quiet = impasto("doctor")
+    assert quiet.returncode == 0, quiet.stderr
+    assert _noise(quiet.stderr) == []
+    # The download path: a URL that fails at once, in a fresh Keras folder.
+    download = (
+        "import impasto.weights as w; w.KERAS_URL = 'file:///nonexistent/vgg19.h5'\n"
+        "try:\n    w._from_keras(print)\nexcept Exception as exc:\n    print('failed', exc)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", download],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "KERAS_HOME": str(tmp_path / "keras")},
+    )
+    assert "failed" in run.stdout, run.stdout + run.stderr
+    assert _noise(run.stderr) == [], run.stderr
+    loud = impasto("-v", "doctor")  # the positive control: the same start-up, shown on request
+    assert loud.returncode == 0 and _noise(loud.stderr), loud.stderr

@@ -119,7 +119,11 @@ def test_upload_path_accepts_a_plain_path_for_callers_in_python():
 
 def test_messages_name_files_without_the_servers_upload_folders():
     server_path = "/tmp/gradio/3f2a9c/holiday photo.jpg"
-    text = f"content image {server_path!r}: not an image impasto reads (BMP, GIF, JPEG, PNG, TIFF, WEBP)"
+    text = (
+        f"content image {server_path!r}: not an image impasto reads "
+        "(BMP, GIF, JPEG, PNG, TIFF, WEBP)"
+    )
     assert public_message(text, [server_path]) == (
-        "Content image 'holiday photo.jpg': not an image impasto reads (BMP, GIF, JPEG, PNG, TIFF, WEBP)"
+        "Content image 'holiday photo.jpg': not an image impasto reads "
+        "(BMP, GIF, JPEG, PNG, TIFF, WEBP)"
     )

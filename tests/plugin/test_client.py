@@ -447,7 +447,9 @@ def test_real_engine_error_reaches_the_plugin_as_its_one_line(tmp_path):
     events, r = run(cmd)
     with pytest.raises(client.EngineError) as info:
         r.result()
-    assert str(info.value) == f"style image {str(bad)!r}: not an image impasto reads (BMP, GIF, JPEG, PNG, TIFF, WEBP)"
+    assert str(info.value) == (
+        f"style image {str(bad)!r}: not an image impasto reads (BMP, GIF, JPEG, PNG, TIFF, WEBP)"
+    )
     assert r.process.returncode == 2
     assert not (tmp_path / "out.png").exists()
 
