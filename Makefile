@@ -9,7 +9,9 @@ STAMP := $(VENV)/.impasto-installed
 
 # The stamp is written last, so a .venv without it was cut short (or its Python is gone): it is
 # made again from scratch rather than trusted. Each prerequisite that is missing is named, with
-# what to install.
+# what to install. The venv is made by the interpreter's real file (python3 -> python3.11), so
+# .venv/bin/python names the exact version it needs: the GIMP 3 test mounts that one file into
+# a root whose own python3 is another version.
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
 	  echo "make: impasto needs Python 3.11 or newer, and '$(PYTHON)' is missing or older." \
@@ -18,7 +20,8 @@ $(STAMP): pyproject.toml
 	@if [ ! -f $(STAMP) ] || ! $(BIN)/python -m pip --version >/dev/null 2>&1; then \
 	  if [ -e $(VENV) ]; then echo "make: $(VENV) is incomplete; making it again"; fi; \
 	  rm -rf $(VENV); \
-	  $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  "$$($(PYTHON) -c 'import os, sys; print(os.path.realpath(sys.executable))')" -m venv $(VENV) \
+	    || { rm -rf $(VENV); \
 	    echo "make: '$(PYTHON) -m venv' cannot make a virtual environment here." \
 	      "Install Python's venv module (Debian/Ubuntu: sudo apt-get install python3-venv)," \
 	      "then run make again" >&2; exit 1; }; \
