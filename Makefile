@@ -20,8 +20,8 @@ $(STAMP): pyproject.toml
 	@if [ ! -f $(STAMP) ] || ! $(BIN)/python -m pip --version >/dev/null 2>&1; then \
 	  if [ -e $(VENV) ]; then echo "make: $(VENV) is incomplete; making it again"; fi; \
 	  rm -rf $(VENV); \
-	  "$$($(PYTHON) -c 'import os, sys; print(os.path.realpath(sys.executable))')" -m venv $(VENV) \
-	    || { rm -rf $(VENV); \
+	  real=$$($(PYTHON) -c 'import os, sys; print(os.path.realpath(sys.executable))'); \
+	  "$${real:-$(PYTHON)}" -m venv $(VENV) || { rm -rf $(VENV); \
 	    echo "make: '$(PYTHON) -m venv' cannot make a virtual environment here." \
 	      "Install Python's venv module (Debian/Ubuntu: sudo apt-get install python3-venv)," \
 	      "then run make again" >&2; exit 1; }; \
