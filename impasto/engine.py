@@ -185,10 +185,10 @@ def stylize(
         log.info("stylizing: %s", describe(checked))
     steps_plan = plan(checked)
     precision = resolve_precision(recipe.precision).precision  # "auto" made concrete
+    plans = memory_plans(checked, precision)  # fits the budget, or refused before any work
     objective = objective_for(
         tuple(recipe.content_layers), tuple(recipe.style_layers), recipe.pooling, precision
     )
-    plans = memory_plans(checked, precision)
     content_img, style_imgs = _inputs(checked)
     resume = ckpt_io.load(job.resume, checked.settings()) if job.resume else None
     clock = _Clock(steps_plan, resume)
