@@ -35,6 +35,9 @@ MAX_PIXELS = 100_000_000
 # speak first at 89.5 MP; ours is the one limit, checked from the header before decoding.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # once, not per call
+# Pillow also warns on stderr about damaged metadata it skips ("Corrupt EXIF data", "Truncated
+# File Read"): the picture is then decoded or refused with our one line, which says it all.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 # The only formats impasto opens. Pillow would also open EPS and PS by running Ghostscript (no
 # time limit, and PostScript is a program), and dozens of rarely used decoders: a file from a
 # stranger is tried only against these, whatever its name says. (Pillow's JPEG opener also

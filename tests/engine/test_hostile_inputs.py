@@ -135,3 +135,16 @@ def test_16_bit_scans_are_converted_without_float64_copies():
     assert peak < 6.5 * side * side
     gray = np.asarray(loaded.rgb)[..., 0]
     assert gray[0, 0] == 0 and gray[0, 255] == 1 and gray[65, 535] == 255  # 65535 -> 255
+
+
+@pytest.mark.usefixtures("weights_available")
+def test_a_damaged_tiff_is_one_line_without_pillows_warnings(tmp_path):
+    # The header of a TIFF and nothing more: Pillow warns "Corrupt EXIF data" on stderr before
+    # it fails; the user sees only our line.
+    with Image.open(CAT) as img:
+        img.convert("RGB").save(tmp_path / "photo.tif")
+    (tmp_path / "cut.tif").write_bytes((tmp_path / "photo.tif").read_bytes()[:8])
+    run, _ = impasto("stylize", tmp_path / "cut.tif", STARRY, "-o", tmp_path / "out.png")
+    assert run.returncode == 2
+    assert run.stderr.startswith("impasto: error: content image") and run.stderr.count("\n") == 1
+    check_job(StyleJob(content=str(tmp_path / "photo.tif"), styles=[STARRY], size=64))
