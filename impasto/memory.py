@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from impasto.errors import InputError
@@ -142,7 +143,7 @@ def choose_tile(
     align: int,
     precision: str,
     budget: int,
-    styles: list[tuple[int, int]] = (),
+    styles: Sequence[tuple[int, int]] = (),
     held: int = 0,
 ) -> Plan:
     """Untiled if the whole picture's step fits the budget, else the largest tiles that fit.
