@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             f"--max-size must be {WEB_MIN_SIZE} to {MAX_SIZE} px, not {args.max_size}"
         )
     max_memory = None if args.max_memory is None else parse_size(args.max_memory, "--max-memory")
-    largest = memory.largest_side(max_memory or memory.default_budget(), "float32")
+    largest = memory.largest_side(memory.budget(max_memory), "float32")
     if args.max_size > largest:
         raise ImpastoError(
             f"--max-size {args.max_size} px needs more memory than "

@@ -212,7 +212,7 @@ def check_route(route: Route, where: str, max_memory: int | None = None) -> None
             load_image(path, "style")
     except (PresetError, InputError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
-    budget = recipe.max_memory or max_memory or memory.default_budget()
+    budget = memory.budget(recipe.max_memory, max_memory)  # as the engine will resolve it
     size = route.size or recipe.size
     largest = memory.largest_side(budget, "float32")
     if size > largest:

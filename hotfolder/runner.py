@@ -111,7 +111,8 @@ class Runner:
             preset=route.preset,
             size=route.size,
             seed=route.seed,
-            overrides={"max_memory": self.config.daemon.max_memory, **route.overrides},
+            overrides=dict(route.overrides),
+            max_memory=self.config.daemon.max_memory,  # the route's own wins (memory.budget)
             preview_every=route.save_every,
             checkpoint=str(ckpt),
             checkpoint_every=self.config.daemon.checkpoint_every,

@@ -21,7 +21,7 @@ from PIL import Image
 
 from impasto import checkpoint as ckpt_io
 from impasto import color, memory, optimizers, tiling
-from impasto.images import fit_for_network, fit_long_side, to_array, to_image
+from impasto.images import MIN_SIDE, fit_for_network, fit_long_side, to_array, to_image
 from impasto.job import CheckedJob, ProgressEvent, StyleJob, StyleResult, check_job
 from impasto.model import device
 from impasto.objective import objective_for, params
@@ -57,31 +57,65 @@ def plan(checked: CheckedJob) -> list[tuple[tuple[int, int], int]]:
     return [(tuple(size), steps) for size, steps in merged if steps > 0]
 
 
+def style_size(checked: CheckedJob, style: tuple[int, int], size: tuple[int, int]) -> tuple:
+    """A style picture's (w, h) at a scale of working size `size`: style_scale times the scale's
+    long side, but never more than the output's asked long side. A thin photo is worked on
+    stretched (its short side raised to MIN_SIDE): a style sized from that would be 8192x8192
+    for a 512:1 strip at --size 64, tens of gigabytes of activations for a 64 px picture."""
+    long_side = round(min(max(size), checked.size) * checked.recipe.style_scale)
+    return fit_for_network(style, max(MIN_SIDE, long_side))
+
+
 def _inputs(checked: CheckedJob) -> tuple[Image.Image, list[tuple[Image.Image, float]]]:
     """Content and style images as the optimiser should see them, after colour preservation."""
     content = checked.content.rgb
     styles = [(img.rgb, w) for img, w in checked.styles]
     mode = checked.recipe.preserve_color
+    if mode == "none":
+        return content, styles
+    # Colour statistics need no more pixels than the finest scale paints: brought down to it
+    # first, the transfer's arrays cost kilobytes, not gigabytes (5.8 GB measured at full
+    # resolution for a 6000x6000 photo and style).
+    final = plan(checked)[-1][0]
+    small = _at_most(content, final)
+    styles = [(_at_most(s, style_size(checked, s.size, final)), w) for s, w in styles]
     if mode == "luminance":
-        return color.luminance(content), [
-            (color.matched_luminance(s, content), w) for s, w in styles
-        ]
-    if mode == "histogram":
-        return content, [(color.matched_histogram(s, content), w) for s, w in styles]
-    return content, styles
+        return color.luminance(small), [(color.matched_luminance(s, small), w) for s, w in styles]
+    return content, [(color.matched_histogram(s, small), w) for s, w in styles]
+
+
+def _at_most(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """img brought down to size (same aspect ratio), never up."""
+    return img if max(img.size) <= max(size) else img.resize(size, Image.Resampling.LANCZOS)
 
 
 def memory_plans(checked: CheckedJob, precision: str) -> list[memory.Plan]:
-    """Per scale of plan(): untiled, or the tiles that keep it within the memory budget
-    (the recipe's max_memory, else the machine's free memory less a margin). Raises InputError
-    when a scale cannot fit even in small tiles."""
+    """Per scale of plan(): untiled, or the tiles that keep everything the job allocates within
+    its memory budget (memory.budget). Raises InputError when a scale cannot fit even in small
+    tiles: before any work starts, so a job fits or is refused with one line."""
     recipe = checked.recipe
     layers = tuple(recipe.content_layers) + tuple(recipe.style_layers)
-    budget = recipe.max_memory or memory.default_budget()
+    budget = job_budget(checked)
     halo, align = tiling.halo(layers), tiling.alignment(layers)
+    scales = [size for size, _ in plan(checked)]
+    # Held for the whole job: the decoded inputs, and the colour transfer's arrays (at the
+    # finest scale's sizes, see _inputs).
+    inputs = [checked.content.rgb.size, *(img.rgb.size for img, _ in checked.styles)]
+    held = sum(w * h for w, h in inputs) * memory.INPUT_BYTES
+    if recipe.preserve_color != "none":
+        final = [scales[-1], *(style_size(checked, s, scales[-1]) for s in inputs[1:])]
+        held += sum(w * h for w, h in final) * memory.COLOR_BYTES
+    plans = []
     # The largest scale first: if any does not fit, the error names the size the user asked for.
-    sizes = [size for size, _ in plan(checked)][::-1]
-    return [memory.choose_tile(size, halo, align, precision, budget) for size in sizes][::-1]
+    for size in scales[::-1]:
+        styles = [style_size(checked, s, size) for s in inputs[1:]]
+        plans.append(memory.choose_tile(size, halo, align, precision, budget, styles, held))
+    return plans[::-1]
+
+
+def job_budget(checked: CheckedJob) -> int:
+    """The job's memory budget: its recipe's, else its door's, else from the free memory."""
+    return memory.budget(checked.recipe.max_memory, checked.job.max_memory)
 
 
 def describe(checked: CheckedJob) -> dict:
@@ -98,7 +132,7 @@ def describe(checked: CheckedJob) -> dict:
         "optimizer": checked.recipe.optimizer,
         "scales": [[w, h, steps] for (w, h), steps in steps_plan],
         "total": sum(steps for _, steps in steps_plan),
-        "max_memory": memory.format_size(checked.recipe.max_memory or memory.default_budget()),
+        "max_memory": memory.format_size(job_budget(checked)),
         "tiles": [p.tile for p in plans],
         "estimate_seconds": estimate_seconds(
             steps_plan,
@@ -151,10 +185,10 @@ def stylize(
         log.info("stylizing: %s", describe(checked))
     steps_plan = plan(checked)
     precision = resolve_precision(recipe.precision).precision  # "auto" made concrete
+    plans = memory_plans(checked, precision)  # fits the budget, or refused before any work
     objective = objective_for(
         tuple(recipe.content_layers), tuple(recipe.style_layers), recipe.pooling, precision
     )
-    plans = memory_plans(checked, precision)
     content_img, style_imgs = _inputs(checked)
     resume = ckpt_io.load(job.resume, checked.settings()) if job.resume else None
     clock = _Clock(steps_plan, resume)
@@ -184,7 +218,7 @@ def stylize(
         if cancelled:
             save.now(opt, index, scale_step, clock.done)
             break
-    result = _result(checked, opt.output(), content_img, losses, clock, cancelled, precision)
+    result = _result(checked, opt.output(), losses, clock, cancelled, precision)
     result.stats["evaluations"] = evaluations
     return result
 
@@ -193,17 +227,16 @@ def _evaluator(objective, checked, precision, content, style_imgs, size, tile):
     """What the optimiser calls at this scale: the whole picture at once, or tile by tile when
     the memory budget says so (the same loss and gradient either way; see impasto.tiling)."""
     recipe = checked.recipe
-    styles = _style_arrays(style_imgs, size, recipe)
+    styles = _style_arrays(checked, style_imgs, size)
     if tile is None:
         return objective.at(content, styles, params(recipe))
     log.info("scale %dx%d in tiles of up to %d px", *size, tile)
     return tiling.TiledObjective(recipe, precision, content, styles, tile)
 
 
-def _style_arrays(style_imgs, size, recipe) -> list[tuple[np.ndarray, float]]:
-    """The style pictures at their working size for this scale (style_scale times the scale)."""
-    long_side = max(16, round(max(size) * recipe.style_scale))
-    return [(to_array(img, fit_for_network(img.size, long_side)), w) for img, w in style_imgs]
+def _style_arrays(checked, style_imgs, size) -> list[tuple[np.ndarray, float]]:
+    """The style pictures at their working size for this scale (see style_size)."""
+    return [(to_array(img, style_size(checked, img.size, size)), w) for img, w in style_imgs]
 
 
 def _start_scale(opt, recipe, content, seed, size, resume, index):
@@ -290,11 +323,11 @@ class _Checkpoints:
             log.warning("could not write the checkpoint %s (%s); going on", self.path, exc)
 
 
-def _result(checked, picture, content_img, losses, clock, cancelled, precision) -> StyleResult:
+def _result(checked, picture, losses, clock, cancelled, precision) -> StyleResult:
     """The picture at the output size, colour and transparency put back, with its stats."""
     recipe = checked.recipe
     image = to_image(picture).resize(
-        fit_long_side(content_img.size, checked.size), Image.Resampling.LANCZOS
+        fit_long_side(checked.content.rgb.size, checked.size), Image.Resampling.LANCZOS
     )
     if recipe.preserve_color == "luminance":
         image = color.with_chroma_of(image, checked.content.rgb)

@@ -13,12 +13,13 @@ import io
 import json
 import logging
 import os
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from impasto.atomic import atomic_write
 from impasto.errors import InputError, first_line
@@ -34,6 +35,9 @@ MAX_PIXELS = 100_000_000
 # speak first at 89.5 MP; ours is the one limit, checked from the header before decoding.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # once, not per call
+# Pillow also warns on stderr about damaged metadata it skips ("Corrupt EXIF data", "Truncated
+# File Read"): the picture is then decoded or refused with our one line, which says it all.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 # The only formats impasto opens. Pillow would also open EPS and PS by running Ghostscript (no
 # time limit, and PostScript is a program), and dozens of rarely used decoders: a file from a
 # stranger is tried only against these, whatever its name says. (Pillow's JPEG opener also
@@ -91,6 +95,15 @@ def load_image(
     return _decode(fp, label, shown)
 
 
+# What Pillow's parsers raise on a damaged file: a cut-off one as OSError("image file is
+# truncated ..."), damaged headers as SyntaxError or ValueError, and from deeper in its plug-ins
+# the errors of reading past a short buffer or a bad offset. All mean the same to the user.
+_DAMAGED = (
+    OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError,
+    ZeroDivisionError, struct.error,
+)  # fmt: skip
+
+
 def _decode(fp, name: str, source: str) -> LoadedImage:
     try:
         with Image.open(fp, formats=INPUT_FORMATS) as img:
@@ -106,11 +119,11 @@ def _decode(fp, name: str, source: str) -> LoadedImage:
         raise InputError(f"{name}: too many pixels (limit {MAX_PIXELS:,})") from None
     except PermissionError:
         raise InputError(f"{name}: permission denied") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except MemoryError:
+        raise InputError(f"{name}: not enough memory to decode it") from None
+    except _DAMAGED as exc:
         if isinstance(exc, OSError) and exc.errno is not None:  # the disk's error, not Pillow's
             raise InputError(f"{name}: cannot read it ({reason(exc)})") from None
-        # Pillow reports a cut-off file as OSError("image file is truncated ...") and damaged
-        # headers as SyntaxError or ValueError; all mean the same to the user.
         raise InputError(f"{name}: damaged or truncated image ({first_line(exc)})") from None
 
 
@@ -127,20 +140,36 @@ def _check_pixels(img: Image.Image, name: str) -> None:
         )
 
 
+# EXIF orientation (tag 0x0112) -> the transpose that makes the picture upright.
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """The picture turned as its EXIF orientation says. Not ImageOps.exif_transpose: that also
+    rewrites the EXIF block for the turned copy, and one damaged tag the engine never reads then
+    refuses a good picture (struct.error, found by tests/engine/test_fuzz_images.py)."""
+    method = _UPRIGHT.get(img.getexif().get(0x0112))
+    return img.transpose(method) if method is not None else img
+
+
 def _normalise(img: Image.Image, name: str, source: str) -> LoadedImage:
     _check_pixels(img, name)
-    img = ImageOps.exif_transpose(img)
+    img = _upright(img)
     alpha = None
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16-bit (or 32-bit integer) gray: scale to 8 bits instead of clipping at 255.
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+        img = _gray_to_8bit(img, lambda peak: 65535.0 if peak > 255 else 255.0)
     elif mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        top = 1.0 if arr.max() <= 1.0 else arr.max()
-        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+        img = _gray_to_8bit(img, lambda peak: 1.0 if peak <= 1.0 else peak)
     elif mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     elif mode == "1":
@@ -154,6 +183,19 @@ def _normalise(img: Image.Image, name: str, source: str) -> LoadedImage:
     elif img.mode != "RGB":
         img = img.convert("RGB")
     return LoadedImage(rgb=img, alpha=alpha, source=source)
+
+
+def _gray_to_8bit(img: Image.Image, top) -> Image.Image:
+    """A 16/32-bit gray image as 8-bit L, its values scaled so top(its maximum) becomes 255.
+    One float32 array worked in place: 4 bytes a pixel more than the image (float64 and a
+    temporary per operation took about 40, 4 GB for a 100 MP scan)."""
+    arr = np.asarray(img, dtype=np.float32)
+    if not arr.flags.writeable:  # the same dtype as the image's: a read-only view of it
+        arr = arr.copy()
+    arr *= 255.0 / top(float(arr.max()))
+    arr += 0.5
+    np.clip(arr, 0, 255, out=arr)
+    return Image.fromarray(arr.astype(np.uint8), "L")
 
 
 def output_format(path: str | os.PathLike) -> str:

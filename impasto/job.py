@@ -8,7 +8,7 @@ TensorFlow is imported, so a user learns about a bad file at once rather than af
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from PIL import Image
@@ -16,6 +16,7 @@ from PIL import Image
 from impasto.errors import InputError, PresetError
 from impasto.images import LoadedImage, load_image, save_image
 from impasto.limits import DEFAULT_PRESET, MAX_SIZE, MIN_SIZE
+from impasto.memory import parse_size
 from impasto.numbers import finite
 from impasto.paths import regular_file
 from impasto.presets import Recipe, apply_overrides, load_preset
@@ -35,6 +36,8 @@ class StyleJob:
     preview_every: attach a preview image to every Nth progress event (0: never).
     checkpoint: write resumable state to this .npz every checkpoint_every steps and on cancel.
     resume: continue from a checkpoint written by an earlier run of the same job.
+    max_memory: the door's memory budget in bytes (the hot folder's daemon setting), for a
+        recipe that sets none; None: the machine's free memory less a margin (memory.budget).
     """
 
     content: ImageSource
@@ -47,6 +50,7 @@ class StyleJob:
     checkpoint: str | os.PathLike | None = None
     checkpoint_every: int = 50
     resume: str | os.PathLike | None = None
+    max_memory: int | None = None
 
 
 @dataclass
@@ -115,6 +119,8 @@ def check_job(job: StyleJob) -> CheckedJob:
         raise InputError(f"size must be a whole number from {MIN_SIZE} to {MAX_SIZE}, not {size!r}")
     if isinstance(job.seed, bool) or not isinstance(job.seed, int) or job.seed < 0:
         raise InputError(f"seed must be a whole number 0 or more, not {job.seed!r}")
+    if job.max_memory is not None:  # a door's budget: bytes from here on
+        job = replace(job, max_memory=parse_size(job.max_memory, "max_memory"))
     if not job.styles:
         raise InputError("no style image given: name at least one")
     pairs = [s if isinstance(s, tuple | list) else (s, 1.0) for s in job.styles]

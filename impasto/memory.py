@@ -1,11 +1,16 @@
-"""The memory budget: parsing `--max-memory 8G`, a default from the machine's free memory, and the
-choice between an untiled step and tiles of a given size (impasto/tiling.py).
+"""The memory budget: parsing `--max-memory 8G`, the one place a job's budget is resolved
+(budget()), and the choice between an untiled step and tiles of a given size (impasto/tiling.py).
 
 No TensorFlow here: the doors check a budget before the engine starts.
 
-The estimate of a run's peak resident memory is
-    BASE + picture pixels x PER_PICTURE_PIXEL + step pixels x STEP_BYTES[precision]
-where the step pixels are the whole picture's untiled, or one tile's crop (core and halo) tiled.
+The estimate of a scale's peak resident memory is
+    BASE + held + picture pixels x PER_PICTURE_PIXEL
+         + max(step pixels x STEP_BYTES[precision], style pass pixels x FORWARD_BYTES)
+where the step pixels are the whole picture's untiled, or one tile's crop (core and halo) tiled;
+the style pass is the largest style picture's forward pass for its Gram matrices (whole untiled,
+one crop tiled), which runs before the steps and whose memory they reuse; `held` is what the job
+keeps besides: the decoded inputs at full resolution, the style pictures at the scale's size and
+the colour transfer's arrays (see impasto.engine.memory_plans).
 The constants come from peak RSS of fresh processes (classic's layers, which reach block5 as deep
 as any shipped preset; shallower layer sets need less), rounded up for other allocators and
 layouts. Measured in bfloat16: 1024 px in 512 px tiles (672 px crops) 1.49 GB, in one 1024 px
@@ -19,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from impasto.errors import InputError
@@ -37,6 +43,15 @@ BASE = 1.0 * GIB
 PER_PICTURE_PIXEL = 200
 # A compiled step's activations and their gradients, per pixel it covers.
 STEP_BYTES = {"float32": 2600, "bfloat16": 2100, "float16": 2100}
+# A forward pass without gradients (a style picture's Grams), per pixel: 840 bytes measured at
+# 1024x1024 in float32 and in bfloat16 (the classic preset's layers, the input arrays included).
+FORWARD_BYTES = 1000
+# Held per pixel of an input at full resolution (Pillow keeps RGB in 4 bytes, alpha in 1 more),
+# of a style picture at a scale's size (its float32 array and its resized 8-bit image), and of
+# a picture colour transfer works on (impasto.color: float32 arrays and their temporaries).
+INPUT_BYTES = 5
+STYLE_BYTES = 16
+COLOR_BYTES = 64
 # The tiles the doors' size limits leave room for (a 512 px crop): the halos of smaller tiles
 # cost more work than their cores.
 RESERVE_CROP = 512
@@ -99,9 +114,19 @@ def default_budget() -> int:
     return max(int(BASE), int(free * (1 - MARGIN)))
 
 
-def estimate(picture_pixels: int, step_pixels: int, precision: str) -> int:
-    """Peak resident bytes of a run (see the module docstring)."""
-    return int(BASE + picture_pixels * PER_PICTURE_PIXEL + step_pixels * STEP_BYTES[precision])
+def budget(asked: int | None = None, door: int | None = None) -> int:
+    """The bytes a job may use, decided here for every door: the job's own (its recipe's
+    max_memory: a preset's, an override's, --max-memory), else the door's setting (the hot
+    folder's daemon, the web server), else the machine's free memory less a margin."""
+    return asked or door or default_budget()
+
+
+def estimate(
+    picture_pixels: int, step_pixels: int, precision: str, style_pixels: int = 0, held: int = 0
+) -> int:
+    """Peak resident bytes of a scale (see the module docstring)."""
+    peak = max(step_pixels * STEP_BYTES[precision], style_pixels * FORWARD_BYTES)
+    return int(BASE + held + picture_pixels * PER_PICTURE_PIXEL + peak)
 
 
 @dataclass(frozen=True)
@@ -112,25 +137,42 @@ class Plan:
     estimate: int  # peak resident bytes expected
 
 
-def choose_tile(size: tuple[int, int], halo: int, align: int, precision: str, budget: int) -> Plan:
+def choose_tile(
+    size: tuple[int, int],
+    halo: int,
+    align: int,
+    precision: str,
+    budget: int,
+    styles: Sequence[tuple[int, int]] = (),
+    held: int = 0,
+) -> Plan:
     """Untiled if the whole picture's step fits the budget, else the largest tiles that fit.
 
     size: (w, h) of the picture; halo and align: tiling.halo() and tiling.alignment() of the
-    layers. Raises InputError when even the smallest tiles do not fit, saying what would.
+    layers; styles: (w, h) of each style picture at this scale (their Grams are computed whole
+    untiled, tile by tile tiled); held: bytes the job keeps besides. Raises InputError when even
+    the smallest tiles do not fit, saying what would.
     """
     w, h = size
     pixels = w * h
-    whole = estimate(pixels, pixels, precision)
+    held += sum(sw * sh for sw, sh in styles) * STYLE_BYTES
+    largest_style = max((sw * sh for sw, sh in styles), default=0)
+    whole = estimate(pixels, pixels, precision, largest_style, held)
     if whole <= budget:
         return Plan(None, whole)
     for tile in range(max(w, h) // align * align, 0, -align):
-        crop = min(tile + 2 * halo, h) * min(tile + 2 * halo, w)
-        need = estimate(pixels, crop, precision)
+        side = tile + 2 * halo
+        crop = min(side, h) * min(side, w)
+        style_crop = max((min(side, sh) * min(side, sw) for sw, sh in styles), default=0)
+        need = estimate(pixels, crop, precision, style_crop, held)
         if need <= budget:
             return Plan(tile, need)
+    # Where the style's pass outweighs the picture's step, a smaller style helps as much.
+    styled = style_crop * FORWARD_BYTES > crop * STEP_BYTES[precision]
+    lower = "--size or --style-scale" if styled else "--size"
     raise InputError(
         f"{w}x{h} px needs at least {format_size(need)} of memory "
-        f"(the budget is {format_size(budget)}): raise --max-memory or lower --size"
+        f"(the budget is {format_size(budget)}): raise --max-memory or lower {lower}"
     )
 
 

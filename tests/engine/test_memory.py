@@ -94,3 +94,21 @@ def test_the_doors_size_limit_follows_the_budget():
         w = h = side
         fits = memory.estimate(w * h, 512**2, "bfloat16") <= 8 * G
         assert fits == (side == at8)
+
+
+def test_one_budget_for_every_door_the_jobs_own_then_the_doors_then_the_free_memory(monkeypatch):
+    monkeypatch.setattr(memory, "available", lambda: 10 * G)
+    assert memory.budget() == 8 * G
+    assert memory.budget(None, 3 * G) == 3 * G  # the hot folder's daemon, the web server
+    assert memory.budget(2 * G, 3 * G) == 2 * G  # the job's own: a preset's, --max-memory
+
+
+def test_a_style_larger_than_the_picture_is_counted_and_tiled_too():
+    alone = memory.choose_tile((512, 384), 80, 16, "float32", 8 * G)
+    # Positive control: a style the picture's size changes nothing but what it holds.
+    same = memory.choose_tile((512, 384), 80, 16, "float32", 8 * G, styles=[(512, 384)])
+    assert same.tile is None and same.estimate == alone.estimate + 512 * 384 * memory.STYLE_BYTES
+    # A 4096 px style: its Gram pass (about 17 GB whole) decides, and tiles keep it in 8G.
+    big = memory.choose_tile((512, 384), 80, 16, "float32", 8 * G, styles=[(4096, 4096)])
+    assert big.tile is not None and big.estimate <= 8 * G
+    assert memory.estimate(512 * 384, 512 * 384, "float32", 4096 * 4096) > 8 * G

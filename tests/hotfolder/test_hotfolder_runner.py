@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from impasto import memory
 from impasto.errors import InputError
 from impasto.hotfolder.config import Config, DaemonSettings, Route
 from impasto.hotfolder.journal import Identity, Journal
@@ -309,10 +310,13 @@ def test_a_file_the_daemon_keeps_dying_on_goes_to_failed(s):
     [
         (6 * 2**30, {}, 6 * 2**30),  # the daemon's budget goes with every job
         (6 * 2**30, {"max_memory": "2G"}, 2 * 2**30),  # a route's own wins
-        (None, {}, None),  # neither: the engine takes the machine's free memory
+        (None, {}, 8 * 2**30),  # neither: the engine takes the machine's free memory
     ],
 )
-def test_the_memory_budget_reaches_the_engine(tmp_path, daemon_budget, route_overrides, expected):
+def test_the_memory_budget_reaches_the_engine(
+    tmp_path, monkeypatch, daemon_budget, route_overrides, expected
+):
+    monkeypatch.setattr(memory, "available", lambda: 10 * 2**30)  # a default of 8G
     s = Setup(tmp_path / "root", overrides=route_overrides)
     s.config = Config(
         s.config.root, None, DaemonSettings(max_memory=daemon_budget), s.config.routes
@@ -320,5 +324,6 @@ def test_the_memory_budget_reaches_the_engine(tmp_path, daemon_budget, route_ove
     s.runner = Runner(s.layout, s.config, s.journal, s.engine, s.cancel, s.nudge)
     s.drop("a.png")
     s.run_next()
-    assert s.engine.calls[0].recipe.max_memory == expected
+    call = s.engine.calls[0]  # resolved as the engine resolves it (check_route too)
+    assert memory.budget(call.recipe.max_memory, call.job.max_memory) == expected
     s.journal.close()
