@@ -42,12 +42,11 @@ class FolderSwapped(Exception):
 
 
 def printable(text: str) -> str:
-    """`text` with control characters (newlines, ESC, bidi overrides...) and backslashes
-    escaped, so that a file name shown in the log, on stderr or by --status cannot forge lines
-    or colour the terminal. The one place every shown name goes through."""
+    """`text` with control characters (newlines, ESC, bidi overrides...) escaped as Python
+    writes them, so that a file name shown in the log, on stderr or by --status cannot forge
+    lines or colour the terminal. The one place every shown name goes through."""
     return "".join(
-        c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode("ascii")
-        for c in str(text)
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text)
     )
 
 
@@ -107,12 +106,8 @@ class Layout:
         link the daemon did not find at start (FolderSwapped): files are opened and moved
         relative to it, so a folder swapped for a link out of ROOT after a check is not used."""
         fd = os.open(self.root, os.O_RDONLY | DIRECTORY)
-        try:
-            for part in (Path("inbox"), Path("inbox", route)):
-                fd = self._open_step(fd, part)
-        except BaseException:
-            os.close(fd)
-            raise
+        for part in (Path("inbox"), Path("inbox", route)):
+            fd = self._open_step(fd, part)  # closes the parent, even when it raises
         return fd
 
     def _open_step(self, parent: int, part: Path) -> int:

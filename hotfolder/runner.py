@@ -114,10 +114,9 @@ class Runner:
         )
         self.journal.start(job.id, output, total)
         log.info(
-            "painting %s -> outbox/%s/%s (%d steps%s)",
+            "painting %s -> outbox/%s (%d steps%s)",
             job.label,
-            job.route,
-            output,
+            printable(f"{job.route}/{output}"),
             total,
             f", resuming from step {resume_step}" if resume_step is not None else "",
         )
@@ -256,7 +255,7 @@ class Runner:
         note, left = self._move_input(job, "processed", dest)
         self.journal.finished(job.id, "done", note, left)
         self.layout.checkpoint(job.id).unlink(missing_ok=True)
-        log.info("done %s -> outbox/%s/%s", job.label, job.route, job.output)
+        log.info("done %s -> outbox/%s", job.label, printable(f"{job.route}/{job.output}"))
         return "done"
 
     def _fail(self, job: Job, why: str) -> str:

@@ -99,7 +99,9 @@ def test_a_bad_file_goes_to_failed_with_one_line_why(s):
     s.drop("cat.png")
     assert s.run_next() == "failed"
     assert s.files("failed") == ["notes.png", "notes.png.error.txt"]
-    assert s.error("notes.png") == "content image 'notes.png': not an image impasto reads (BMP, GIF, JPEG, PNG, TIFF, WEBP)\n"
+    assert s.error("notes.png") == (
+        "content image 'notes.png': not an image impasto reads (BMP, GIF, JPEG, PNG, TIFF, WEBP)\n"
+    )
     assert s.run_next() == "done"  # and the queue goes on
 
 
