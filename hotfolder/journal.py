@@ -125,22 +125,20 @@ class Journal:
     def close(self) -> None:
         self.db.close()
 
+    def _valid(self, row: sqlite3.Row) -> Job | None:
+        """The row's Job; a corrupt row (see _job) is put out of every state's queries."""
+        job = _job(row)
+        if job is None and not self.readonly:
+            self.db.execute("UPDATE jobs SET state = 'corrupt' WHERE id = ?", (row["id"],))
+        return job
+
     def _one(self, sql: str, args: tuple = ()) -> Job | None:
-        jobs = self._all(sql, args)
-        return jobs[0] if jobs else None
+        row = self.db.execute(sql, args).fetchone()
+        return self._valid(row) if row else None
 
     def _all(self, sql: str, args: tuple = ()) -> list[Job]:
-        jobs, corrupt = [], []
-        for row in self.db.execute(sql, args).fetchall():
-            job = _job(row)
-            if job is None:
-                corrupt.append(row["id"])
-            else:
-                jobs.append(job)
-        if corrupt and not self.readonly:  # out of every query, so its file is seen anew
-            marks = ", ".join("?" for _ in corrupt)
-            self.db.execute(f"UPDATE jobs SET state = 'corrupt' WHERE id IN ({marks})", corrupt)
-        return jobs
+        jobs = (self._valid(r) for r in self.db.execute(sql, args).fetchall())
+        return [job for job in jobs if job is not None]
 
     def _set(self, job_id: int, **values) -> None:
         cols = ", ".join(f"{k} = ?" for k in values)
@@ -185,11 +183,15 @@ class Journal:
             return None
         marks = ", ".join("?" for _ in routes)
         skipped = ", ".join("?" for _ in skip)
-        return self._one(
+        sql = (
             f"SELECT * FROM jobs WHERE state = 'queued' AND route IN ({marks}) "
-            f"AND id NOT IN ({skipped}) ORDER BY id LIMIT 1",
-            (*routes, *skip),
+            f"AND id NOT IN ({skipped}) ORDER BY id LIMIT 1"
         )
+        while (row := self.db.execute(sql, (*routes, *skip)).fetchone()) is not None:
+            job = self._valid(row)
+            if job is not None:
+                return job  # (a corrupt row left the queue: ask again)
+        return None
 
     def get(self, job_id: int) -> Job | None:
         return self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))

@@ -87,11 +87,11 @@ class Runner:
             self.lock.acquire()
 
     def _run(self, job: Job) -> str:
-        route = self.config.routes[job.route]
+        route, src = self.config.routes[job.route], self._inbox_path(job)
         # Every error before the painting starts ends the job here: the job is still "queued",
         # so an error left to the daemon's recovery would have it taken again, forever.
         try:
-            checked = self._check(job, route)
+            checked = self._check(job, route, src)
             if isinstance(checked, str):
                 return checked
             resume_step = self._resume_step(job, checked)
@@ -101,7 +101,7 @@ class Runner:
         except ImpastoError as exc:
             if is_route_problem(exc):
                 return self._hold(job, str(exc))
-            if inspect(self._inbox_path(job), self.layout.root, 1 << 62).identity != job.identity:
+            if inspect(src, self.layout.root, self.max_bytes).identity != job.identity:
                 return self._changed(job, "is still being written")
             return self._fail(job, first_line(exc))
         except Exception as exc:  # noqa: BLE001 - a fuzzed file can break a decoder any way
@@ -159,9 +159,9 @@ class Runner:
         )
         return self._finish(self.journal.get(job.id))
 
-    def _check(self, job: Job, route: Route) -> CheckedJob | str:
+    def _check(self, job: Job, route: Route, src: Path) -> CheckedJob | str:
         """The job with its input read and checked, or how it ended ("failed", "changed")."""
-        verdict = inspect(self._inbox_path(job), self.layout.root, self.max_bytes)
+        verdict = inspect(src, self.layout.root, self.max_bytes)
         if verdict.kind == "gone":
             return self._fail(job, "the file disappeared before it could be read")
         if verdict.identity != job.identity:

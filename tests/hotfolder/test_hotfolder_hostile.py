@@ -278,6 +278,19 @@ def test_a_forged_journal_name_is_refused_and_nothing_leaves_root(tmp_path, capl
     assert s.run_next() == "done" and s.files("processed") == ["cat.png"]
 
 
+def test_a_forged_queued_row_is_skipped_and_the_next_job_runs(tmp_path, caplog):
+    s = Setup(tmp_path / "root")
+    victim = tmp_path / "root" / "victim.png"
+    victim.write_bytes(image_bytes(cat(), "PNG"))
+    forged = s.journal.enqueue("paint", "x.png", Identity.of(os.lstat(victim)))
+    s.journal.db.execute("UPDATE jobs SET name = '../../victim.png' WHERE id = ?", (forged,))
+    s.drop("cat.png")  # the positive control, queued after it
+    assert s.run_next() == "done" and s.files("outbox") == ["cat.png"]
+    assert f"journal row {forged} is corrupt" in caplog.text
+    assert victim.is_file() and s.files("failed") == []
+    assert s.journal.next_queued(["paint"]) is None
+
+
 # --- 4. names cannot forge log lines ------------------------------------------------------------
 def test_control_characters_in_names_are_escaped_in_the_log_and_the_status(tmp_path):
     evil = "a\n2030-01-01 00:00:00,000 INFO done forged.png\x1b[31m.png"
