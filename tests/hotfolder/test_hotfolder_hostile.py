@@ -13,6 +13,7 @@ import struct
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -224,6 +225,24 @@ def test_the_engine_gets_the_bytes_that_were_checked_not_the_path(tmp_path):
     (checked,) = s.engine.calls
     assert checked.job.content == data and checked.job.content_name == "cat.png"
     assert checked.settings()["content"] == "cat.png"  # as a path gave: checkpoints still match
+
+
+def test_a_cluster_worker_gets_the_same_bytes_under_the_same_name(tmp_path):
+    """The Ray request carries the bytes the daemon read (no path the worker could reopen)."""
+    pytest.importorskip("ray")
+    from impasto.cluster.worker import Request
+
+    s = Setup(tmp_path / "root")
+    data = image_bytes(cat(), "PNG")
+    s.drop("cat.png", data)
+    assert s.run_next() == "done"
+    (checked,) = s.engine.calls
+    request = Request.of(checked)
+    assert request.content == ("cat.png", data)
+    (tmp_path / "worker").mkdir()
+    job, names = request.materialise(tmp_path / "worker")
+    assert Path(job.content).read_bytes() == data and names[job.content] == "cat.png"
+    assert runner_module.check_job(job).settings()["content"] == checked.settings()["content"]
 
 
 # --- 3. the state folder ------------------------------------------------------------------------
