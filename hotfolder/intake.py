@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from impasto.hotfolder.journal import Identity, Journal
-from impasto.hotfolder.layout import NOFOLLOW, FolderSwapped, Layout, printable
+from impasto.hotfolder.layout import NOFOLLOW, FolderSwapped, Layout, printable, safe_name
 from impasto.paths import reason
 
 log = logging.getLogger(__name__)
@@ -396,6 +396,13 @@ class Intake:
                 "inbox/%s/%r: the name is not valid UTF-8; rename the file to have it painted",
                 route,
                 name,
+            )
+            return
+        if not safe_name(name):  # a backslash: the journal refuses it (Windows and SMB would too)
+            self._warn_once(
+                ("name", route, name),
+                "inbox/%s: a backslash in a name is not taken; rename the file to have it painted",
+                printable(f"{route}/{name}"),
             )
             return
         self.settler.observe((route, name), Identity(-1, -1, -1, -1), time.monotonic())

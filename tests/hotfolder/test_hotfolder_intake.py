@@ -326,8 +326,10 @@ def test_a_name_that_is_not_text_is_left_alone_and_the_others_go_on(intake, capl
     inbox = it.layout.folder("inbox", "paint")
     with open(os.path.join(os.fsencode(inbox), b"bad\xff.png"), "wb") as fh:
         fh.write(b"x")
+    (inbox / "back\\slash.png").write_bytes(b"x")  # the journal would refuse its name
     (inbox / "good.png").write_bytes(b"x")
     assert it.wait_queued(1) == ["paint/good.png"]
     it.wait_listed()
     assert it.queued() == ["paint/good.png"]
     assert "not valid UTF-8" in caplog.text
+    assert "back\\slash.png: a backslash in a name is not taken" in caplog.text
