@@ -105,7 +105,9 @@ class _LogFile(logging.handlers.RotatingFileHandler):
     """A rotating log file opened with open_own (rotation renames, which never follow links)."""
 
     def _open(self):
-        opener = lambda path, flags: open_own(Path(path), flags)  # noqa: E731
+        def opener(path, flags):
+            return open_own(Path(path), flags)
+
         return open(self.baseFilename, self.mode, encoding=self.encoding, opener=opener)
 
 
