@@ -98,8 +98,12 @@ class Layout:
             path.mkdir(mode=STATE_MODE, parents=True, exist_ok=True)
         mode = stat.S_IMODE(os.stat(self.state).st_mode)
         if mode & 0o077 and os.name == "posix":
-            os.chmod(self.state, STATE_MODE)
-            log.warning("%s was open to other users (mode %o); made it 0700", self.state, mode)
+            try:
+                os.chmod(self.state, STATE_MODE)
+            except OSError as exc:  # not ours (e.g. made by root): say so, and go on
+                log.warning("%s is open to other users (mode %o): %s", self.state, mode, exc)
+            else:
+                log.warning("%s was open to other users (mode %o); made it 0700", self.state, mode)
 
     def open_inbox(self, route: str) -> int:
         """A file descriptor on inbox/<route>, reached from ROOT without following a symbolic
