@@ -19,14 +19,16 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from impasto.errors import ImpastoError
 from impasto.hotfolder.backend import open_backend
 from impasto.hotfolder.config import Config, ConfigError, check_route
 from impasto.hotfolder.intake import Intake
 from impasto.hotfolder.journal import Job, Journal
-from impasto.hotfolder.layout import Layout
+from impasto.hotfolder.layout import NOFOLLOW, Layout
 from impasto.hotfolder.runner import Runner
+from impasto.paths import reason as os_reason
 
 log = logging.getLogger(__name__)
 HOTFOLDER_LOGGER = __name__.rpartition(".")[0]  # impasto.hotfolder: every module of the door
@@ -47,8 +49,8 @@ def exclusive(layout: Layout) -> Iterator[None]:
     except ImportError:  # Windows: no advisory locks; one daemon per folder is then up to you
         yield
         return
-    layout.state.mkdir(parents=True, exist_ok=True)
-    fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    layout.ensure_state()
+    fd = open_own(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -71,7 +73,7 @@ def running_pid(layout: Layout) -> int | None:
     except ImportError:
         return None
     try:
-        fd = os.open(layout.lock, os.O_RDONLY)
+        fd = os.open(layout.lock, os.O_RDONLY | NOFOLLOW)
     except OSError:
         return None
     try:
@@ -86,13 +88,34 @@ def running_pid(layout: Layout) -> int | None:
         os.close(fd)
 
 
+def open_own(path: Path, flags: int, mode: int = 0o666) -> int:
+    """Open one of the daemon's own files, never through a symbolic link: a link planted in
+    its place (ROOT may be shared) would have the daemon write to the file it points at."""
+    try:
+        return os.open(path, flags | NOFOLLOW, mode)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise ImpastoError(
+                f"{path} is a symbolic link; the daemon does not write through one (remove it)"
+            ) from None
+        raise ImpastoError(f"cannot open {path}: {os_reason(exc)}") from None
+
+
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """A rotating log file opened with open_own (rotation renames, which never follow links)."""
+
+    def _open(self):
+        def opener(path, flags):
+            return open_own(Path(path), flags)
+
+        return open(self.baseFilename, self.mode, encoding=self.encoding, opener=opener)
+
+
 def add_log_file(layout: Layout, name: str) -> logging.Handler:
     """ROOT/hotfolder.log: the hot folder's own events (INFO and up) and the engine's warnings,
     rotated so that weeks of running stay small."""
     path = layout.root / name
-    handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=5_000_000, backupCount=3, encoding="utf-8"
-    )
+    handler = _LogFile(path, maxBytes=5_000_000, backupCount=3, encoding="utf-8")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.setLevel(logging.INFO)
     # One handler on "impasto": the hot folder's own loggers (impasto.hotfolder.*) are made to

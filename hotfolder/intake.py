@@ -10,6 +10,7 @@ while files arrived).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import queue
@@ -21,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from impasto.hotfolder.journal import Identity, Journal
-from impasto.hotfolder.layout import Layout
+from impasto.hotfolder.layout import NOFOLLOW, FolderSwapped, Layout, printable, safe_name
 from impasto.paths import reason
 
 log = logging.getLogger(__name__)
+NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 # Names that copy tools, browsers, editors and office programs use while a file is unfinished,
 # and system clutter; they stay in the inbox, untouched, until renamed to a real name.
@@ -80,8 +82,7 @@ def inspect(path: Path, root: Path, max_bytes: int) -> Verdict:
         return Verdict("skip", identity)
     if stat.S_ISLNK(st.st_mode):
         target = Path(os.path.realpath(path))
-        inside = target.is_relative_to(Path(os.path.realpath(root)))
-        if not inside:
+        if not _inside(target, root):
             return Verdict(
                 "refuse",
                 identity,
@@ -102,12 +103,7 @@ def inspect(path: Path, root: Path, max_bytes: int) -> Verdict:
     if kind:
         return Verdict("refuse", identity, f"{kind}, not a regular file: it was not read")
     if st.st_size > max_bytes:
-        return Verdict(
-            "refuse",
-            identity,
-            f"the file is {st.st_size / 1e6:.1f} MB, larger than "
-            f"the {max_bytes / 1e6:g} MB limit (max_file_mb in hotfolder.toml)",
-        )
+        return Verdict("refuse", identity, _too_big(st.st_size, max_bytes))
     return Verdict("file", identity)
 
 
@@ -123,28 +119,89 @@ def _special_kind(mode: int) -> str | None:
     return None
 
 
-def check_readable(path: Path) -> str | None:
-    """None if the file can be opened for reading, else the reason in words.
+class Unreadable(Exception):
+    """Why an inbox file was not read, in words; `changed` when it is no longer the file that
+    was queued (the intake will look at it anew) rather than one to refuse."""
 
-    Opened with O_NONBLOCK so that a FIFO swapped in since inspect() cannot hang the daemon, and
-    checked to still be a regular file once open.
+    def __init__(self, reason: str, changed: bool = False):
+        super().__init__(reason)
+        self.reason, self.changed = reason, changed
+
+
+def read_input(layout: Layout, route: str, name: str, identity: Identity, max_bytes: int) -> bytes:
+    """The bytes of inbox/<route>/<name>, read once from one open file checked (fstat) to be
+    the very file that was queued: what was checked is what gets painted.
+
+    The file is opened relative to the inbox folder (so a folder swapped for a link since is not
+    followed), with O_NOFOLLOW (a file swapped for a link is not followed) and O_NONBLOCK (a
+    FIFO swapped in cannot hang the daemon). A link within ROOT, which inspect() accepted, is
+    followed, and where it led is checked again once open.
     """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
-    if not os.path.islink(path):
-        flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        return "the file disappeared before it could be read"
-    except PermissionError:
-        return "permission denied: the daemon's user cannot read this file"
+        folder = layout.open_inbox(route)
+    except FolderSwapped:
+        raise Unreadable(
+            f"inbox/{route} was replaced by a symbolic link while the file waited: nothing was read"
+        ) from None
     except OSError as exc:
-        return f"cannot open the file ({reason(exc)})"
+        raise Unreadable(f"cannot open inbox/{route} ({reason(exc)})") from None
     try:
-        kind = _special_kind(os.fstat(fd).st_mode)
-        return f"{kind}, not a regular file: it was not read" if kind else None
+        fd = _open(name, folder, identity, layout.folder("inbox", route) / name, layout.root)
+    except FileNotFoundError:
+        raise Unreadable("the file disappeared before it could be read") from None
+    except PermissionError:
+        raise Unreadable("permission denied: the daemon's user cannot read this file") from None
+    except OSError as exc:
+        raise Unreadable(f"cannot open the file ({reason(exc)})") from None
     finally:
+        os.close(folder)
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        kind = _special_kind(st.st_mode)
+        if kind:
+            raise Unreadable(f"{kind}, not a regular file: it was not read")
+        data = fh.read(max_bytes + 1)  # the cap holds even if the file grew since fstat
+    if len(data) > max_bytes:
+        raise Unreadable(_too_big(max(len(data), st.st_size), max_bytes))
+    return data
+
+
+def _open(name: str, folder: int, identity: Identity, path: Path, root: Path) -> int:
+    """Open the queued file, refusing (Unreadable, changed) one that is not it any more."""
+    flags = os.O_RDONLY | NONBLOCK
+    try:
+        fd = os.open(name, flags | NOFOLLOW, dir_fd=folder)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        fd = None
+    if fd is not None:
+        st = os.fstat(fd)
+        if Identity.of(st) != identity and not _special_kind(st.st_mode):
+            os.close(fd)
+            raise Unreadable("changed since it was queued", changed=True)
+        return fd  # a FIFO or device swapped in is refused by the caller, as what it is
+    # A link: the queued identity is the link's own. inspect() found it leads inside ROOT; open
+    # where it leads now and check that the open file is still there (the kernel's name for it).
+    if Identity.of(os.stat(name, dir_fd=folder, follow_symlinks=False)) != identity:
+        raise Unreadable("changed since it was queued", changed=True)
+    fd = os.open(os.path.realpath(path), flags | NOFOLLOW)
+    opened = f"/proc/self/fd/{fd}"
+    if os.path.exists(opened) and not _inside(os.path.realpath(opened), root):
         os.close(fd)
+        raise Unreadable("a symbolic link that now leads out of the hot folder: it was not read")
+    return fd
+
+
+def _inside(path: str | Path, root: Path) -> bool:
+    return Path(path).is_relative_to(Path(os.path.realpath(root)))
+
+
+def _too_big(size: int, max_bytes: int) -> str:
+    return (
+        f"the file is {size / 1e6:.1f} MB, larger than "
+        f"the {max_bytes / 1e6:g} MB limit (max_file_mb in hotfolder.toml)"
+    )
 
 
 class Settler:
@@ -291,8 +348,8 @@ class Intake:
         self._warn_once(
             ("route", route),
             "inbox/%s has no [routes.%s] in the config: its files are left alone",
-            route,
-            route,
+            printable(route),
+            printable(route),
         )
 
     def _warn_once(self, key, message: str, *args) -> None:
@@ -315,7 +372,7 @@ class Intake:
                 self._warn_once(
                     ("loose", entry.name),
                     "%s is not inside a route folder (inbox/<route>/); it is left alone",
-                    entry.path,
+                    printable(entry.path),
                 )
         for route in self.routes:
             folder = self.layout.folder("inbox", route)
@@ -339,6 +396,13 @@ class Intake:
                 "inbox/%s/%r: the name is not valid UTF-8; rename the file to have it painted",
                 route,
                 name,
+            )
+            return
+        if not safe_name(name):  # a backslash: the journal refuses it (Windows and SMB would too)
+            self._warn_once(
+                ("name", route, name),
+                "inbox/%s: a backslash in a name is not taken; rename the file to have it painted",
+                printable(f"{route}/{name}"),
             )
             return
         self.settler.observe((route, name), Identity(-1, -1, -1, -1), time.monotonic())
@@ -378,7 +442,7 @@ class Intake:
                 self._warn_once(
                     ("dir", route, name),
                     "%s is a folder; sub-folders of a route are not watched",
-                    path,
+                    printable(path),
                 )
                 continue
             identity = Identity.of(st)
@@ -391,7 +455,7 @@ class Intake:
             self.settler.forget((route, name))
             job_id = journal.enqueue(route, name, identity)
             if job_id is not None:
-                log.info("queued %s/%s (job %d)", route, name, job_id)
+                log.info("queued %s (job %d)", printable(f"{route}/{name}"), job_id)
         if ready:
             self.on_queued()
 

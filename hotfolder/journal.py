@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from impasto.hotfolder.layout import printable, safe_name
+
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
@@ -83,11 +85,18 @@ class Job:
 
     @property
     def label(self) -> str:
-        return f"{self.route}/{self.name}"
+        """route/name as shown in the log and by --status (control characters escaped)."""
+        return printable(f"{self.route}/{self.name}")
 
 
-def _job(row: sqlite3.Row) -> Job:
+def _job(row: sqlite3.Row) -> Job | None:
+    """The row as a Job, or None if a name in it is no plain file name (a forged or damaged
+    row: the daemon must not move or write anything by it, e.g. failed/../../x)."""
     d = dict(row)
+    names = [d["route"], d["name"]] + [d[k] for k in ("output", "moved_to") if d[k] is not None]
+    if not all(map(safe_name, names)):
+        log.error("journal row %s is corrupt (a name that is no plain file name); ignored", d["id"])
+        return None
     identity = Identity(d.pop("dev"), d.pop("ino"), d.pop("size"), d.pop("mtime_ns"))
     d.pop("left_in_inbox")
     return Job(identity=identity, **d)
@@ -97,7 +106,7 @@ class Journal:
     """One connection; open one per thread."""
 
     def __init__(self, path: Path, readonly: bool = False):
-        self.path = Path(path)
+        self.path, self.readonly = Path(path), readonly
         if readonly:
             self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
         else:
@@ -116,12 +125,20 @@ class Journal:
     def close(self) -> None:
         self.db.close()
 
+    def _valid(self, row: sqlite3.Row) -> Job | None:
+        """The row's Job; a corrupt row (see _job) is put out of every state's queries."""
+        job = _job(row)
+        if job is None and not self.readonly:
+            self.db.execute("UPDATE jobs SET state = 'corrupt' WHERE id = ?", (row["id"],))
+        return job
+
     def _one(self, sql: str, args: tuple = ()) -> Job | None:
         row = self.db.execute(sql, args).fetchone()
-        return _job(row) if row else None
+        return self._valid(row) if row else None
 
     def _all(self, sql: str, args: tuple = ()) -> list[Job]:
-        return [_job(r) for r in self.db.execute(sql, args).fetchall()]
+        jobs = (self._valid(r) for r in self.db.execute(sql, args).fetchall())
+        return [job for job in jobs if job is not None]
 
     def _set(self, job_id: int, **values) -> None:
         cols = ", ".join(f"{k} = ?" for k in values)
@@ -166,11 +183,15 @@ class Journal:
             return None
         marks = ", ".join("?" for _ in routes)
         skipped = ", ".join("?" for _ in skip)
-        return self._one(
+        sql = (
             f"SELECT * FROM jobs WHERE state = 'queued' AND route IN ({marks}) "
-            f"AND id NOT IN ({skipped}) ORDER BY id LIMIT 1",
-            (*routes, *skip),
+            f"AND id NOT IN ({skipped}) ORDER BY id LIMIT 1"
         )
+        while (row := self.db.execute(sql, (*routes, *skip)).fetchone()) is not None:
+            job = self._valid(row)
+            if job is not None:
+                return job  # (a corrupt row left the queue: ask again)
+        return None
 
     def get(self, job_id: int) -> Job | None:
         return self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))

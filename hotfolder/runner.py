@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -20,18 +21,21 @@ from pathlib import Path
 from impasto import checkpoint as checkpoints
 from impasto.errors import ImpastoError, InputError, PresetError, WeightsError, first_line
 from impasto.hotfolder.config import Config, Route
-from impasto.hotfolder.intake import check_readable, inspect
-from impasto.hotfolder.journal import Job, Journal
+from impasto.hotfolder.intake import Unreadable, inspect, read_input
+from impasto.hotfolder.journal import Identity, Job, Journal
 from impasto.hotfolder.layout import (
+    FolderSwapped,
     Layout,
     fsync_dir,
     move_no_replace,
+    printable,
     remove_partial_writes,
     unique_name,
     write_text_atomic,
 )
-from impasto.job import StyleJob, check_job
+from impasto.job import CheckedJob, StyleJob, check_job
 from impasto.outputs import SaveError, save_or_recover
+from impasto.paths import reason
 from impasto.progress import Snapshots
 
 log = logging.getLogger(__name__)
@@ -83,64 +87,36 @@ class Runner:
             self.lock.acquire()
 
     def _run(self, job: Job) -> str:
-        route = self.config.routes[job.route]
-        src = self._inbox_path(job)
-        verdict = inspect(src, self.layout.root, self.max_bytes)
-        if verdict.kind == "gone":
-            return self._fail(job, "the file disappeared before it could be read")
-        if verdict.identity != job.identity:
-            return self._changed(job, "changed since it was queued")
-        if verdict.kind == "refuse":
-            return self._fail(job, verdict.reason)
-        if verdict.kind == "skip":
-            return self._changed(job, "is now a folder")
-        problem = check_readable(src)
-        if problem:
-            return self._fail(job, problem)
-        if job.crashes >= self.config.daemon.max_crashes:
-            return self._fail(
-                job,
-                f"the daemon stopped {job.crashes} times while painting this file (crash, kill "
-                "or power cut), so it was not tried again",
-            )
-
-        ckpt = self.layout.checkpoint(job.id)
-        style_job = StyleJob(
-            content=str(src),
-            styles=list(route.styles),
-            preset=route.preset,
-            size=route.size,
-            seed=route.seed,
-            overrides=dict(route.overrides),
-            max_memory=self.config.daemon.max_memory,  # the route's own wins (memory.budget)
-            preview_every=route.save_every,
-            checkpoint=str(ckpt),
-            checkpoint_every=self.config.daemon.checkpoint_every,
-        )
+        route, src = self.config.routes[job.route], self._inbox_path(job)
+        # Every error before the painting starts ends the job here: the job is still "queued",
+        # so an error left to the daemon's recovery would have it taken again, forever.
         try:
-            checked = check_job(style_job)
+            checked = self._check(job, route, src)
+            if isinstance(checked, str):
+                return checked
+            resume_step = self._resume_step(job, checked)
+            total = self.engine.describe(checked)["total"]
+        except sqlite3.Error:
+            raise  # the journal's trouble (e.g. disk full), not the file's: see Slots._serve
         except ImpastoError as exc:
             if is_route_problem(exc):
                 return self._hold(job, str(exc))
             if inspect(src, self.layout.root, self.max_bytes).identity != job.identity:
                 return self._changed(job, "is still being written")
-            return self._fail(job, self._words(exc, src))
-        resume_step = self._resume_step(job, ckpt, checked)
-        if resume_step is not None:
-            checked.job.resume = str(ckpt)
-
+            return self._fail(job, first_line(exc))
+        except Exception as exc:  # noqa: BLE001 - a fuzzed file can break a decoder any way
+            log.exception("unexpected error on %s", job.label)
+            return self._fail(job, f"unexpected error: {one_line(exc)}")
         output = job.output or unique_name(
             self.layout.folder("outbox", job.route),
             Path(job.name).stem + route.output_suffix(job.name),
             taken=self.journal.reserved(job.route, "output").__contains__,
         )
-        total = self.engine.describe(checked)["total"]
         self.journal.start(job.id, output, total)
         log.info(
-            "painting %s -> outbox/%s/%s (%d steps%s)",
+            "painting %s -> outbox/%s (%d steps%s)",
             job.label,
-            job.route,
-            output,
+            printable(f"{job.route}/{output}"),
             total,
             f", resuming from step {resume_step}" if resume_step is not None else "",
         )
@@ -152,10 +128,10 @@ class Runner:
         except (WeightsError, PresetError) as exc:
             return self._hold(job, str(exc))
         except ImpastoError as exc:
-            return self._fail(job, self._words(exc, src))
+            return self._fail(job, first_line(exc))
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the queue
             log.exception("the engine failed on %s", job.label)
-            return self._fail(job, f"the engine failed: {first_line(exc)}")
+            return self._fail(job, f"the engine failed: {one_line(exc)}")
         if result.cancelled:
             self.journal.progress(job.id, result.stats.get("steps", 0), total, None)
             self.journal.requeue(job.id)
@@ -183,6 +159,44 @@ class Runner:
         )
         return self._finish(self.journal.get(job.id))
 
+    def _check(self, job: Job, route: Route, src: Path) -> CheckedJob | str:
+        """The job with its input read and checked, or how it ended ("failed", "changed")."""
+        verdict = inspect(src, self.layout.root, self.max_bytes)
+        if verdict.kind == "gone":
+            return self._fail(job, "the file disappeared before it could be read")
+        if verdict.identity != job.identity:
+            return self._changed(job, "changed since it was queued")
+        if verdict.kind == "refuse":
+            return self._fail(job, verdict.reason)
+        if verdict.kind == "skip":
+            return self._changed(job, "is now a folder")
+        if job.crashes >= self.config.daemon.max_crashes:
+            return self._fail(
+                job,
+                f"the daemon stopped {job.crashes} times while painting this file (crash, kill "
+                "or power cut), so it was not tried again",
+            )
+        try:
+            data = read_input(self.layout, job.route, job.name, job.identity, self.max_bytes)
+        except Unreadable as exc:
+            return self._changed(job, exc.reason) if exc.changed else self._fail(job, exc.reason)
+        # The engine (or a cluster worker) gets these bytes, never the path: the file is read once.
+        return check_job(
+            StyleJob(
+                content=data,
+                content_name=job.name,
+                styles=list(route.styles),
+                preset=route.preset,
+                size=route.size,
+                seed=route.seed,
+                overrides=dict(route.overrides),
+                max_memory=self.config.daemon.max_memory,  # the route's own wins (memory.budget)
+                preview_every=route.save_every,
+                checkpoint=str(self.layout.checkpoint(job.id)),
+                checkpoint_every=self.config.daemon.checkpoint_every,
+            )
+        )
+
     def _progress(self, job: Job, route: Route, output: str):
         last = [0.0]
         snapshots = Snapshots(
@@ -201,22 +215,21 @@ class Runner:
 
         return on_progress
 
-    def _resume_step(self, job: Job, ckpt: Path, checked) -> int | None:
-        """The step the job's checkpoint reached, if it belongs to this very job; a checkpoint
-        made under another config (edited after a crash) is dropped and the job starts over."""
+    def _resume_step(self, job: Job, checked: CheckedJob) -> int | None:
+        """The step the job's checkpoint reached, if it belongs to this very job (then the job
+        resumes from it); a checkpoint made under another config (edited after a crash) is
+        dropped and the job starts over."""
+        ckpt = self.layout.checkpoint(job.id)
         if not ckpt.is_file():
             return None
         try:
-            return checkpoints.load(ckpt, checked.settings()).step
+            step = checkpoints.load(ckpt, checked.settings()).step
         except InputError as exc:
             log.warning("%s: dropping its checkpoint and starting over (%s)", job.label, exc)
             ckpt.unlink(missing_ok=True)
             return None
-
-    @staticmethod
-    def _words(exc: Exception, src: Path) -> str:
-        """The engine's message, naming the file as the user knows it rather than by full path."""
-        return first_line(exc).replace(repr(str(src)), repr(src.name))
+        checked.job.resume = str(ckpt)
+        return step
 
     def _changed(self, job: Job, why: str) -> str:
         log.info("%s %s; it will be taken once it stops changing", job.label, why)
@@ -243,11 +256,11 @@ class Runner:
         note, left = self._move_input(job, "processed", dest)
         self.journal.finished(job.id, "done", note, left)
         self.layout.checkpoint(job.id).unlink(missing_ok=True)
-        log.info("done %s -> outbox/%s/%s", job.label, job.route, job.output)
+        log.info("done %s -> outbox/%s", job.label, printable(f"{job.route}/{job.output}"))
         return "done"
 
-    def _fail(self, job: Job, reason: str) -> str:
-        reason = " ".join(str(reason).split()) or "unknown error"
+    def _fail(self, job: Job, why: str) -> str:
+        why = printable(" ".join(str(why).split())) or "unknown error"
         folder = self.layout.folder("failed", job.route)
         reserved = self.journal.reserved(job.route, "moved_to")
         dest = job.moved_to or unique_name(
@@ -255,7 +268,7 @@ class Runner:
             job.name,
             taken=lambda n: n in reserved or os.path.lexists(folder / (n + ERROR_SUFFIX)),
         )
-        self.journal.failing(job.id, dest, reason)
+        self.journal.failing(job.id, dest, why)
         return self._complete_failure(self.journal.get(job.id))
 
     def _complete_failure(self, job: Job) -> str:
@@ -271,26 +284,48 @@ class Runner:
         return "failed"
 
     def _move_input(self, job: Job, kind: str, dest: str) -> tuple[str | None, bool]:
-        """Move the job's input to <kind>/<route>/<dest>. Returns (note, left_in_inbox)."""
-        src = self._inbox_path(job)
+        """Move the job's input to <kind>/<route>/<dest>. Returns (note, left_in_inbox).
+
+        The input is moved out of the inbox folder the daemon started with, never through a link
+        swapped in since: that would move (and so delete) a file outside the hot folder."""
+        try:
+            inbox = self.layout.open_inbox(job.route)
+        except FileNotFoundError:
+            return self._gone(self.layout.folder(kind, job.route) / dest)
+        except (OSError, FolderSwapped) as exc:
+            why = reason(exc) if isinstance(exc, OSError) else str(exc)
+            log.error("%s stays where it is: %s", job.label, why)
+            return f"not moved: {why}", True
+        try:
+            return self._move_from(inbox, job, kind, dest)
+        finally:
+            os.close(inbox)
+
+    @staticmethod
+    def _gone(target: Path) -> tuple[str | None, bool]:
+        return (None if os.path.lexists(target) else "the input had left the inbox"), False
+
+    def _move_from(self, inbox: int, job: Job, kind: str, dest: str) -> tuple[str | None, bool]:
         folder = self.layout.folder(kind, job.route)
         target = folder / dest
-        verdict = inspect(src, self.layout.root, 1 << 62)
-        if verdict.kind == "gone":
-            return (None if os.path.lexists(target) else "the input had left the inbox"), False
-        if verdict.identity != job.identity:
+        try:
+            st = os.stat(job.name, dir_fd=inbox, follow_symlinks=False)
+        except FileNotFoundError:
+            return self._gone(target)
+        if Identity.of(st) != job.identity:
             self.nudge()
             return "the input was replaced while being painted; the new file stays queued", False
         for _ in range(100):
             try:
                 folder.mkdir(parents=True, exist_ok=True)
-                move_no_replace(src, target)
+                move_no_replace(job.name, target, src_dir_fd=inbox)
                 fsync_dir(folder)
-                fsync_dir(src.parent)
+                with contextlib.suppress(OSError):
+                    os.fsync(inbox)
                 return None, False
             except FileExistsError:
-                if os.path.samestat(os.lstat(src), os.lstat(target)):
-                    os.unlink(src)  # a crash came between the link and the unlink
+                if os.path.samestat(st, os.lstat(target)):
+                    os.unlink(job.name, dir_fd=inbox)  # a crash came between link and unlink
                     return None, False
                 dest = unique_name(folder, job.name)
                 target = folder / dest
@@ -352,6 +387,16 @@ class Runner:
                 removed += 1
         if removed:
             log.info("removed %d partial file(s) left by the last run", removed)
+
+
+def one_line(exc: BaseException) -> str:
+    """An unexpected exception in one line: its type (with its module, unless built in) and the
+    first line of its message; the log has the whole traceback."""
+    kind = type(exc).__qualname__
+    if type(exc).__module__ != "builtins":
+        kind = f"{type(exc).__module__}.{kind}"
+    lines = str(exc).strip().splitlines()
+    return f"{kind}: {lines[0]}" if lines else kind
 
 
 def is_route_problem(exc: ImpastoError) -> bool:

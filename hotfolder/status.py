@@ -11,7 +11,7 @@ import time
 from impasto.errors import ImpastoError
 from impasto.hotfolder.daemon import running_pid
 from impasto.hotfolder.journal import Journal
-from impasto.hotfolder.layout import Layout
+from impasto.hotfolder.layout import Layout, printable
 from impasto.protocol import clock
 
 QUEUE_SHOWN = 10
@@ -72,18 +72,17 @@ def format_status(info: dict) -> str:
         share = f" ({100 * cur['step'] // cur['total']}%)" if cur["total"] else ""
         eta = f", about {clock(cur['eta'])} left" if cur["eta"] is not None else ""
         verb = "painting" if info["running"] else "interrupted"
-        lines.append(
-            f"{verb}: {cur['route']}/{cur['name']} step {cur['step']}/{cur['total']}{share}{eta}"
-        )
+        shown = printable(f"{cur['route']}/{cur['name']}")
+        lines.append(f"{verb}: {shown} step {cur['step']}/{cur['total']}{share}{eta}")
     if not info["under_way"]:
         lines.append("painting: nothing")
     queue = info["queue"]
-    names = ", ".join(f"{q['route']}/{q['name']}" for q in queue[:QUEUE_SHOWN])
+    names = ", ".join(printable(f"{q['route']}/{q['name']}") for q in queue[:QUEUE_SHOWN])
     more = f", and {len(queue) - QUEUE_SHOWN} more" if len(queue) > QUEUE_SHOWN else ""
     lines.append(f"queue: {len(queue)} waiting" + (f": {names}{more}" if queue else ""))
     lines.append(f"done: {info['done']}   failed: {info['failed']}")
     for f in info["recent_failures"]:
-        lines.append(f"  failed/{f['route']}/{f['moved_to']}: {f['reason']}")
+        lines.append(printable(f"  failed/{f['route']}/{f['moved_to']}: {f['reason']}"))
     for route, reason in info["holds"].items():
-        lines.append(f"route {route} on hold: {reason}")
+        lines.append(printable(f"route {route} on hold: {reason}"))
     return "\n".join(lines)

@@ -21,13 +21,14 @@ from impasto.numbers import finite
 from impasto.paths import regular_file
 from impasto.presets import Recipe, apply_overrides, load_preset
 
-ImageSource = str | os.PathLike | Image.Image
+ImageSource = str | os.PathLike | bytes | Image.Image
 
 
 @dataclass
 class StyleJob:
     """What to paint, in which style, with which recipe.
 
+    content: a path, a PIL image, or the bytes of a file already read (content_name names it).
     styles: style images, each a path/PIL image or a (source, blend weight) pair.
     preset: a preset name or .toml path, or a Recipe a door has already loaded (the web app
         looks presets up by name only, see presets.load_library_preset).
@@ -51,6 +52,7 @@ class StyleJob:
     checkpoint_every: int = 50
     resume: str | os.PathLike | None = None
     max_memory: int | None = None
+    content_name: str | None = None  # the file name content bytes came from (messages, settings)
 
 
 @dataclass
@@ -131,7 +133,7 @@ def check_job(job: StyleJob) -> CheckedJob:
         weights.append(float(w))
     if sum(weights) <= 0:
         raise PresetError("style blend weights must not all be 0")
-    content = load_image(job.content, "content")
+    content = load_image(job.content, "content", name=job.content_name)
     styles = [
         (load_image(src, "style"), w / sum(weights))
         for (src, _), w in zip(pairs, weights, strict=True)

@@ -120,7 +120,7 @@ class RemoteEngine:
         """The engine's stylize, on this worker; see impasto.engine.stylize."""
         from impasto.cluster.worker import Request
 
-        name = Path(str(checked.job.content)).name
+        name = Path(checked.content.source).name
         deaths = 0
         while True:
             resume = _resume_from(checked, after_death=deaths > 0)

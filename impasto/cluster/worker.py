@@ -49,11 +49,15 @@ class Request:
     @classmethod
     def of(cls, checked: CheckedJob, resume: bytes | None = None) -> Request:
         job = checked.job
-        if not isinstance(job.content, str | os.PathLike):
-            raise TypeError("a job sent to a cluster names its content image by path")
+        if isinstance(job.content, bytes):  # read once by the caller (the hot folder)
+            content = (job.content_name or "content", job.content)
+        elif isinstance(job.content, str | os.PathLike):
+            content = (str(job.content), Path(job.content).read_bytes())
+        else:
+            raise TypeError("a job sent to a cluster names its content image by path or bytes")
         pairs = [s if isinstance(s, tuple | list) else (s, 1.0) for s in job.styles]
         return cls(
-            content=(str(job.content), Path(job.content).read_bytes()),
+            content=content,
             styles=[(str(path), Path(path).read_bytes(), float(w)) for path, w in pairs],
             recipe=checked.recipe,
             size=checked.size,

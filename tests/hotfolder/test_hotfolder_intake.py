@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from impasto.hotfolder.intake import Intake, Settler, check_readable, inspect, is_ignored
+from impasto.hotfolder.intake import Intake, Settler, Unreadable, inspect, is_ignored, read_input
 from impasto.hotfolder.journal import Identity, Journal
 from impasto.hotfolder.layout import Layout
 from tests.conftest import as_unprivileged_user
@@ -79,12 +79,22 @@ def test_inspect_refuses_a_symlink_loop_saying_so(tmp_path):
     assert verdict.reason == "a symbolic link that leads nowhere (a loop of symbolic links)"
 
 
+def read(layout: Layout, name: str) -> bytes:
+    """read_input of inbox/paint/<name>, as the runner calls it for the file it queued."""
+    identity = Identity.of(os.lstat(layout.folder("inbox", "paint") / name))
+    return read_input(layout, "paint", name, identity, MB)
+
+
 def test_inspect_refuses_a_fifo_without_opening_it(tmp_path):
-    os.mkfifo(tmp_path / "pipe.png")
-    verdict = inspect(tmp_path / "pipe.png", tmp_path, MB)
+    layout = Layout(tmp_path)
+    layout.ensure(["paint"])
+    pipe = layout.folder("inbox", "paint") / "pipe.png"
+    os.mkfifo(pipe)
+    verdict = inspect(pipe, tmp_path, MB)
     assert verdict.kind == "refuse" and "FIFO" in verdict.reason
-    # opening it for reading would block until a writer comes; check_readable must not
-    assert "FIFO" in check_readable(tmp_path / "pipe.png")
+    # opening it for reading would block until a writer comes; read_input must not
+    with pytest.raises(Unreadable, match="FIFO"):
+        read(layout, "pipe.png")
 
 
 def test_inspect_refuses_a_device_behind_a_symlink(tmp_path):
@@ -113,12 +123,14 @@ def test_unreadable_file_is_reported():
     folder = Path(tempfile.mkdtemp())  # in /tmp: a folder `nobody` can enter
     try:
         folder.chmod(0o755)
-        path = folder / "locked.png"
+        layout = Layout(folder)
+        layout.ensure(["paint"])
+        path = layout.folder("inbox", "paint") / "locked.png"
         path.write_bytes(b"x")
         path.chmod(0)
-        assert "permission denied" in as_unprivileged_user(lambda: check_readable(path))
+        assert "permission denied" in as_unprivileged_user(lambda: read(layout, "locked.png"))
         path.chmod(0o644)
-        assert as_unprivileged_user(lambda: check_readable(path)) == "None"
+        assert as_unprivileged_user(lambda: read(layout, "locked.png")) == "b'x'"
     finally:
         shutil.rmtree(folder)
 
@@ -314,8 +326,10 @@ def test_a_name_that_is_not_text_is_left_alone_and_the_others_go_on(intake, capl
     inbox = it.layout.folder("inbox", "paint")
     with open(os.path.join(os.fsencode(inbox), b"bad\xff.png"), "wb") as fh:
         fh.write(b"x")
+    (inbox / "back\\slash.png").write_bytes(b"x")  # the journal would refuse its name
     (inbox / "good.png").write_bytes(b"x")
     assert it.wait_queued(1) == ["paint/good.png"]
     it.wait_listed()
     assert it.queued() == ["paint/good.png"]
     assert "not valid UTF-8" in caplog.text
+    assert "back\\slash.png: a backslash in a name is not taken" in caplog.text

@@ -195,7 +195,7 @@ def test_an_engine_crash_fails_the_file_not_the_daemon(tmp_path):
     s = Setup(tmp_path / "root", engine=FakeEngine(fail=RuntimeError("out of memory\nmore")))
     s.drop("cat.png")
     assert s.run_next() == "failed"
-    assert s.error("cat.png") == "the engine failed: out of memory\n"
+    assert s.error("cat.png") == "the engine failed: RuntimeError: out of memory\n"
 
 
 def test_engine_input_errors_are_the_files_reason(tmp_path):
