@@ -146,9 +146,11 @@ def test_clients_are_taken_in_turn_not_one_clients_burst_first():
         return StyleResult(image=None, stats={}, settings={})
 
     host = EngineHost(engine)
-    tickets = [host.submit(job, client) for job, client in [("a1", "a"), ("a2", "a")]]
-    tickets += [host.submit(job, client) for job, client in [("a3", "a"), ("b1", "b")]]
-    tickets.append(host.submit("c1", "c"))
+    tickets = [host.submit("a1", "a")]
+    while not host.status()["running"]:
+        time.sleep(0.01)
+    sent = [("a2", "a"), ("a3", "a"), ("b1", "b"), ("c1", "c")]  # a's burst, then b and c
+    tickets += [host.submit(job, client) for job, client in sent]
     assert host.status() == {"running": True, "waiting": 4, "done": 0}
     gate.set()
     for ticket in tickets:
