@@ -16,15 +16,18 @@ log = logging.getLogger(__name__)
 
 
 class LocalBackend:
-    """The engine in this process: TensorFlow uses every core for one job at a time."""
+    """The engine in this process: TensorFlow uses every core for one job at a time, painted on
+    the engine host's long-lived thread (impasto.host)."""
 
     def __init__(self, engine=None):
+        from impasto.host import EngineHost
+
         if engine is None:
             from impasto import load_engine, weights
 
             weights.verified_path()  # missing weights: one clear line now, not failed files
             engine = load_engine()
-        self.engines = [engine]
+        self.engines = [EngineHost(engine)]
 
     def close(self) -> None:
         pass
