@@ -26,6 +26,7 @@ CORE_COMMANDS = {
     "presets": "impasto.cli_presets",
     "weights": "impasto.cli_weights",
     "doctor": "impasto.cli_doctor",
+    "engine": "impasto.cli_engine",
 }
 COMMAND_GROUP = "impasto.commands"
 

@@ -20,7 +20,9 @@ from impasto.numbers import finite
 from impasto.paths import regular_file
 from impasto.presets import Recipe, apply_overrides, load_preset
 
-ImageSource = str | os.PathLike | Image.Image
+# A LoadedImage is one a door has already opened and checked (the engine server decodes the
+# bytes a client sent, naming them by the client's path).
+ImageSource = str | os.PathLike | Image.Image | LoadedImage
 
 
 @dataclass
@@ -106,6 +108,10 @@ class StyleResult:
         return save_image(img.convert("RGB"), path, settings=self.settings, alpha=alpha)
 
 
+def _load(source: ImageSource, role: str) -> LoadedImage:
+    return source if isinstance(source, LoadedImage) else load_image(source, role)
+
+
 def check_job(job: StyleJob) -> CheckedJob:
     """Open and check everything a job names; raise one ImpastoError on the first problem."""
     recipe = job.preset if isinstance(job.preset, Recipe) else load_preset(job.preset)
@@ -125,10 +131,9 @@ def check_job(job: StyleJob) -> CheckedJob:
         weights.append(float(w))
     if sum(weights) <= 0:
         raise PresetError("style blend weights must not all be 0")
-    content = load_image(job.content, "content")
+    content = _load(job.content, "content")
     styles = [
-        (load_image(src, "style"), w / sum(weights))
-        for (src, _), w in zip(pairs, weights, strict=True)
+        (_load(src, "style"), w / sum(weights)) for (src, _), w in zip(pairs, weights, strict=True)
     ]
     if job.resume is not None:
         regular_file(job.resume, f"checkpoint {str(job.resume)!r}")
