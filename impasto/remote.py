@@ -88,7 +88,7 @@ def _run(sock, reader, checked: CheckedJob, on_start, on_progress, cancel) -> St
         while True:
             got = server.receive(reader)
             if got is None:
-                raise Unavailable("the engine server stopped during the job")
+                raise ConnectionResetError("it closed the connection")
             message, blobs = got
             kind = message.pop("event", None)
             if kind == "start":

@@ -82,8 +82,9 @@ def start_server(run_dir: Path) -> dict:
     """`impasto engine start` with its socket in run_dir; the environment its clients use."""
     run_dir.mkdir(mode=0o700, exist_ok=True)
     env = {**os.environ, "XDG_RUNTIME_DIR": str(run_dir)}
-    code, _, err = finish(impasto("engine", "start", "--idle", 5, env=env))
-    assert code == 0, err
+    proc = impasto("engine", "start", "--idle", 5, env=env)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and "ready: engine server pid" in out, err
     return env
 
 
