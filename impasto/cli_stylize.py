@@ -193,9 +193,11 @@ def _run(args: argparse.Namespace, reporter) -> int:
     try:
         result = _on_server(checked, reporter, on_progress, cancel)
     except remote.Unavailable as exc:
-        if str(exc):
-            print(f"impasto: {exc}; painting here instead", file=sys.stderr)
-        result = None if cancel.is_set() else _alone(checked, reporter, on_progress, cancel)
+        result = None
+        if not cancel.is_set():
+            if str(exc):
+                print(f"impasto: {exc}; painting here instead", file=sys.stderr)
+            result = _alone(checked, reporter, on_progress, cancel)
     code = 0
     if cancel.is_set():
         code = 130 if stopped_by.get("signal") == signal.SIGINT else 143

@@ -23,6 +23,7 @@ from impasto.config import engine_settings
 from impasto.errors import InputError
 from impasto.host import EngineHost
 from impasto.job import StyleJob, check_job
+from impasto.presets import apply_overrides, list_presets, load_preset, recipe_from_dict
 from tests.conftest import CAT, STARRY, WAVE
 from tests.engine.test_host import StandInEngine
 
@@ -225,6 +226,14 @@ def test_autostart_and_a_server_killed_mid_job_the_picture_is_still_made(tmp_pat
     assert "the engine server went away during the job" in err and "painting here" in err
     assert events[-1]["event"] == "done" and not events[-1]["cancelled"]
     assert Image.open(out).size == (64, 43)
+
+
+def test_the_server_gets_the_clients_recipe_exactly():
+    """The recipe travels as JSON and is checked again there: every shipped preset, with
+    overrides, comes back equal (the same picture as a run alone)."""
+    for name in [info.name for info in list_presets()]:
+        recipe = apply_overrides(load_preset(name), {"steps": 7, "style_strength": 1.7})
+        assert recipe_from_dict(json.loads(json.dumps(recipe.to_dict())), "sent") == recipe
 
 
 def test_engine_settings_are_checked(tmp_path):
