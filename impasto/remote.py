@@ -92,6 +92,7 @@ def _run(sock, reader, checked: CheckedJob, on_start, on_progress, cancel) -> St
             message, blobs = got
             kind = message.pop("event", None)
             if kind == "start":
+                sock.settimeout(None)  # checked and queued: it may wait its turn for long
                 on_start(message)
             elif kind == "progress":
                 preview = _image(blobs[0]) if blobs else None

@@ -29,6 +29,7 @@ the engine is free again after the current step.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -56,6 +57,7 @@ MAX_LINE = 1 << 20  # a message's JSON line; images travel as blobs
 MAX_BLOB = 1 << 30  # one image file (the pixel limit is checked when it is decoded)
 ANOTHER = 3  # exit code of a server that found another one running (or starting)
 START_TIMEOUT = 180.0  # seconds a new server may take to load TensorFlow and the weights
+REPLY_TIMEOUT = 60.0  # seconds a server may take to answer (a job: to check it and reply)
 
 
 class NotPrivate(ImpastoError):
@@ -117,9 +119,10 @@ def make_run_dir() -> Path:
     return folder
 
 
-def connect(timeout: float | None = 10.0) -> socket.socket | None:
+def connect(timeout: float | None = REPLY_TIMEOUT) -> socket.socket | None:
     """A connection to this user's engine server, or None when none is running. NotPrivate if
-    what is there is not private to this user."""
+    what is there is not private to this user. `timeout` bounds the connection and every
+    read and write on it (a server that hangs must not hang its clients)."""
     path = socket_path()
     if not os.path.lexists(path):
         return None
@@ -135,7 +138,6 @@ def connect(timeout: float | None = 10.0) -> socket.socket | None:
     except OSError:
         sock.close()
         raise
-    sock.settimeout(None)
     return sock
 
 
@@ -338,6 +340,8 @@ class Server:
         except (ProtocolError, OSError) as exc:
             log.info("a client's connection ended: %s", exc)
         finally:
+            with contextlib.suppress(OSError):  # wakes the job's listener, if it still reads
+                conn.shutdown(socket.SHUT_RDWR)
             with self._lock:
                 self._clients -= 1
                 self._last_client = time.monotonic()
