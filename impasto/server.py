@@ -18,6 +18,7 @@ The protocol: each message is one line of JSON, followed by the raw bytes of the
     server -> client  {"event": "start", ...}  the start line of `--progress json`
                       {"event": "progress", ...} as --progress json, "blobs": [preview PNG]?
                       {"event": "result", "cancelled", "stats", "settings", "blobs": [PNG]}
+                        (no PNG: cancelled before it got the engine)
                       {"event": "error", "kind": "InputError", "message": one line}
                       {"event": "status", "pid", "version", "running", "waiting", "done", ...}
 
@@ -318,33 +319,40 @@ class Server:
     def _client(self, conn: socket.socket) -> None:
         try:
             with conn, conn.makefile("rb") as reader:
-                uid = peer_uid(conn)
-                if uid is not None and uid != os.getuid():
-                    log.warning("refused a client of another user (uid %d)", uid)
-                    return
-                got = receive(reader)
-                if got is None:
-                    return
-                message, blobs = got
-                op = message.get("op")
-                if op == "status":
-                    send(conn, self.status())
-                elif op == "stop":
-                    log.info("asked to stop")
-                    self.stopping.set()
-                    send(conn, self.status())
-                elif op == "run":
-                    self._run(conn, reader, message, blobs)
-                else:
-                    raise ProtocolError(f"unknown op {op!r}")
+                try:
+                    self._answer(conn, reader)
+                finally:
+                    # Wakes the job's listener thread, which holds the reader while it waits:
+                    # closing the reader would otherwise wait for the client to hang up.
+                    with contextlib.suppress(OSError):
+                        conn.shutdown(socket.SHUT_RDWR)
         except (ProtocolError, OSError) as exc:
             log.info("a client's connection ended: %s", exc)
         finally:
-            with contextlib.suppress(OSError):  # wakes the job's listener, if it still reads
-                conn.shutdown(socket.SHUT_RDWR)
             with self._lock:
                 self._clients -= 1
                 self._last_client = time.monotonic()
+
+    def _answer(self, conn: socket.socket, reader) -> None:
+        uid = peer_uid(conn)
+        if uid is not None and uid != os.getuid():
+            log.warning("refused a client of another user (uid %d)", uid)
+            return
+        got = receive(reader)
+        if got is None:
+            return
+        message, blobs = got
+        op = message.get("op")
+        if op == "status":
+            send(conn, self.status())
+        elif op == "stop":
+            log.info("asked to stop")
+            self.stopping.set()
+            send(conn, self.status())
+        elif op == "run":
+            self._run(conn, reader, message, blobs)
+        else:
+            raise ProtocolError(f"unknown op {op!r}")
 
     def _run(self, conn: socket.socket, reader, message: dict, blobs: list[bytes]) -> None:
         if message.get("version") != __version__:
@@ -376,7 +384,7 @@ class Server:
                 }
                 send(conn, result, [png(item.image)])
                 return
-            send(conn, {"event": "result", "cancelled": True, "dropped": True})
+            send(conn, {"event": "result", "cancelled": True})  # dropped before it started
         except (BrokenPipeError, ConnectionError):
             log.info("a client went away; its job is cancelled")
         except ImpastoError as exc:
@@ -389,10 +397,8 @@ class Server:
 
 
 def _error(conn: socket.socket, kind: str, message: str) -> None:
-    try:
+    with contextlib.suppress(OSError):  # the client may be gone already
         send(conn, {"event": "error", "kind": kind, "message": message})
-    except OSError:
-        pass
 
 
 def _listen(reader, ticket) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import ray
 
-from impasto.job import CheckedJob, ProgressEvent, StyleJob
+from impasto.job import CheckedJob, ProgressEvent, StyleJob, check_job
 from impasto.presets import Recipe
 
 log = logging.getLogger(__name__)
@@ -150,8 +150,6 @@ class EngineWorker:
         checkpoint = Path(job.checkpoint) if job.checkpoint else None
         sent, last = None, 0.0
         try:
-            from impasto.job import check_job
-
             for item in self.host.run(check_job(job), request.id, cancel=cancel):
                 if checkpoint is not None and checkpoint.is_file():
                     st = checkpoint.stat()  # written atomically: a changed stat is a new one

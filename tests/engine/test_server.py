@@ -123,6 +123,17 @@ def test_jobs_of_two_clients_at_once_are_both_painted_by_the_server(tmp_path, wa
     assert status(warm)["done"] == done_before + 2  # the server painted both
 
 
+def test_evolution_snapshots_come_back_from_the_server(tmp_path, warm):
+    done_before = status(warm)["done"]
+    out = tmp_path / "out.png"
+    args = ["stylize", CAT, STARRY, "-o", out, "--size", 64, "--steps", 3, "--save-every", 1]
+    code, _, err = finish(impasto(*args, "--progress", "json", env=warm))
+    assert code == 0, err
+    names = sorted(p.name for p in (tmp_path / "out_evolution").iterdir())
+    assert names == ["step_00001.png", "step_00002.png", "step_00003.png"]
+    assert status(warm)["done"] == done_before + 1
+
+
 def test_ctrl_c_in_the_client_cancels_its_job_on_the_server(tmp_path, warm):
     out = tmp_path / "out.png"
     proc = stylize(out, warm, steps=100_000)
