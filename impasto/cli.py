@@ -95,10 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if args.verbose else "3")
     try:
-        return importlib.import_module(args._module).run(args)
+        code = importlib.import_module(args._module).run(args)
     except ImpastoError as exc:
         print(f"impasto: error: {exc}", file=sys.stderr)
         return 2
+    if argv is None and args._module == "impasto.cli_stylize" and "tensorflow" in sys.modules:
+        # The program itself (not a caller of main()), done painting alone: TensorFlow's
+        # teardown at exit takes a second or two and does nothing a finished command needs
+        # (the picture is written, synced and closed).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":
