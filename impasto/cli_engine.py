@@ -7,6 +7,7 @@ Exit codes of status: 0 running, 3 not running (as service managers say it).
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -38,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if os.name != "posix":
+        raise InputError("the engine server needs Unix sockets (Linux, macOS); commands run alone")
     if args.action == "status":
         status = server.ask("status")
         if status is None:

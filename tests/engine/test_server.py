@@ -1,7 +1,8 @@
 """The local engine server as `impasto stylize` meets it: jobs from several clients painted
 (and only by the server), Ctrl-C and kill -9 of a client, a socket that is not private refused,
-and the picture still made when there is no server or it dies mid-job. Tiny pictures, few
-steps: the server's start-up (TensorFlow, weights) is most of the time."""
+the server's stop and idle-out, autostart, and the picture still made when there is no server
+or it dies mid-job. Tiny pictures, few steps: the server's start-up (TensorFlow, weights) is
+most of the time."""
 
 from __future__ import annotations
 
@@ -206,6 +207,23 @@ def test_the_server_refuses_a_peer_of_another_user(monkeypatch):
                 got = None
         thread.join(10)
         assert (got is not None and got[0]["event"] == "status") == answered
+
+
+def test_the_server_stops_when_asked_or_when_idle(tmp_path, monkeypatch):
+    (tmp_path / "r").mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "r"))
+    folder = server.make_run_dir()
+    for idle, stop in ((0, True), (0.02, False)):  # 0: never idles out; 0.02 min: 1.2 s
+        srv = server.Server(EngineHost(StandInEngine()), idle_minutes=idle)
+        thread = threading.Thread(target=srv.serve, args=(folder,))
+        thread.start()
+        answer = wait_until(lambda: server.ask("status"), 10, "the server to answer")
+        assert answer["pid"] == os.getpid() and answer["idle_minutes"] == idle
+        if stop:
+            assert server.ask("stop")["event"] == "status"
+        thread.join(30)
+        assert not thread.is_alive() and not (folder / server.SOCKET).exists()
+        assert server.ask("status") is None
 
 
 def test_without_a_server_the_command_paints_alone_quietly(tmp_path):
