@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from impasto.host import EngineHost
 from impasto.hotfolder.config import DaemonSettings
 
 log = logging.getLogger(__name__)
@@ -20,8 +21,6 @@ class LocalBackend:
     the engine host's long-lived thread (impasto.host)."""
 
     def __init__(self, engine=None):
-        from impasto.host import EngineHost
-
         if engine is None:
             from impasto import load_engine, weights
 

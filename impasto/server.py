@@ -252,17 +252,8 @@ class Server:
         self._last_client = time.monotonic()
         self._lock = threading.Lock()
 
-    def serve(self, folder: Path) -> int:
-        """Serve until stopped or idle; 0, or ANOTHER when another server holds the lock."""
-        import fcntl  # POSIX only, like the whole server
-
-        lock = open(folder / LOCK, "a")  # noqa: SIM115 - held for the server's whole life
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.warning("another engine server is running (or starting) in %s", folder)
-            lock.close()
-            return ANOTHER
+    def serve(self, folder: Path) -> None:
+        """Serve on folder's socket until stopped or idle (the caller holds folder's lock)."""
         path = folder / SOCKET
         path.unlink(missing_ok=True)  # a dead server's: the lock says none is alive
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -288,9 +279,7 @@ class Server:
                     path.unlink()
             except FileNotFoundError:
                 pass
-            lock.close()
         log.info("engine server stopped")
-        return 0
 
     def _idle_out(self) -> bool:
         if not self.idle:
@@ -442,15 +431,24 @@ def _checked_job(message: dict, blobs: list[bytes]):
 def serve(idle_minutes: float, stopping: threading.Event | None = None) -> int:
     """Run the server in this process until it is asked to stop (`stopping`, or a client's
     "stop") or idles out."""
+    import fcntl  # POSIX only, like the whole server
+
     from impasto import weights
     from impasto.host import EngineHost
 
     folder = make_run_dir()
-    weights.verified_path()  # missing weights: one clear line now, not failed jobs
-    host = EngineHost()
-    host.load()
-    _warm_up()
-    return Server(host, idle_minutes, stopping).serve(folder)
+    with open(folder / LOCK, "a") as lock:  # held for the server's whole life
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # before loading anything: two autostarts at once are cheap
+            log.warning("another engine server is running (or starting) in %s", folder)
+            return ANOTHER
+        weights.verified_path()  # missing weights: one clear line now, not failed jobs
+        host = EngineHost()
+        host.load()
+        _warm_up()
+        Server(host, idle_minutes, stopping).serve(folder)
+    return 0
 
 
 def _warm_up() -> None:

@@ -226,6 +226,20 @@ def test_the_server_stops_when_asked_or_when_idle(tmp_path, monkeypatch):
         assert server.ask("status") is None
 
 
+def test_a_second_server_gives_way_before_loading_anything(tmp_path, monkeypatch):
+    """Two commands that autostart at once start two servers: the one that finds the lock
+    taken returns at once (its starter then waits for the other) instead of loading first."""
+    import fcntl
+
+    (tmp_path / "r").mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "r"))
+    folder = server.make_run_dir()
+    monkeypatch.setattr("impasto.weights.verified_path", lambda: pytest.fail("it loaded"))
+    with open(folder / server.LOCK, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert server.serve(idle_minutes=1) == server.ANOTHER
+
+
 def test_without_a_server_the_command_paints_alone_quietly(tmp_path):
     out = tmp_path / "out.png"
     code, events, err = finish(stylize(out, dict(os.environ)))
