@@ -56,15 +56,24 @@ def stylize(
     if sock is None:
         raise Unavailable("")
     with sock, sock.makefile("rb") as reader:
+        try:  # the images as the server gets them: read here, by the user who named them
+            paths = [job.content, *(path for path, _ in _styles(job))]
+            blobs = [Path(path).read_bytes() for path in paths]
+        except OSError:
+            raise Unavailable("") from None  # gone since it was checked: a run alone says why
         try:
-            return _run(sock, reader, checked, on_start, on_progress, cancel)
+            return _run(sock, reader, checked, blobs, on_start, on_progress, cancel)
         except (OSError, server.ProtocolError) as exc:
             raise Unavailable(f"the engine server went away during the job ({exc})") from None
 
 
-def _run(sock, reader, checked: CheckedJob, on_start, on_progress, cancel) -> StyleResult | None:
+def _styles(job) -> list[tuple]:
+    """(path, blend weight as the user gave it) per style image."""
+    return [s if isinstance(s, tuple | list) else (s, 1.0) for s in job.styles]
+
+
+def _run(sock, reader, checked, blobs, on_start, on_progress, cancel) -> StyleResult | None:
     job = checked.job
-    styles = [s if isinstance(s, tuple | list) else (s, 1.0) for s in job.styles]
     request = {
         "op": "run",
         "version": __version__,
@@ -72,13 +81,12 @@ def _run(sock, reader, checked: CheckedJob, on_start, on_progress, cancel) -> St
         # shell script's loop) is one client, whatever number of commands it runs at once.
         "client": f"pid {os.getppid()}",
         "content": str(job.content),
-        "styles": [[str(path), float(weight)] for path, weight in styles],
+        "styles": [[str(path), float(weight)] for path, weight in _styles(job)],
         "recipe": checked.recipe.to_dict(),
         "size": checked.size,
         "seed": job.seed,
         "preview_every": job.preview_every,
     }
-    blobs = [Path(job.content).read_bytes(), *(Path(path).read_bytes() for path, _ in styles)]
     server.send(sock, request, blobs)
     finished = threading.Event()
     threading.Thread(
