@@ -248,6 +248,7 @@ def test_without_a_server_the_command_paints_alone_quietly(tmp_path):
     assert err == ""  # nothing to say: no server is the usual case
 
 
+@pytest.mark.slow
 def test_autostart_and_a_server_killed_mid_job_the_picture_is_still_made(tmp_path):
     """[engine] autostart starts the server on demand; killed during the job, the client
     paints the job alone."""
