@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 
+from impasto.host import EngineHost
 from impasto.hotfolder.config import DaemonSettings
 
 log = logging.getLogger(__name__)
 
 
 class LocalBackend:
-    """The engine in this process: TensorFlow uses every core for one job at a time."""
+    """The engine in this process: TensorFlow uses every core for one job at a time, painted on
+    the engine host's long-lived thread (impasto.host)."""
 
     def __init__(self, engine=None):
         if engine is None:
@@ -24,7 +26,7 @@ class LocalBackend:
 
             weights.verified_path()  # missing weights: one clear line now, not failed files
             engine = load_engine()
-        self.engines = [engine]
+        self.engines = [EngineHost(engine)]
 
     def close(self) -> None:
         pass

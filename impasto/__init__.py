@@ -21,23 +21,39 @@ def import_tensorflow():
     import os
     import sys
 
-    if "tensorflow" in sys.modules or logging.getLogger().isEnabledFor(logging.INFO):
-        import tensorflow as tf
-
-        return tf
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    if logging.getLogger().isEnabledFor(logging.INFO):
+        return _without_keras()
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import tensorflow as tf
-
+        tf = _without_keras()
         tf.config.list_physical_devices("GPU")  # the CUDA probe logs too: run it now, silenced
         return tf
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def _without_keras():
+    """import tensorflow, minus the eager import of all of Keras it does at the end (for
+    Keras's SavedModel registrations, and guarded by `except ImportError`): the engine is plain
+    TensorFlow, and Keras is about a fifth of the import's seconds. Keras still imports
+    normally afterwards (tf.keras, `impasto weights install`)."""
+    import sys
+
+    blocked = "keras.src.optimizers"
+    sys.modules.setdefault(blocked, None)  # None: "not importable", checked before any loading
+    try:
+        import tensorflow as tf
+    finally:
+        if sys.modules.get(blocked, 0) is None:
+            del sys.modules[blocked]
+    return tf
 
 
 def load_engine():

@@ -26,6 +26,7 @@ CORE_COMMANDS = {
     "presets": "impasto.cli_presets",
     "weights": "impasto.cli_weights",
     "doctor": "impasto.cli_doctor",
+    "engine": "impasto.cli_engine",
 }
 COMMAND_GROUP = "impasto.commands"
 
@@ -54,8 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
     parser.add_argument("--version", action="version", version=f"impasto {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    commands = subcommands()
     requested = _requested()
+    # A core sub-command skips the scan of installed distributions for the doors' entry points:
+    # a tenth of a second that every plug-in run would pay.
+    commands = (
+        {requested: CORE_COMMANDS[requested]} if requested in CORE_COMMANDS else subcommands()
+    )
     for name, module_name in commands.items():
         # Only the sub-command asked for is imported (all of them for `impasto --help`).
         module = (
@@ -90,10 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if args.verbose else "3")
     try:
-        return importlib.import_module(args._module).run(args)
+        code = importlib.import_module(args._module).run(args)
     except ImpastoError as exc:
         print(f"impasto: error: {exc}", file=sys.stderr)
         return 2
+    if argv is None and args._module == "impasto.cli_stylize" and "tensorflow" in sys.modules:
+        # The program itself (not a caller of main()), done painting alone: TensorFlow's
+        # teardown at exit takes a second or two and does nothing a finished command needs
+        # (the picture is written, synced and closed).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

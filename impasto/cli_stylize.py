@@ -8,6 +8,8 @@ import sys
 import threading
 from pathlib import Path
 
+from impasto import remote
+from impasto.config import engine_settings
 from impasto.errors import InputError
 from impasto.job import ProgressEvent, StyleJob, check_job
 from impasto.limits import DEFAULT_PRESET
@@ -181,24 +183,53 @@ def _run(args: argparse.Namespace, reporter) -> int:
             check_not_input(path, inputs, "evolution image")
         make_output_folder(snapshots.folder, "evolution")
 
-    from impasto import load_engine
-
-    engine = load_engine()  # TensorFlow starts here
-
     cancel = threading.Event()
     stopped_by = _stop_on_signals(cancel)
-    reporter.start(engine.describe(checked))
 
     def on_progress(event: ProgressEvent) -> None:
         reporter.progress(event)
         snapshots.save(event)
 
-    result = engine.stylize(checked, on_progress=on_progress, cancel=cancel)
+    try:
+        result = _on_server(checked, reporter, on_progress, cancel)
+    except remote.Unavailable as exc:
+        result = None
+        if not cancel.is_set():
+            if str(exc):
+                print(f"impasto: {exc}; painting here instead", file=sys.stderr)
+            result = _alone(checked, reporter, on_progress, cancel)
+    code = 0
+    if cancel.is_set():
+        code = 130 if stopped_by.get("signal") == signal.SIGINT else 143
+    if result is None:  # stopped before an engine started on it
+        print("impasto: stopped before painting; nothing written", file=sys.stderr)
+        return code
     path = save_or_recover(result.save, args.output)
     reporter.done(result, path)
-    if result.cancelled:
-        return 130 if stopped_by.get("signal") == signal.SIGINT else 143
-    return 0
+    return code if result.cancelled else 0
+
+
+def _alone(checked, reporter, on_progress, cancel):
+    """The job painted in this process, as when there is no engine server."""
+    from impasto import load_engine
+
+    engine = load_engine()  # TensorFlow starts here
+    reporter.start(engine.describe(checked))
+    return engine.stylize(checked, on_progress=on_progress, cancel=cancel)
+
+
+def _on_server(checked, reporter, on_progress, cancel):
+    """The job painted by the local engine server (`impasto engine start`), or
+    remote.Unavailable: none runs (and [engine] autostart is off), or it failed."""
+    settings = engine_settings()
+    return remote.stylize(
+        checked,
+        reporter.start,
+        on_progress,
+        cancel,
+        autostart=settings.autostart,
+        idle_minutes=settings.idle_minutes,
+    )
 
 
 def _stop_on_signals(cancel: threading.Event) -> dict:

@@ -21,7 +21,9 @@ from impasto.numbers import finite
 from impasto.paths import regular_file
 from impasto.presets import Recipe, apply_overrides, load_preset
 
-ImageSource = str | os.PathLike | bytes | Image.Image
+# Bytes are a file a door read once and checked (the hot folder); a LoadedImage is one a door
+# has already decoded (the engine server decodes the bytes a client sent, named by its path).
+ImageSource = str | os.PathLike | bytes | Image.Image | LoadedImage
 
 
 @dataclass
@@ -112,6 +114,10 @@ class StyleResult:
         return save_image(img.convert("RGB"), path, settings=self.settings, alpha=alpha)
 
 
+def _load(source: ImageSource, role: str, name: str | None = None) -> LoadedImage:
+    return source if isinstance(source, LoadedImage) else load_image(source, role, name=name)
+
+
 def check_job(job: StyleJob) -> CheckedJob:
     """Open and check everything a job names; raise one ImpastoError on the first problem."""
     recipe = job.preset if isinstance(job.preset, Recipe) else load_preset(job.preset)
@@ -133,10 +139,9 @@ def check_job(job: StyleJob) -> CheckedJob:
         weights.append(float(w))
     if sum(weights) <= 0:
         raise PresetError("style blend weights must not all be 0")
-    content = load_image(job.content, "content", name=job.content_name)
+    content = _load(job.content, "content", job.content_name)
     styles = [
-        (load_image(src, "style"), w / sum(weights))
-        for (src, _), w in zip(pairs, weights, strict=True)
+        (_load(src, "style"), w / sum(weights)) for (src, _), w in zip(pairs, weights, strict=True)
     ]
     if job.resume is not None:
         regular_file(job.resume, f"checkpoint {str(job.resume)!r}")

@@ -71,6 +71,13 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return False
 
 
+def config_dir() -> Path:
+    """The user's config folder for impasto: $XDG_CONFIG_HOME/impasto, %APPDATA%\\impasto."""
+    if os.name == "nt" and os.environ.get("APPDATA"):
+        return Path(os.environ["APPDATA"]) / "impasto"
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "impasto"
+
+
 def cache_dir() -> Path:
     """The user's cache folder for impasto: $XDG_CACHE_HOME/impasto, %LOCALAPPDATA%\\impasto."""
     base = os.environ.get("XDG_CACHE_HOME") or (

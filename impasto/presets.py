@@ -165,6 +165,12 @@ def load_preset_file(path: Path) -> Recipe:
         raise PresetError(f"preset {where}: not a text file (TOML is UTF-8 text)") from None
     except OSError as exc:
         raise PresetError(f"preset {where}: cannot read it ({reason(exc)})") from None
+    return recipe_from_dict(data, where)
+
+
+def recipe_from_dict(data: dict, where: str) -> Recipe:
+    """A Recipe from a preset file's table or Recipe.to_dict() (sent to the engine server),
+    checked like a preset file; `where` (its path) is named in every message."""
     unknown = [k for k in data if k not in RECIPE_KEYS]
     if unknown:
         raise PresetError(f"preset {where}: {_unknown_key_message(unknown[0])}")

@@ -84,6 +84,9 @@ if _WEIGHTS:
 # start before the per-test folders exist.
 _SESSION_CACHE = Path(tempfile.mkdtemp(prefix="impasto-test-cache-"))
 os.environ["XDG_CACHE_HOME"] = str(_SESSION_CACHE)
+# No test, module fixtures' editors and servers included, reaches a developer's own engine
+# server (impasto engine start): the socket is looked for in a runtime folder of the session's.
+os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="impasto-test-run-")
 if _WEIGHTS:
     subprocess.run(
         [sys.executable, "-c", "from impasto.precision import resolve; resolve('auto')"],
@@ -95,13 +98,17 @@ _PRECISION_CACHE = _SESSION_CACHE / "impasto" / "precision.json"
 
 @pytest.fixture(autouse=True)
 def isolated_user_folders(tmp_path_factory, monkeypatch, request):
-    """Each test gets empty config/data/cache folders, so a developer's own presets never leak in;
-    the verified weights found at start stay reachable through IMPASTO_WEIGHTS (set above), and
-    the session's precision decision through the cache folder (see above)."""
+    """Each test gets empty config/data/cache/runtime folders, so a developer's own presets (or
+    engine server) never leak in; the verified weights found at start stay reachable through
+    IMPASTO_WEIGHTS (set above), and the session's precision decision through the cache folder
+    (see above)."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    # Where the engine server's socket is looked for: never a developer's own running server.
+    (home / "run").mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(home / "run"))
     if _PRECISION_CACHE.is_file() and not request.node.get_closest_marker("fresh_precision_cache"):
         (home / "cache" / "impasto").mkdir(parents=True)
         shutil.copy(_PRECISION_CACHE, home / "cache" / "impasto" / "precision.json")

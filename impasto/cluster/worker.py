@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import socket
 import tempfile
 import threading
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import ray
 
-from impasto.job import CheckedJob, StyleJob
+from impasto.job import CheckedJob, ProgressEvent, StyleJob, check_job
 from impasto.presets import Recipe
 
 log = logging.getLogger(__name__)
@@ -102,8 +101,9 @@ class Request:
 
 @ray.remote(max_restarts=0, max_task_retries=0, max_concurrency=2)
 class EngineWorker:
-    """One engine, warm across jobs. max_concurrency=2 lets cancel() arrive while run() paints;
-    max_restarts=0 because the pool replaces a dead worker itself and resends its job."""
+    """One engine host (impasto.host), warm across jobs. max_concurrency=2 lets cancel() arrive
+    while run() paints; max_restarts=0 because the pool replaces a dead worker itself and
+    resends its job."""
 
     def __init__(self, threads: int):
         self.problem = None
@@ -115,9 +115,11 @@ class EngineWorker:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(threads)
             from impasto import load_engine, weights
+            from impasto.host import EngineHost
 
             weights.verified_path()
             self.engine = load_engine()
+            self.host = EngineHost(self.engine)  # one engine thread, for every job
         except Exception as exc:  # noqa: BLE001 - reported by info(), one line for the user
             self.problem = _message(exc)
 
@@ -149,38 +151,33 @@ class EngineWorker:
             yield "error", ("WeightsError", self.problem)
             return
         job, names = request.materialise(tmp)
-        events: queue.Queue = queue.Queue()
-
-        def paint() -> None:
-            from impasto.job import check_job
-
-            try:
-                checked = check_job(job)
-                result = self.engine.stylize(checked, on_progress=events.put, cancel=cancel)
-                events.put(("result", result))
-            except Exception as exc:  # noqa: BLE001 - sent back, the caller decides
-                message = _message(exc)
-                for local, theirs in names.items():
-                    message = message.replace(repr(local), repr(theirs))
-                events.put(("error", (type(exc).__name__, message)))
-
-        threading.Thread(target=paint, name="paint", daemon=True).start()
         checkpoint = Path(job.checkpoint) if job.checkpoint else None
         sent, last = None, 0.0
-        while True:
-            item = events.get()
-            if checkpoint is not None and checkpoint.is_file():
-                st = checkpoint.stat()  # written atomically: a changed stat is a new checkpoint
-                if (st.st_mtime_ns, st.st_size, st.st_ino) != sent:
-                    sent = (st.st_mtime_ns, st.st_size, st.st_ino)
-                    yield "checkpoint", checkpoint.read_bytes()
-            if isinstance(item, tuple):
-                yield item
-                return
-            now = time.monotonic()
-            if item.preview is not None or item.step == item.total or now - last >= PROGRESS_EVERY:
-                last = now
-                yield "progress", item
+        try:
+            for item in self.host.run(check_job(job), request.id, cancel=cancel):
+                if checkpoint is not None and checkpoint.is_file():
+                    st = checkpoint.stat()  # written atomically: a changed stat is a new one
+                    if (st.st_mtime_ns, st.st_size, st.st_ino) != sent:
+                        sent = (st.st_mtime_ns, st.st_size, st.st_ino)
+                        yield "checkpoint", checkpoint.read_bytes()
+                if item is None:  # the host's heartbeat
+                    continue
+                if not isinstance(item, ProgressEvent):
+                    yield "result", item
+                    return
+                now = time.monotonic()
+                if (
+                    item.preview is not None
+                    or item.step == item.total
+                    or now - last >= PROGRESS_EVERY
+                ):
+                    last = now
+                    yield "progress", item
+        except Exception as exc:  # noqa: BLE001 - sent back, the caller decides
+            message = _message(exc)
+            for local, theirs in names.items():
+                message = message.replace(repr(local), repr(theirs))
+            yield "error", (type(exc).__name__, message)
 
 
 def _message(exc: BaseException) -> str:
