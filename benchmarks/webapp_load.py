@@ -39,8 +39,10 @@ from PIL import Image
 
 from impasto.machine import cpu_model
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import RESULTS, smoke  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 CONTENT = ROOT / "examples" / "content.jpg"
 STYLE = ROOT / "examples" / "style.png"
 GOAL = 0.10  # last wave within this fraction of the second
@@ -200,7 +202,8 @@ def main() -> None:
     p.add_argument("--settle", type=float, default=3.0, help="seconds idle before reading RSS")
     default_name = f"{re.sub(r'[^A-Za-z0-9]+', '-', cpu_model()).strip('-')}-{os.cpu_count()}cores"
     p.add_argument("--name", default=default_name, help="results file: webapp_load-NAME.md")
-    args = p.parse_args()
+    # A smoke run: two waves (the verdict compares the last with the second) of two visitors.
+    args = smoke(p.parse_args(), waves=2, clients=2, steps=1, shapes=2, runs=1, settle=0.5)
     print(machine())
     runs = []
     for n in range(1, args.runs + 1):
@@ -232,7 +235,7 @@ def main() -> None:
             + f"\n\n{run['summary'][:1].upper()}{run['summary'][1:]}.\n"
         )
     out.write_text(text)
-    print(f"written to {out.relative_to(ROOT)}")
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":
