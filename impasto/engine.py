@@ -20,11 +20,11 @@ import numpy as np
 from PIL import Image
 
 from impasto import checkpoint as ckpt_io
-from impasto import color, memory, optimizers, tiling
+from impasto import color, memory, optimizers, terms, tiling
 from impasto.images import fit_for_network, fit_long_side, to_array, to_image
 from impasto.job import CheckedJob, ProgressEvent, StyleJob, StyleResult, check_job
 from impasto.model import device
-from impasto.objective import objective_for, params
+from impasto.objective import objective_for
 from impasto.precision import resolve as resolve_precision
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def memory_plans(checked: CheckedJob, precision: str) -> list[memory.Plan]:
     (the recipe's max_memory, else the machine's free memory less a margin). Raises InputError
     when a scale cannot fit even in small tiles."""
     recipe = checked.recipe
-    layers = tuple(recipe.content_layers) + tuple(recipe.style_layers)
+    layers = terms.layers_of(terms.layout(recipe))
     budget = recipe.max_memory or memory.default_budget()
     halo, align = tiling.halo(layers), tiling.alignment(layers)
     # The largest scale first: if any does not fit, the error names the size the user asked for.
@@ -104,7 +104,7 @@ def describe(checked: CheckedJob) -> dict:
             steps_plan,
             plans,
             precision,
-            (*checked.recipe.content_layers, *checked.recipe.style_layers),
+            terms.layers_of(terms.layout(checked.recipe)),
         ),
     }
 
@@ -151,9 +151,7 @@ def stylize(
         log.info("stylizing: %s", describe(checked))
     steps_plan = plan(checked)
     precision = resolve_precision(recipe.precision).precision  # "auto" made concrete
-    objective = objective_for(
-        tuple(recipe.content_layers), tuple(recipe.style_layers), recipe.pooling, precision
-    )
+    objective = objective_for(terms.layout(recipe), recipe.pooling, precision)
     plans = memory_plans(checked, precision)
     content_img, style_imgs = _inputs(checked)
     resume = ckpt_io.load(job.resume, checked.settings()) if job.resume else None
@@ -195,7 +193,7 @@ def _evaluator(objective, checked, precision, content, style_imgs, size, tile):
     recipe = checked.recipe
     styles = _style_arrays(style_imgs, size, recipe)
     if tile is None:
-        return objective.at(content, styles, params(recipe))
+        return objective.at(content, styles, terms.params(recipe))
     log.info("scale %dx%d in tiles of up to %d px", *size, tile)
     return tiling.TiledObjective(recipe, precision, content, styles, tile)
 

@@ -36,8 +36,16 @@ CHOICES = {
     "optimizer": ("lbfgs", "adam"),
 }
 # Keys a file may leave out. Presets written before L-BFGS existed were all tuned for Adam: a
-# file without the key keeps it. max_memory: the machine's free memory decides.
-OPTIONAL = {"optimizer": "adam", "max_memory": None}
+# file without the key keeps it. max_memory: the machine's free memory decides. The further style
+# terms are off, and use the style layers when a file sets only their weight.
+OPTIONAL = {
+    "optimizer": "adam",
+    "max_memory": None,
+    "w2_weight": 0.0,
+    "w2_layers": None,
+    "hist_weight": 0.0,
+    "hist_layers": None,
+}
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,11 @@ class Recipe:
     # Memory a run may use, bytes ("8G" in a file; None: from the machine's free memory). Not
     # part of the look: above it a step is computed in tiles, exactly (impasto/tiling.py).
     max_memory: int | None = None
+    # Further style terms (impasto/terms.py, which names each term's keys), off at weight 0.
+    w2_weight: float = 0.0  # weight of the Wasserstein-2 error of the features' mean/covariance
+    w2_layers: dict | None = None  # layer -> relative weight (None: the style_layers)
+    hist_weight: float = 0.0  # weight of the sliced-histogram error (sorted projections)
+    hist_layers: dict | None = None  # layer -> relative weight (None: the style_layers)
 
     @property
     def total_steps(self) -> int:
@@ -303,7 +316,15 @@ def _check(data: dict, where: str) -> Recipe:
         precision=data["precision"],
         style_scale=_number(data["style_scale"], "style_scale", where, positive=True),
         max_memory=_memory(data.get("max_memory"), where),
+        w2_weight=_number(data["w2_weight"], "w2_weight", where),
+        w2_layers=_optional_layers(data["w2_layers"], "w2_layers", where),
+        hist_weight=_number(data["hist_weight"], "hist_weight", where),
+        hist_layers=_optional_layers(data["hist_layers"], "hist_layers", where),
     )
+
+
+def _optional_layers(value, key: str, where: str) -> dict | None:
+    return None if value is None else _layers(value, key, where)
 
 
 def _memory(value, where: str) -> int | None:
