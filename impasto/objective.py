@@ -70,7 +70,7 @@ class Objective:
         with_layers = [(t, layers) for t, layers in self.terms if layers]
         return [
             tf.TensorSpec((None, None, 3), tf.float32),
-            {t.name: {k: t.local_spec(k) for k in ks} for t, ks in with_layers if t.local_spec(ks[0])},
+            {t.name: {k: t.local_spec(k) for k in ks} for t, ks in with_layers if t.local_spec},
             {t.name: {k: t.target_spec(k) for k in ks} for t, ks in with_layers},
             {
                 "weights": {t.name: scalar for t, _ in self.terms},

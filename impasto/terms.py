@@ -37,6 +37,7 @@ from impasto.vgg19 import CHANNELS, LAYERS
 EPS = 1e-8  # losses.relative_error's guard against an all-zero target
 HIST_DIRECTIONS = 32  # projections per layer: half of block1's channels, far less deeper
 HIST_QUANTILES = 4096  # a style picture's sorted projections are kept at this many quantiles
+W2_EPS = 1e-2  # W2 roots: sqrt(l + e) - sqrt(e), e = (W2_EPS tr(C_s) / C)^2 (see W2)
 
 
 def channels(layer: str) -> int:
@@ -87,8 +88,7 @@ class Term:
     def target_spec(self, layer: str):
         raise NotImplementedError
 
-    def local_spec(self, layer: str):
-        return None
+    local_spec = None  # a function of the layer for terms with local targets (content)
 
     def local(self, f: tf.Tensor, layer: str):
         """Per-position targets of a region (only the content term has any)."""
@@ -137,7 +137,7 @@ class Content(Term):
     def target_spec(self, layer):
         return _spec()  # ||T||^2 over the whole picture
 
-    def local_spec(self, layer):
+    def local_spec(self, layer):  # only terms with local targets have one
         return _spec(None, None, channels(layer))
 
     def local(self, f, layer):
@@ -189,7 +189,9 @@ class W2(Term):
     features): roots by eigendecomposition in float64 with negative eigenvalues clipped; the
     picture's side takes only eigenvalues (tf.linalg.eigvalsh: its gradient V diag(f') V^T has no
     1/(l_i - l_j) term, so repeated eigenvalues are harmless), and sqrt(l + e) - sqrt(e) with
-    e = (1e-3 tr(C_s)/C)^2 keeps f' bounded at l = 0 (a bias of at most about 1e-3 of the norm).
+    e = (W2_EPS tr(C_s)/C)^2 keeps f' bounded at l = 0. That biases only eigenvalues below about
+    sqrt(e), by at most 2 W2_EPS of the norm in all; a smaller W2_EPS (1e-3) made the gradient
+    so sensitive to float32 rounding that tiled and untiled steps differed by 2e-5.
     A blend of styles aims at the mixture's mean and covariance."""
 
     name, weight_key, layers_key = "w2", "w2_weight", "w2_layers"
@@ -216,16 +218,16 @@ class W2(Term):
         }
 
     def loss(self, s, target, n):
-        mean = s["sum"] / n
-        cov = tf.cast(s["ftf"] / n - mean[:, None] * mean[None, :], tf.float64)
-        root, trace = tf.cast(target["root"], tf.float64), tf.cast(target["trace"], tf.float64)
+        f64 = lambda t: tf.cast(t, tf.float64)  # noqa: E731
+        mean = f64(s["sum"]) / f64(n)
+        cov = f64(s["ftf"]) / f64(n) - mean[:, None] * mean[None, :]
+        root, trace = f64(target["root"]), f64(target["trace"])
         m = root @ cov @ root
         lam = tf.linalg.eigvalsh((m + tf.transpose(m)) / 2)
-        eps = tf.square(1e-3 * trace / tf.cast(tf.shape(m)[0], tf.float64)) + 1e-30
+        eps = tf.square(W2_EPS * trace / f64(tf.shape(m)[0])) + 1e-30
         cross = tf.reduce_sum(tf.sqrt(tf.maximum(lam, 0.0) + eps) - tf.sqrt(eps))
-        w2 = tf.linalg.trace(cov) + trace - 2.0 * cross
-        w2 = tf.cast(w2, tf.float32) + tf.reduce_sum(tf.square(mean - target["mean"]))
-        return w2 / target["norm"]
+        w2 = tf.reduce_sum(tf.square(mean - f64(target["mean"]))) + tf.linalg.trace(cov) + trace
+        return tf.cast(w2 - 2.0 * cross, tf.float32) / target["norm"]
 
 
 @functools.cache
@@ -335,7 +337,5 @@ def params(recipe) -> dict:
     active = layout(recipe)
     return {
         "weights": {n: f32(getattr(recipe, BY_NAME[n].weight_key)) for n, _ in active},
-        "layers": {
-            n: {k: f32(w) for k, w in BY_NAME[n].layers(recipe).items()} for n, _ in active
-        },
+        "layers": {n: {k: f32(w) for k, w in BY_NAME[n].layers(recipe).items()} for n, _ in active},
     }

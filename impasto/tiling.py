@@ -162,7 +162,9 @@ class _TileNet:
                     loss = term.picture_loss(s, targets.get(name, {}), shape, lw)
                     shares[name] = p["weights"][name] * loss
                     objective += shares[name]
-        return shares, tape.gradient(objective, crop, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return shares, tape.gradient(
+            objective, crop, unconnected_gradients=tf.UnconnectedGradients.ZERO
+        )
 
 
 @functools.cache
@@ -186,7 +188,9 @@ def summaries(net: _TileNet, image: np.ndarray, tile: int, terms: list) -> dict:
     parts = []
     for t in tiles(image.shape[:2], tile, net.layers):
         feats = net.core_features(tf.constant(image[t.crop_slices]), t.offsets)
-        parts.append({term.name: {k: term.reference(feats[k], k) for k in ks} for term, ks in terms})
+        parts.append(
+            {term.name: {k: term.reference(feats[k], k) for k in ks} for term, ks in terms}
+        )
     return {
         term.name: {
             k: term.summary(ref, positions(image.shape, k))
@@ -260,7 +264,10 @@ class TiledObjective:
         global_terms = tuple((t.name, ks) for t, ks in self.terms if t.split != "positions")
         losses, grads = {}, [{} for _ in self.tiles]
         if global_terms:
-            parts = [self.net.stats(c, t.offsets, global_terms) for c, t in zip(crops, self.tiles)]
+            parts = [
+                self.net.stats(c, t.offsets, global_terms)
+                for c, t in zip(crops, self.tiles, strict=True)
+            ]
             for name, _ in global_terms:
                 term = BY_NAME[name]
                 s = _combine([p[name] for p in parts], term.split)
