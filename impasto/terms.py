@@ -110,9 +110,9 @@ class Term:
     def loss(self, s, target, n) -> tf.Tensor:
         raise NotImplementedError
 
-    # Per picture: loops over the layers (a dict layer -> weight tensor).
-    def picture_stats(self, feats: dict, pixels, local: dict, layer_weights: dict) -> dict:
-        return {k: self.stats(feats[k], local.get(k), k) for k in layer_weights}
+    # Per picture (or tile core): pixels is (crop, core offsets in it); layers, the term's.
+    def picture_stats(self, feats: dict, pixels, local: dict, layers) -> dict:
+        return {k: self.stats(feats[k], local.get(k), k) for k in layers}
 
     def picture_loss(self, s: dict, targets: dict, shape, layer_weights: dict) -> tf.Tensor:
         return tf.add_n(
@@ -298,7 +298,7 @@ class TV(Term):
 
     name, weight_key, source, split = "tv", "tv_weight", None, "positions"
 
-    def picture_stats(self, feats, pixels, local, layer_weights):
+    def picture_stats(self, feats, pixels, local, layers):
         crop, offsets = pixels
         top, left, bottom, right = (offsets[i] for i in range(4))
         h, w = tf.shape(crop)[0], tf.shape(crop)[1]
