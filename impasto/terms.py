@@ -37,7 +37,7 @@ from impasto.vgg19 import CHANNELS, LAYERS
 EPS = 1e-8  # losses.relative_error's guard against an all-zero target
 HIST_DIRECTIONS = 32  # projections per layer: half of block1's channels, far less deeper
 HIST_QUANTILES = 4096  # a style picture's sorted projections are kept at this many quantiles
-W2_EPS = 1e-2  # W2 roots: sqrt(l + e) - sqrt(e), e = (W2_EPS tr(C_s) / C)^2 (see W2)
+W2_EPS = 1e-2  # W2's roots: sqrt(l + e) - sqrt(e), e = (W2_EPS tr(C_s) / C)^2
 
 
 def channels(layer: str) -> int:
@@ -188,17 +188,21 @@ class W2(Term):
     contrast counts as such. Departures, for stability with rank-deficient covariances (ReLU
     features): roots by eigendecomposition in float64 with negative eigenvalues clipped; the
     picture's side takes only eigenvalues (tf.linalg.eigvalsh: its gradient V diag(f') V^T has no
-    1/(l_i - l_j) term, so repeated eigenvalues are harmless), and sqrt(l + e) - sqrt(e) with
-    e = (W2_EPS tr(C_s)/C)^2 keeps f' bounded at l = 0. That biases only eigenvalues below about
-    sqrt(e), by at most 2 W2_EPS of the norm in all; a smaller W2_EPS (1e-3) made the gradient
-    so sensitive to float32 rounding that tiled and untiled steps differed by 2e-5.
+    1/(l_i - l_j) term, so repeated eigenvalues are harmless), and each root sqrt(l) taken as
+    sqrt(l + e) - sqrt(e), e = (W2_EPS tr(C_s)/C)^2, whose slope is finite at l = 0. The same
+    is done to the style's own eigenvalues in the constant part, so the loss is 0 at the style's
+    statistics; elsewhere it is off by at most 2 W2_EPS of the norm. A smaller W2_EPS (1e-3) made
+    the gradient so sensitive to float32 rounding that tiled and untiled steps differed.
     A blend of styles aims at the mixture's mean and covariance."""
 
     name, weight_key, layers_key = "w2", "w2_weight", "w2_layers"
 
     def target_spec(self, layer):
         c = channels(layer)
-        return {"mean": _spec(c), "root": _spec(c, c), "trace": _spec(), "norm": _spec()}
+        return {k: _spec() for k in ("eps", "constant", "norm")} | {
+            "mean": _spec(c),
+            "root": _spec(c, c),
+        }
 
     def stats(self, f, local, layer):
         return {"sum": tf.reduce_sum(_flat(f), axis=0), "ftf": _ftf(f)}
@@ -208,12 +212,15 @@ class W2(Term):
         second = tf.add_n([w * s["ftf"] for s, w in summaries])
         cov = tf.cast(second - mean[:, None] * mean[None, :], tf.float64)
         vals, vecs = tf.linalg.eigh((cov + tf.transpose(cov)) / 2)
-        root = (vecs * tf.sqrt(tf.maximum(vals, 0.0))) @ tf.transpose(vecs)
-        trace = tf.reduce_sum(tf.maximum(vals, 0.0))
+        vals = tf.maximum(vals, 0.0)
+        eps = tf.square(W2_EPS * tf.reduce_sum(vals) / channels(layer)) + 1e-30
+        # tr(C_s) - 2 tr(C_s) + 2 tr(C_s), the last one's roots taken as the picture's are.
+        constant = 2 * tf.reduce_sum(_root(tf.square(vals), eps)) - tf.reduce_sum(vals)
         return {
             "mean": mean,
-            "root": tf.cast(root, tf.float32),
-            "trace": tf.cast(trace, tf.float32),
+            "root": tf.cast((vecs * tf.sqrt(vals)) @ tf.transpose(vecs), tf.float32),
+            "eps": tf.cast(eps, tf.float32),
+            "constant": tf.cast(constant, tf.float32),
             "norm": tf.linalg.trace(second) + EPS,
         }
 
@@ -221,13 +228,17 @@ class W2(Term):
         f64 = lambda t: tf.cast(t, tf.float64)  # noqa: E731
         mean = f64(s["sum"]) / f64(n)
         cov = f64(s["ftf"]) / f64(n) - mean[:, None] * mean[None, :]
-        root, trace = f64(target["root"]), f64(target["trace"])
+        root = f64(target["root"])
         m = root @ cov @ root
-        lam = tf.linalg.eigvalsh((m + tf.transpose(m)) / 2)
-        eps = tf.square(W2_EPS * trace / f64(tf.shape(m)[0])) + 1e-30
-        cross = tf.reduce_sum(tf.sqrt(tf.maximum(lam, 0.0) + eps) - tf.sqrt(eps))
-        w2 = tf.reduce_sum(tf.square(mean - f64(target["mean"]))) + tf.linalg.trace(cov) + trace
-        return tf.cast(w2 - 2.0 * cross, tf.float32) / target["norm"]
+        cross = tf.reduce_sum(_root(tf.linalg.eigvalsh((m + tf.transpose(m)) / 2), target["eps"]))
+        w2 = tf.reduce_sum(tf.square(mean - f64(target["mean"]))) + tf.linalg.trace(cov)
+        return tf.cast(w2 + f64(target["constant"]) - 2 * cross, tf.float32) / target["norm"]
+
+
+def _root(eigenvalues: tf.Tensor, eps) -> tf.Tensor:
+    """sqrt(l + e) - sqrt(e) of eigenvalues clipped at 0: sqrt(l) with a finite slope at 0."""
+    eps = tf.cast(eps, eigenvalues.dtype)
+    return tf.sqrt(tf.maximum(eigenvalues, 0.0) + eps) - tf.sqrt(eps)
 
 
 @functools.cache
