@@ -293,6 +293,10 @@ def _check(data: dict, where: str) -> Recipe:
             raise PresetError(
                 f"{where}: {key} must be between {MIN_SIZE} and {MAX_SIZE} px, not {value}"
             )
+    # The terms on features (impasto/terms.py; TV alone has nothing to paint towards).
+    feature_terms = ("content_weight", "style_weight", "w2_weight", "hist_weight")
+    if all(_number(data[k], k, where) == 0 for k in feature_terms):
+        raise PresetError(f"{where}: {', '.join(feature_terms)} must not all be 0")
     ema = _number(data["ema_decay"], "ema_decay", where)
     if ema >= 1:
         raise PresetError(f"{where}: ema_decay must be below 1, not {ema!r}")

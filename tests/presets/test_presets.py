@@ -138,6 +138,12 @@ def test_user_preset_adds_a_name_and_path_works(tmp_path):
         (lambda t: t + '\nmax_memory = "0.5G"', r"max_memory: 512M is less than impasto itself"),
         (lambda t: t + "\nw2_weight = -1", r"w2_weight must be 0 or more, not -1"),
         (
+            lambda t: t.replace("style_weight = 3.0", "style_weight = 0").replace(
+                "content_weight = 1.0", "content_weight = 0"
+            ),
+            r"content_weight, style_weight, w2_weight, hist_weight must not all be 0",
+        ),
+        (
             lambda t: t + "\nhist_wieght = 1",
             r"unknown key 'hist_wieght'; did you mean 'hist_weight'",
         ),
