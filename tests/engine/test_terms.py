@@ -168,3 +168,27 @@ def test_a_blend_of_a_style_with_itself_is_that_style():
         two = term.targets([(s, 0.25), (s, 0.75)], layer)
         for a, b in zip(tf.nest.flatten(one), tf.nest.flatten(two), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(a).max())
+
+
+def test_jobs_that_change_only_numbers_reuse_the_traced_graph():
+    """Weights, layer weights, style pictures and sizes are tensors: one trace per layout."""
+    from impasto.objective import objective_for
+
+    base = {"precision": "float32", "w2_weight": 1.0, "hist_weight": 1.0, "style_layers": LAYERS}
+    recipe = apply_overrides(load_preset("classic"), base)
+    objective = objective_for(terms.layout(recipe), recipe.pooling, "float32")
+    rng = np.random.default_rng(0)
+    counts = []
+    for (h, w), over in (
+        ((40, 56), {}),
+        (
+            (56, 48),
+            {"w2_weight": 2.0, "hist_weight": 0.5, "style_layers": {**LAYERS, "block1_conv1": 3}},
+        ),
+    ):
+        r = apply_overrides(recipe, over)
+        assert terms.layout(r) == terms.layout(recipe)
+        content, style = (rng.uniform(0, 1, s).astype(np.float32) for s in ((h, w, 3), (w, h, 3)))
+        objective.at(content, [(style, 0.5), (content, 0.5)], terms.params(r))(content)
+        counts.append(objective.compiled.experimental_get_tracing_count())
+    assert counts[0] == counts[1]
