@@ -90,7 +90,8 @@ class Recipe:
 
 
 RECIPE_KEYS = tuple(f.name for f in fields(Recipe))
-# style_strength is relative: a factor on the recipe's style_weight (or on an overriding one).
+# style_strength is relative: a factor on the recipe's style terms' weights (or overriding ones).
+STYLE_WEIGHTS = ("style_weight", "w2_weight", "hist_weight")
 OVERRIDABLE = (*(k for k in RECIPE_KEYS if k not in ("name", "description")), "style_strength")
 
 
@@ -198,8 +199,9 @@ def apply_overrides(recipe: Recipe, overrides: dict | None, where: str = "overri
     """The recipe with per-job overrides on top, checked the same way as a preset file.
 
     `steps` may be a list (per scale) or a single number: the total, shared out across the
-    recipe's scales in the same proportions. `style_strength` multiplies the style weight (the
-    recipe's, or the one these overrides set): every door's "more style" means the same.
+    recipe's scales in the same proportions. `style_strength` multiplies the style terms' weights
+    (Gram, W2, histogram: the recipe's, or the ones these overrides set): every door's "more
+    style" means the same, whatever terms the preset mixes.
     """
     if not overrides:
         return recipe
@@ -219,7 +221,7 @@ def apply_overrides(recipe: Recipe, overrides: dict | None, where: str = "overri
     checked = _check(data, where)
     if strength is None:
         return checked
-    return replace(checked, style_weight=checked.style_weight * strength)
+    return replace(checked, **{k: getattr(checked, k) * strength for k in STYLE_WEIGHTS})
 
 
 def _strength(value, where: str) -> float:
@@ -294,7 +296,7 @@ def _check(data: dict, where: str) -> Recipe:
                 f"{where}: {key} must be between {MIN_SIZE} and {MAX_SIZE} px, not {value}"
             )
     # The terms on features (impasto/terms.py; TV alone has nothing to paint towards).
-    feature_terms = ("content_weight", "style_weight", "w2_weight", "hist_weight")
+    feature_terms = ("content_weight", *STYLE_WEIGHTS)
     if all(_number(data[k], k, where) == 0 for k in feature_terms):
         raise PresetError(f"{where}: {', '.join(feature_terms)} must not all be 0")
     ema = _number(data["ema_decay"], "ema_decay", where)

@@ -1,7 +1,7 @@
 """The objective's terms: one small class each, and TERMS, the one list everything loops over.
 
 A term has a name (its key in the losses of progress events, stats and plots), its recipe keys
-(a weight, and a layer table for the terms on features) and, per layer, four functions over
+(a weight, and a layer table for the terms on features) and, per layer, these functions of
 float32 tensors of one region's features F [h, w, C] (a tile's core, or the whole picture):
 - stats(F, local, layer): what the loss needs from a region, as sums over its positions (added
   over regions) or, for `split == "rows"`, as rows (stacked over regions);

@@ -179,6 +179,11 @@ def test_further_style_terms_are_off_unless_set_and_use_the_style_layers():
     assert over.hist_weight == 2.0 and over.hist_layers == {"block1_conv1": 1.0}
     with pytest.raises(PresetError, match=r"override: w2_weight must be 0 or more"):
         apply_overrides(classic, {"w2_weight": -0.5})
+    # "More style" means more of every style term the preset mixes.
+    stronger = apply_overrides(faithful, {"style_strength": 2})
+    assert stronger.w2_weight == 2 * faithful.w2_weight
+    assert stronger.hist_weight == 2 * faithful.hist_weight
+    assert stronger.content_weight == faithful.content_weight
 
 
 def test_every_term_names_keys_a_recipe_has():
