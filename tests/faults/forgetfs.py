@@ -1,0 +1,321 @@
+"""forgetfs: a FUSE file system that forgets what was not made durable, for power-cut tests.
+
+It passes every operation through to a real backing folder, and keeps aside a *durable image*
+of the tree: what a disk would still hold after the power went off. `cut()` throws the live tree
+away and rebuilds the backing folder from that image, as the machine would find it on reboot.
+
+The durability model (deliberately simple, and no kinder than POSIX):
+- A file's contents become durable at fsync/fdatasync of that file, and only then: the durable
+  image keeps a copy of its whole contents (and its mode and mtime) as they were at that moment.
+  Data written later is lost at a cut; a file whose data was never synced comes back empty.
+- A directory's entries (names, and which file each name is) become durable at fsync of that
+  directory, and only then: creating, renaming, linking or unlinking a name changes nothing
+  durable until its directory is synced. A rename between two folders is two changes, one per
+  folder: syncing only one of them can leave the file in both, or in neither.
+- Everything found in the backing folder when the file system starts is durable.
+Files are identified by a node number of our own (reported as st_ino, kept across cuts), so a
+hard link and its original are one file, and a rename keeps the file's identity, as on a disk.
+
+Run it as `python -m tests.faults.forgetfs BACKING MOUNTPOINT`: it prints "ready" once mounted,
+then reads commands on stdin, one a line: "cut" (answers "cut"), "quit" (unmounts). The tests use
+it through tests.faults.helpers.ForgetFS. Everything runs under one lock: it is a test tool, and
+a correct one matters more than a fast one.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import threading
+
+import mfusepy as fuse
+
+ROOT = 1  # the root directory's node
+
+
+class ForgetFS(fuse.Operations):
+    use_ns = True  # times in nanoseconds
+
+    def __init__(self, backing: str):
+        self.backing = os.path.realpath(backing)
+        self.mutex = threading.RLock()  # not `lock`: that is a FUSE operation's name
+        self.new_node = itertools.count(ROOT + 1).__next__
+        self.live: dict[str, int] = {}  # path in the mount -> node
+        self.kind: dict[int, str] = {}  # node -> "dir", "file" or "link"
+        self.target: dict[int, str] = {}  # symbolic link node -> its target
+        self.handles: dict[int, tuple[int, int]] = {}  # file handle -> (backing fd, node)
+        self.new_handle = itertools.count(1).__next__
+        # the durable image
+        self.entries: dict[int, dict[str, int]] = {}  # directory node -> {name: node}
+        self.data: dict[int, bytes] = {}  # file node -> contents
+        self.meta: dict[int, tuple[int, int]] = {}  # node -> (mode, mtime_ns)
+        self.cuts = 0
+        self._adopt("/", ROOT)
+
+    # --- bookkeeping --------------------------------------------------------------------------
+    def _real(self, path: str) -> str:
+        return self.backing + path if path != "/" else self.backing
+
+    def _adopt(self, path: str, node: int) -> None:
+        """Take what is in the backing folder at `path` as durable (at start)."""
+        st = os.lstat(self._real(path))
+        self.live[path] = node
+        self.meta[node] = (stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+        if stat.S_ISDIR(st.st_mode):
+            self.kind[node] = "dir"
+            self.entries[node] = {}
+            for name in os.listdir(self._real(path)):
+                child = self.new_node()
+                self._adopt(os.path.join(path, name), child)
+                self.entries[node][name] = child
+        elif stat.S_ISLNK(st.st_mode):
+            self.kind[node] = "link"
+            self.target[node] = os.readlink(self._real(path))
+        else:
+            self.kind[node] = "file"
+            with open(self._real(path), "rb") as fh:
+                self.data[node] = fh.read()
+
+    def _node(self, path: str) -> int:
+        try:
+            return self.live[path]
+        except KeyError:
+            raise fuse.FuseOSError(errno.ENOENT) from None
+
+    def _born(self, path: str, kind: str) -> int:
+        node = self.new_node()
+        self.live[path] = node
+        self.kind[node] = kind
+        return node
+
+    def _forget_path(self, path: str) -> None:
+        self.live.pop(path, None)
+
+    def _move_paths(self, old: str, new: str) -> None:
+        """Rename old -> new in the live map, with everything under it (a folder's contents)."""
+        for path in [p for p in self.live if p == old or p.startswith(old + "/")]:
+            self.live[new + path[len(old) :]] = self.live.pop(path)
+
+    # --- the power cut ------------------------------------------------------------------------
+    def cut(self) -> None:
+        """Drop everything that was not durable: the backing folder becomes the durable image.
+        Call it only when no process uses the mount (the writer was killed): open files are
+        closed as a dead machine would close them."""
+        with self.mutex:
+            for fd, _ in self.handles.values():
+                os.close(fd)
+            self.handles.clear()
+            for name in os.listdir(self.backing):
+                path = os.path.join(self.backing, name)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)
+            self.live = {"/": ROOT}
+            self._restore("/", ROOT, {})
+            self.cuts += 1
+
+    def _restore(self, path: str, node: int, placed: dict[int, str]) -> None:
+        for name, child in self.entries.get(node, {}).items():
+            sub = os.path.join(path, name)
+            real = self._real(sub)
+            self.live[sub] = child
+            kind = self.kind[child]
+            mode, mtime = self.meta.get(child, (0o755 if kind == "dir" else 0o644, None))
+            if kind == "dir":
+                os.mkdir(real, mode)
+                self.entries.setdefault(child, {})
+                self._restore(sub, child, placed)
+            elif kind == "link":
+                os.symlink(self.target[child], real)
+                continue
+            elif child in placed:  # a second name of the same file: a hard link
+                os.link(placed[child], real)
+                continue
+            else:
+                with open(real, "wb") as fh:
+                    fh.write(self.data.get(child, b""))
+                os.chmod(real, mode)
+                placed[child] = real
+            if mtime is not None:
+                os.utime(real, ns=(mtime, mtime))
+
+    def init(self, path):
+        print("ready", flush=True)  # mounted: the test may start
+
+    # --- what makes things durable ------------------------------------------------------------
+    def fsync(self, path, datasync, fh):
+        with self.mutex:
+            fd, node = self.handles[fh]
+            os.fsync(fd)
+            # read through /proc: the handle may be write-only, or its name already gone
+            with open(f"/proc/self/fd/{fd}", "rb") as copy:
+                self.data[node] = copy.read()
+            st = os.fstat(fd)
+            self.meta[node] = (stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+        return 0
+
+    def fsyncdir(self, path, datasync, fh):
+        with self.mutex:
+            node = self._node(path)
+            real = self._real(path)
+            names = {}
+            for name in os.listdir(real):
+                child = self.live[os.path.join(path, name)]
+                names[name] = child
+                if child not in self.meta:  # a name synced before its data: mode and mtime now
+                    st = os.lstat(os.path.join(real, name))
+                    self.meta[child] = (stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+            self.entries[node] = names
+        return 0
+
+    # --- plain pass-through, keeping the live map of names to nodes -----------------------------
+    def getattr(self, path, fh=None):
+        with self.mutex:
+            st = os.lstat(self._real(path))
+            attrs = {k: getattr(st, k) for k in dir(st) if k.startswith("st_")}
+            attrs["st_ino"] = self._node(path)
+            return attrs
+
+    def readdir(self, path, fh):
+        # each name with its node: readdir() skips an entry whose inode number is 0
+        with self.mutex:
+            node = self._node(path)
+            names = [(".", node), ("..", node)]  # ".." is not looked at by anyone here
+            names += [(n, self._node(os.path.join(path, n))) for n in os.listdir(self._real(path))]
+            return [(name, {"st_ino": ino}, 0) for name, ino in names]
+
+    def readlink(self, path):
+        return os.readlink(self._real(path))
+
+    def statfs(self, path):
+        st = os.statvfs(self._real(path))
+        return {k: getattr(st, k) for k in dir(st) if k.startswith("f_")}
+
+    def mkdir(self, path, mode):
+        with self.mutex:
+            os.mkdir(self._real(path), mode)
+            self.entries.setdefault(self._born(path, "dir"), {})
+        return 0
+
+    def rmdir(self, path):
+        with self.mutex:
+            os.rmdir(self._real(path))
+            self._forget_path(path)
+        return 0
+
+    def symlink(self, target, source):  # mfusepy's order: the new link's path, then its target
+        with self.mutex:
+            os.symlink(source, self._real(target))
+            self.target[self._born(target, "link")] = source
+        return 0
+
+    def link(self, target, source):  # the new name, then the existing file
+        with self.mutex:
+            os.link(self._real(source), self._real(target), follow_symlinks=False)
+            self.live[target] = self._node(source)
+        return 0
+
+    def unlink(self, path):
+        with self.mutex:
+            os.unlink(self._real(path))
+            self._forget_path(path)
+        return 0
+
+    def rename(self, old, new):
+        with self.mutex:
+            os.rename(self._real(old), self._real(new))
+            self._forget_path(new)
+            self._move_paths(old, new)
+        return 0
+
+    def chmod(self, path, mode):
+        os.chmod(self._real(path), mode)
+        return 0
+
+    def chown(self, path, uid, gid):
+        os.lchown(self._real(path), uid, gid)
+        return 0
+
+    def utimens(self, path, times=None):
+        os.utime(self._real(path), ns=times, follow_symlinks=False)
+        return 0
+
+    def truncate(self, path, length, fh=None):
+        with self.mutex:
+            if fh in self.handles:
+                os.ftruncate(self.handles[fh][0], length)
+            else:
+                os.truncate(self._real(path), length)
+        return 0
+
+    def _handle(self, fd: int, node: int) -> int:
+        fh = self.new_handle()  # never reused: a release after a cut finds nothing to close
+        self.handles[fh] = (fd, node)
+        return fh
+
+    def open(self, path, flags):
+        with self.mutex:
+            return self._handle(os.open(self._real(path), flags), self._node(path))
+
+    def create(self, path, mode, flags):
+        with self.mutex:
+            fd = os.open(self._real(path), flags | os.O_CREAT, mode)
+            node = self.live.get(path) or self._born(path, "file")
+            return self._handle(fd, node)
+
+    def read(self, path, size, offset, fh):
+        with self.mutex:
+            return os.pread(self.handles[fh][0], size, offset)
+
+    def write(self, path, data, offset, fh):
+        with self.mutex:
+            return os.pwrite(self.handles[fh][0], data, offset)
+
+    def flush(self, path, fh):
+        return 0
+
+    def release(self, path, fh):
+        with self.mutex:
+            entry = self.handles.pop(fh, None)
+            if entry is not None:
+                os.close(entry[0])
+        return 0
+
+
+def mount(backing: str, mountpoint: str) -> None:
+    """Serve forgetfs at mountpoint until "quit" on stdin (or stdin closes)."""
+    fs = ForgetFS(backing)
+
+    def commands() -> None:
+        for line in sys.stdin:
+            if line.strip() == "cut":
+                fs.cut()
+                print("cut", flush=True)
+            elif line.strip() == "quit":
+                break
+        subprocess.run(["fusermount3", "-u", "-z", mountpoint], check=False)
+
+    threading.Thread(target=commands, daemon=True).start()
+    # No kernel caching of names or attributes (a cut changes them behind the kernel's back);
+    # use_ino: our node numbers are the inodes; hard_remove: an unlinked open file is gone at
+    # once, not renamed to .fuse_hidden*.
+    fuse.FUSE(
+        fs,
+        mountpoint,
+        foreground=True,
+        use_ino=True,
+        hard_remove=True,
+        entry_timeout=0,
+        attr_timeout=0,
+        negative_timeout=0,
+    )
+
+
+if __name__ == "__main__":
+    mount(sys.argv[1], sys.argv[2])
