@@ -51,10 +51,10 @@ class Layout:
     def ensure(self, routes: Iterable[str]) -> None:
         """Create every folder the routes need; existing folders and files are left alone."""
         for path in (self.state, self.checkpoints, *(self.root / kind for kind in FOLDERS)):
-            path.mkdir(parents=True, exist_ok=True)
+            make_dirs(path)
         for route in routes:
             for kind in FOLDERS:
-                self.folder(kind, route).mkdir(parents=True, exist_ok=True)
+                make_dirs(self.folder(kind, route))
 
 
 def unique_name(folder: Path, name: str, taken: Callable[[str], bool] = lambda n: False) -> str:
@@ -84,6 +84,21 @@ def fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def make_dirs(folder: Path) -> None:
+    """mkdir -p whose new folders survive a power cut: each one's name is synced into its
+    parent (else a cut can take processed/ away with the inputs just moved into it)."""
+    if folder.is_dir():
+        return
+    make_dirs(folder.parent)
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        if not folder.is_dir():
+            raise
+        return
+    fsync_dir(folder.parent)
 
 
 def move_no_replace(src: Path, dst: Path) -> None:

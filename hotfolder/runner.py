@@ -25,6 +25,7 @@ from impasto.hotfolder.journal import Job, Journal
 from impasto.hotfolder.layout import (
     Layout,
     fsync_dir,
+    make_dirs,
     move_no_replace,
     remove_partial_writes,
     unique_name,
@@ -166,7 +167,7 @@ class Runner:
             return "stopped"
         outbox = self.layout.folder("outbox", job.route)
         with contextlib.suppress(OSError):  # if it fails, so does the save, which keeps the picture
-            outbox.mkdir(parents=True, exist_ok=True)
+            make_dirs(outbox)
         try:
             save_or_recover(result.save, outbox / output)
         except SaveError as exc:
@@ -282,7 +283,7 @@ class Runner:
             return "the input was replaced while being painted; the new file stays queued", False
         for _ in range(100):
             try:
-                folder.mkdir(parents=True, exist_ok=True)
+                make_dirs(folder)
                 move_no_replace(src, target)
                 fsync_dir(folder)
                 fsync_dir(src.parent)
