@@ -37,8 +37,8 @@ class Mounted:
         self.log.flush()
         return (self.path.parent / "forgetfs.err").read_text(errors="replace")
 
-    def cut(self) -> None:
-        self.proc.stdin.write("cut\n")
+    def cut(self, written_back: float = 0.0, seed: int = 0) -> None:
+        self.proc.stdin.write(f"cut {written_back} {seed}\n")
         self.proc.stdin.flush()
         assert self.proc.stdout.readline().strip() == "cut", self.errors()
 

@@ -13,11 +13,15 @@ The durability model (deliberately simple, and no kinder than POSIX):
   durable until its directory is synced. A rename between two folders is two changes, one per
   folder: syncing only one of them can leave the file in both, or in neither.
 - Everything found in the backing folder when the file system starts is durable.
+- Optionally (cut's `written_back`), a random share of files and folders also had their current,
+  unsynced state written back just before the cut, as a kernel does in the background: a
+  program that never syncs is then caught with, say, a new name whose data never made it.
 Files are identified by a node number of our own (reported as st_ino, kept across cuts), so a
 hard link and its original are one file, and a rename keeps the file's identity, as on a disk.
 
 Run it as `python -m tests.faults.forgetfs BACKING MOUNTPOINT`: it prints "ready" once mounted,
-then reads commands on stdin, one a line: "cut" (answers "cut"), "quit" (unmounts). The tests use
+then reads commands on stdin, one a line: "cut" or "cut WRITTEN_BACK SEED" (see cut(); answers
+"cut"), "quit" (unmounts). The tests use
 it through tests.faults.helpers.ForgetFS. Everything runs under one lock: it is a test tool, and
 a correct one matters more than a fast one.
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import random
 import shutil
 import stat
 import subprocess
@@ -102,11 +107,28 @@ class ForgetFS(fuse.Operations):
             self.live[new + path[len(old) :]] = self.live.pop(path)
 
     # --- the power cut ------------------------------------------------------------------------
-    def cut(self) -> None:
+    def cut(self, written_back: float = 0.0, seed: int = 0) -> None:
         """Drop everything that was not durable: the backing folder becomes the durable image.
-        Call it only when no process uses the mount (the writer was killed): open files are
-        closed as a dead machine would close them."""
+        `written_back`: the share of files and folders whose unsynced state the kernel happened
+        to write to the disk just before the cut (chosen at random, by `seed`), as a real
+        kernel does in the background; 0 keeps exactly what was synced. Call it only when no
+        process uses the mount (the writer was killed): open files are closed as a dead
+        machine would close them."""
         with self.mutex:
+            rng = random.Random(seed)
+            for path, node in sorted(self.live.items()):
+                if rng.random() >= written_back:
+                    continue
+                real = self._real(path)
+                if self.kind[node] == "dir":
+                    self.entries[node] = {
+                        n: self.live[os.path.join(path, n)] for n in os.listdir(real)
+                    }
+                elif self.kind[node] == "file":
+                    with open(real, "rb") as fh:
+                        self.data[node] = fh.read()
+                st = os.lstat(real)
+                self.meta[node] = (stat.S_IMODE(st.st_mode), st.st_mtime_ns)
             for fd, _ in self.handles.values():
                 os.close(fd)
             self.handles.clear()
@@ -294,8 +316,9 @@ def mount(backing: str, mountpoint: str) -> None:
 
     def commands() -> None:
         for line in sys.stdin:
-            if line.strip() == "cut":
-                fs.cut()
+            words = line.split()
+            if words and words[0] == "cut":  # cut [WRITTEN_BACK SEED]
+                fs.cut(*(float(words[1]), int(words[2])) if len(words) == 3 else ())
                 print("cut", flush=True)
             elif line.strip() == "quit":
                 break

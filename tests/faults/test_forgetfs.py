@@ -104,3 +104,10 @@ def test_sqlite_works_and_keeps_its_committed_rows(forgetfs):
     assert [r[0] for r in db2.execute("SELECT n FROM t ORDER BY n")] == list(range(21))
     db2.close()
     db.close()
+
+
+def test_a_cut_may_keep_what_the_kernel_wrote_back(forgetfs):
+    mnt = forgetfs.path
+    write(mnt / "f", b"unsynced", sync=False)
+    forgetfs.cut(written_back=1.0)  # everything happened to reach the disk
+    assert (mnt / "f").read_bytes() == b"unsynced"
