@@ -326,8 +326,8 @@ class Slots:
 
     def _recover(self, runner: Runner, job: Job, crashed: bool = True) -> None:
         """Bring the journal and the folders back in line after an unexpected error, the same
-        way a restart would (the job's crash count goes up, so a file that keeps failing this
-        way ends in failed/); the other runners' jobs are left alone."""
+        way a restart would (the job's crash count goes up, unless `crashed` is False, so a file
+        that keeps failing this way ends in failed/); the other runners' jobs are left alone."""
         try:
             with self.lock:
                 runner.recover(busy=self.busy() - {job.id}, crashed=crashed)

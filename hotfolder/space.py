@@ -11,14 +11,11 @@ input simply waits in the inbox.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 NO_SPACE = "no space left on the disk"
 FIRST_POLL, LONGEST_POLL = 1.0, 30.0  # seconds between looks at the free space
