@@ -102,9 +102,19 @@ def kill(daemon: Daemon) -> None:
     time.sleep(0.2)
 
 
-def log_has(root: Path, text: str) -> bool:
+def log_size(root: Path) -> int:
     try:
-        return text in (root / "hotfolder.log").read_text(errors="replace")
+        return (root / "hotfolder.log").stat().st_size
+    except OSError:
+        return 0
+
+
+def log_has(root: Path, text: str, after: int = 0) -> bool:
+    """True if the log has `text` beyond its first `after` bytes (what earlier runs wrote)."""
+    try:
+        with open(root / "hotfolder.log", "rb") as fh:
+            fh.seek(after)
+            return text.encode() in fh.read()
     except OSError:
         return False
 
@@ -154,6 +164,7 @@ def run_with_cuts(forgetfs, cuts: int, seed: int, env: dict) -> tuple[Path, dict
             name = next(names, None)
             if name:
                 write_durably(root / "inbox" / "paint" / name, files[name])
+        earlier = log_size(root)
         daemon = Daemon(root, env, n)
         if n % 3 == 2:  # right after an output's temporary file appears: mid-save
             deadline = time.monotonic() + 8
@@ -165,7 +176,7 @@ def run_with_cuts(forgetfs, cuts: int, seed: int, env: dict) -> tuple[Path, dict
             time.sleep(rng.uniform(0.5, 1.5))
         else:  # anywhere once it works: painting, saving, moving, writing the journal
             deadline = time.monotonic() + 8
-            while not log_has(root, "watching") and time.monotonic() < deadline:
+            while not log_has(root, "watching", earlier) and time.monotonic() < deadline:
                 if daemon.proc.poll() is not None:
                     pytest.fail(f"the daemon stopped:\n{daemon.stderr()}")
                 time.sleep(0.05)
