@@ -21,9 +21,9 @@ hard link and its original are one file, and a rename keeps the file's identity,
 
 Run it as `python -m tests.faults.forgetfs BACKING MOUNTPOINT`: it prints "ready" once mounted,
 then reads commands on stdin, one a line: "cut" or "cut WRITTEN_BACK SEED" (see cut(); answers
-"cut"), "quit" (unmounts). The tests use
-it through tests.faults.helpers.ForgetFS. Everything runs under one lock: it is a test tool, and
-a correct one matters more than a fast one.
+"cut"), "quit" (unmounts). The tests use it through the `forgetfs` fixture (tests/faults/
+conftest.py). Everything runs under one lock: it is a test tool, and a correct one matters more
+than a fast one.
 """
 
 from __future__ import annotations
@@ -59,7 +59,6 @@ class ForgetFS(fuse.Operations):
         self.entries: dict[int, dict[str, int]] = {}  # directory node -> {name: node}
         self.data: dict[int, bytes] = {}  # file node -> contents
         self.meta: dict[int, tuple[int, int]] = {}  # node -> (mode, mtime_ns)
-        self.cuts = 0
         self._adopt("/", ROOT)
 
     # --- bookkeeping --------------------------------------------------------------------------
@@ -140,7 +139,6 @@ class ForgetFS(fuse.Operations):
                     os.unlink(path)
             self.live = {"/": ROOT}
             self._restore("/", ROOT, {})
-            self.cuts += 1
 
     def _restore(self, path: str, node: int, placed: dict[int, str]) -> None:
         for name, child in self.entries.get(node, {}).items():
