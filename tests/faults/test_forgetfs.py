@@ -34,6 +34,17 @@ def test_a_synced_file_survives_and_an_unsynced_one_does_not(forgetfs):
     assert not (mnt / "unsynced-name").exists()
 
 
+def test_fdatasync_makes_data_durable_too(forgetfs):
+    mnt = forgetfs.path
+    with open(mnt / "f", "wb") as fh:
+        fh.write(b"data")
+        fh.flush()
+        os.fdatasync(fh.fileno())
+    sync_dir(mnt)
+    forgetfs.cut()
+    assert (mnt / "f").read_bytes() == b"data"
+
+
 def test_data_written_after_the_last_fsync_is_dropped(forgetfs):
     mnt = forgetfs.path
     write(mnt / "f", b"version 1", sync=True)
