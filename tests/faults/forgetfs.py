@@ -28,6 +28,7 @@ than a fast one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import os
@@ -37,6 +38,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 
 import mfusepy as fuse
 
@@ -49,6 +51,8 @@ class ForgetFS(fuse.Operations):
     def __init__(self, backing: str):
         self.backing = os.path.realpath(backing)
         self.mutex = threading.RLock()  # not `lock`: that is a FUSE operation's name
+        self.pending, self.last_op = 0, 0.0  # operations under way, when the last one came
+        self.counting = threading.Lock()
         self.new_node = itertools.count(ROOT + 1).__next__
         self.live: dict[str, int] = {}  # path in the mount -> node
         self.kind: dict[int, str] = {}  # node -> "dir", "file" or "link"
@@ -105,6 +109,30 @@ class ForgetFS(fuse.Operations):
         for path in [p for p in self.live if p == old or p.startswith(old + "/")]:
             self.live[new + path[len(old) :]] = self.live.pop(path)
 
+    @contextlib.contextmanager
+    def _op(self):
+        """Every operation runs alone, and is counted (see _wait_for_quiet)."""
+        with self.counting:
+            self.pending += 1
+            self.last_op = time.monotonic()
+        try:
+            with self.mutex:
+                yield
+        finally:
+            with self.counting:
+                self.pending -= 1
+
+    def _wait_for_quiet(self, quiet: float = 0.3, longest: float = 10.0) -> None:
+        """Wait until no operation has run for `quiet` seconds: requests a killed process had
+        already sent (the kernel may still hand them over) must land before the cut, not
+        after it on the rebuilt tree."""
+        deadline = time.monotonic() + longest
+        while time.monotonic() < deadline:
+            with self.counting:
+                if not self.pending and time.monotonic() - self.last_op >= quiet:
+                    return
+            time.sleep(0.02)
+
     # --- the power cut ------------------------------------------------------------------------
     def cut(self, written_back: float = 0.0, seed: int = 0) -> None:
         """Drop everything that was not durable: the backing folder becomes the durable image.
@@ -113,6 +141,7 @@ class ForgetFS(fuse.Operations):
         kernel does in the background; 0 keeps exactly what was synced. Call it only when no
         process uses the mount (the writer was killed): open files are closed as a dead
         machine would close them."""
+        self._wait_for_quiet()
         with self.mutex:
             rng = random.Random(seed)
             for path, node in sorted(self.live.items()):
@@ -170,7 +199,7 @@ class ForgetFS(fuse.Operations):
 
     # --- what makes things durable ------------------------------------------------------------
     def fsync(self, path, datasync, fh):
-        with self.mutex:
+        with self._op():
             fd, node = self.handles[fh]
             os.fsync(fd)
             # read through /proc: the handle may be write-only, or its name already gone
@@ -181,7 +210,7 @@ class ForgetFS(fuse.Operations):
         return 0
 
     def fsyncdir(self, path, datasync, fh):
-        with self.mutex:
+        with self._op():
             node = self._node(path)
             real = self._real(path)
             names = {}
@@ -196,7 +225,7 @@ class ForgetFS(fuse.Operations):
 
     # --- plain pass-through, keeping the live map of names to nodes -----------------------------
     def getattr(self, path, fh=None):
-        with self.mutex:
+        with self._op():
             st = os.lstat(self._real(path))
             attrs = {k: getattr(st, k) for k in dir(st) if k.startswith("st_")}
             attrs["st_ino"] = self._node(path)
@@ -204,7 +233,7 @@ class ForgetFS(fuse.Operations):
 
     def readdir(self, path, fh):
         # each name with its node: readdir() skips an entry whose inode number is 0
-        with self.mutex:
+        with self._op():
             node = self._node(path)
             names = [(".", node), ("..", node)]  # ".." is not looked at by anyone here
             names += [(n, self._node(os.path.join(path, n))) for n in os.listdir(self._real(path))]
@@ -218,56 +247,59 @@ class ForgetFS(fuse.Operations):
         return {k: getattr(st, k) for k in dir(st) if k.startswith("f_")}
 
     def mkdir(self, path, mode):
-        with self.mutex:
+        with self._op():
             os.mkdir(self._real(path), mode)
             self.entries.setdefault(self._born(path, "dir"), {})
         return 0
 
     def rmdir(self, path):
-        with self.mutex:
+        with self._op():
             os.rmdir(self._real(path))
             self._forget_path(path)
         return 0
 
     def symlink(self, target, source):  # mfusepy's order: the new link's path, then its target
-        with self.mutex:
+        with self._op():
             os.symlink(source, self._real(target))
             self.target[self._born(target, "link")] = source
         return 0
 
     def link(self, target, source):  # the new name, then the existing file
-        with self.mutex:
+        with self._op():
             os.link(self._real(source), self._real(target), follow_symlinks=False)
             self.live[target] = self._node(source)
         return 0
 
     def unlink(self, path):
-        with self.mutex:
+        with self._op():
             os.unlink(self._real(path))
             self._forget_path(path)
         return 0
 
     def rename(self, old, new):
-        with self.mutex:
+        with self._op():
             os.rename(self._real(old), self._real(new))
             self._forget_path(new)
             self._move_paths(old, new)
         return 0
 
     def chmod(self, path, mode):
-        os.chmod(self._real(path), mode)
+        with self._op():
+            os.chmod(self._real(path), mode)
         return 0
 
     def chown(self, path, uid, gid):
-        os.lchown(self._real(path), uid, gid)
+        with self._op():
+            os.lchown(self._real(path), uid, gid)
         return 0
 
     def utimens(self, path, times=None):
-        os.utime(self._real(path), ns=times, follow_symlinks=False)
+        with self._op():
+            os.utime(self._real(path), ns=times, follow_symlinks=False)
         return 0
 
     def truncate(self, path, length, fh=None):
-        with self.mutex:
+        with self._op():
             if fh in self.handles:
                 os.ftruncate(self.handles[fh][0], length)
             else:
@@ -280,28 +312,28 @@ class ForgetFS(fuse.Operations):
         return fh
 
     def open(self, path, flags):
-        with self.mutex:
+        with self._op():
             return self._handle(os.open(self._real(path), flags), self._node(path))
 
     def create(self, path, mode, flags):
-        with self.mutex:
+        with self._op():
             fd = os.open(self._real(path), flags | os.O_CREAT, mode)
             node = self.live.get(path) or self._born(path, "file")
             return self._handle(fd, node)
 
     def read(self, path, size, offset, fh):
-        with self.mutex:
+        with self._op():
             return os.pread(self.handles[fh][0], size, offset)
 
     def write(self, path, data, offset, fh):
-        with self.mutex:
+        with self._op():
             return os.pwrite(self.handles[fh][0], data, offset)
 
     def flush(self, path, fh):
         return 0
 
     def release(self, path, fh):
-        with self.mutex:
+        with self._op():
             entry = self.handles.pop(fh, None)
             if entry is not None:
                 os.close(entry[0])

@@ -97,9 +97,7 @@ class Daemon:
 def kill(daemon: Daemon) -> None:
     if daemon.proc.poll() is None:
         daemon.proc.send_signal(signal.SIGKILL)
-    daemon.proc.wait(timeout=30)
-    # let requests the dead process had already sent to the file system land before the cut
-    time.sleep(0.2)
+    daemon.proc.wait(timeout=30)  # (the cut waits for its last requests to land)
 
 
 def log_size(root: Path) -> int:
