@@ -287,6 +287,8 @@ class Runner:
         target = folder / dest
         verdict = inspect(src, self.layout.root, 1 << 62)
         if verdict.kind == "gone":
+            fsync_dir(folder)  # a crash may have come after the move, before its syncs
+            fsync_dir(src.parent)
             return (None if os.path.lexists(target) else "the input had left the inbox"), False
         if verdict.identity != job.identity:
             self.nudge()
@@ -301,6 +303,8 @@ class Runner:
             except FileExistsError:
                 if os.path.samestat(os.lstat(src), os.lstat(target)):
                     os.unlink(src)  # a crash came between the link and the unlink
+                    fsync_dir(folder)  # on disk before the journal says done: else a power
+                    fsync_dir(src.parent)  # cut brings the input back, and it is painted again
                     return None, False
                 dest = unique_name(folder, job.name)
                 target = folder / dest
