@@ -332,6 +332,7 @@ class Runner:
             output = self.layout.folder("outbox", job.route) / (job.output or "")
             if job.output and output.is_file():
                 log.info("%s was painted before the daemon stopped; finishing it", job.label)
+                fsync_dir(output.parent)  # it may have stopped before the output's name was synced
                 self._finish(job)
             else:
                 self.journal.requeue(job.id, crashed=crashed)
