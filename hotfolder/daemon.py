@@ -28,8 +28,8 @@ from impasto.hotfolder.intake import Intake
 from impasto.hotfolder.journal import Job, Journal
 from impasto.hotfolder.layout import NOFOLLOW, Layout
 from impasto.hotfolder.runner import Runner
-from impasto.paths import reason as os_reason
 from impasto.hotfolder.space import NO_SPACE, is_disk_full, wait_for_space
+from impasto.paths import reason as os_reason
 
 log = logging.getLogger(__name__)
 HOTFOLDER_LOGGER = __name__.rpartition(".")[0]  # impasto.hotfolder: every module of the door
@@ -115,7 +115,7 @@ def set_note(layout: Layout, note: str | None) -> None:
     the disk"). Rewriting the file's first bytes needs no new disk space, so this works when
     neither the journal nor the log can be written."""
     try:
-        fd = os.open(layout.lock, os.O_WRONLY)
+        fd = os.open(layout.lock, os.O_WRONLY | NOFOLLOW)  # never through a planted link
     except OSError:
         return
     try:
