@@ -157,11 +157,10 @@ def gram_cache_lines(size: int) -> list[str]:
     """Seconds to set one scale's targets for a new style, and for a style seen before."""
     from impasto.objective import objective_for, style_targets
     from impasto.presets import load_preset
+    from impasto.terms import layout
 
     recipe = load_preset()
-    obj = objective_for(
-        tuple(recipe.content_layers), tuple(recipe.style_layers), recipe.pooling, "float32"
-    )
+    obj = objective_for(layout(recipe), recipe.pooling, "float32")
     style = load(PAIRS[1][1], size)
     times = {"new": [], "seen": []}
     for i in range(5):
@@ -169,7 +168,7 @@ def gram_cache_lines(size: int) -> list[str]:
         for kind, arr in (("new", fresh), ("seen", fresh)):
             started = time.perf_counter()
             grams = style_targets(obj, arr)
-            float(tf.reduce_sum(grams[obj.style_layers[-1]]))
+            float(tf.reduce_sum(grams["style"][list(recipe.style_layers)[-1]]))
             times[kind].append(time.perf_counter() - started)
     new, seen = statistics.median(times["new"][1:]), statistics.median(times["seen"][1:])
     return [

@@ -26,11 +26,11 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np, tensorflow as tf
 from impasto.objective import objective_for, params
 from impasto.presets import apply_overrides, load_preset
+from impasto.terms import layout
 
 size, precision, steps = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 recipe = apply_overrides(load_preset("classic"), {"precision": precision})
-layers = (tuple(recipe.content_layers), tuple(recipe.style_layers))
-objective = objective_for(*layers, recipe.pooling, precision)
+objective = objective_for(layout(recipe), recipe.pooling, precision)
 rng = np.random.default_rng(0)
 content = rng.uniform(size=(size, size, 3)).astype(np.float32)
 style = rng.uniform(size=(size, size, 3)).astype(np.float32)

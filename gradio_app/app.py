@@ -40,7 +40,6 @@ from impasto.protocol import clock
 log = logging.getLogger(__name__)
 
 PLOT_POINTS = 200  # the loss plot keeps at most this many steps per term
-LOSS_TERMS = ("total", "style", "content", "tv")
 KEEP_RESULTS = 24 * 3600  # seconds a finished PNG stays downloadable
 ENGINE_QUEUE = "impasto-engine"  # the one concurrency id every job waits under
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -63,9 +62,9 @@ class LossHistory:
         self.rows: list[tuple[int, str, float]] = []
 
     def add(self, event: impasto.ProgressEvent) -> None:
-        for term in LOSS_TERMS:
-            if term in event.losses:
-                self.rows.append((event.step, term, float(event.losses[term])))
+        # The job's active terms (impasto.terms), whatever the preset mixes, and the total.
+        for term, value in event.losses.items():
+            self.rows.append((event.step, term, float(value)))
 
     def frame(self) -> pd.DataFrame:
         df = pd.DataFrame(self.rows, columns=["step", "term", "loss"])

@@ -21,13 +21,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from impasto.errors import ImpastoError
+from impasto.errors import ImpastoError, first_line
 from impasto.hotfolder.backend import open_backend
 from impasto.hotfolder.config import Config, ConfigError, check_route
 from impasto.hotfolder.intake import Intake
 from impasto.hotfolder.journal import Job, Journal
 from impasto.hotfolder.layout import NOFOLLOW, Layout
 from impasto.hotfolder.runner import Runner
+from impasto.hotfolder.space import NO_SPACE, is_disk_full, wait_for_space
 from impasto.paths import reason as os_reason
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def running_pid(layout: Layout) -> int | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        text = os.pread(fd, 32, 0).decode(errors="replace").split("\n")[0].strip()
         return int(text) if text.isdigit() else -1
     else:
         fcntl.flock(fd, fcntl.LOCK_UN)
@@ -109,6 +110,31 @@ class _LogFile(logging.handlers.RotatingFileHandler):
             return open_own(Path(path), flags)
 
         return open(self.baseFilename, self.mode, encoding=self.encoding, opener=opener)
+def set_note(layout: Layout, note: str | None) -> None:
+    """A line under the pid in the lock file, for --status (e.g. "paused: no space left on
+    the disk"). Rewriting the file's first bytes needs no new disk space, so this works when
+    neither the journal nor the log can be written."""
+    try:
+        fd = os.open(layout.lock, os.O_WRONLY | NOFOLLOW)  # never through a planted link
+    except OSError:
+        return
+    try:
+        text = f"{os.getpid()}\n" + (f"{note}\n" if note else "")
+        os.pwrite(fd, text.encode()[:1024], 0)
+        os.ftruncate(fd, len(text.encode()[:1024]))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def note(layout: Layout) -> str | None:
+    """The running daemon's note (see set_note), or None."""
+    try:
+        lines = layout.lock.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    return lines[1] if len(lines) > 1 and running_pid(layout) else None
 
 
 def add_log_file(layout: Layout, name: str) -> logging.Handler:
@@ -289,7 +315,10 @@ class Slots:
             while (job := self.jobs.get()) is not None:
                 try:
                     runner.run(job)
-                except Exception:  # noqa: BLE001 - e.g. the journal's disk is full
+                except Exception as exc:  # noqa: BLE001
+                    if is_disk_full(exc):
+                        self._wait_for_space(runner, job, exc.__cause__ or exc)
+                        continue
                     log.exception("unexpected error on %s; recovering shortly", job.label)
                     d.stop.wait(d.ERROR_PAUSE)
                     self._recover(runner, job)
@@ -299,12 +328,29 @@ class Slots:
         finally:
             journal.close()
 
-    def _recover(self, runner: Runner, job: Job) -> None:
+    def _wait_for_space(self, runner: Runner, job: Job, cause: BaseException) -> None:
+        """The disk is full: this runner (so the queue, with one engine) waits until space is
+        freed, then brings its job back in line; the input stays in the inbox meanwhile."""
+        d = self.daemon
+        log.warning(
+            "paused: %s (%s); %s waits in the inbox, and the queue resumes by itself once "
+            "space is freed",
+            NO_SPACE,
+            first_line(cause),
+            job.label,
+        )
+        set_note(d.layout, f"paused: {NO_SPACE} (since {time.strftime('%H:%M:%S')})")
+        if wait_for_space((d.layout.root, d.layout.state), d.stop):
+            log.info("resumed: space was freed")
+        set_note(d.layout, None)
+        self._recover(runner, job, crashed=False)
+
+    def _recover(self, runner: Runner, job: Job, crashed: bool = True) -> None:
         """Bring the journal and the folders back in line after an unexpected error, the same
-        way a restart would (the job's crash count goes up, so a file that keeps failing this
-        way ends in failed/); the other runners' jobs are left alone."""
+        way a restart would (the job's crash count goes up, unless `crashed` is False, so a file
+        that keeps failing this way ends in failed/); the other runners' jobs are left alone."""
         try:
             with self.lock:
-                runner.recover(busy=self.busy() - {job.id})
+                runner.recover(busy=self.busy() - {job.id}, crashed=crashed)
         except Exception:  # noqa: BLE001
             log.exception("recovery failed too; trying again later")

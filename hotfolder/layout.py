@@ -83,10 +83,10 @@ class Layout:
         the operator's (e.g. an inbox on another disk), and stay allowed."""
         self.ensure_state()
         for path in (self.root / kind for kind in FOLDERS):
-            path.mkdir(parents=True, exist_ok=True)
+            make_dirs(path)
         for route in routes:
             for kind in FOLDERS:
-                self.folder(kind, route).mkdir(parents=True, exist_ok=True)
+                make_dirs(self.folder(kind, route))
             for part in (Path("inbox"), Path("inbox", route)):
                 if (self.root / part).is_symlink():
                     st = os.stat(self.root / part)
@@ -95,7 +95,7 @@ class Layout:
     def ensure_state(self) -> None:
         """ROOT/.hotfolder, readable by the daemon's user only (0700), tightened if looser."""
         for path in (self.state, self.checkpoints):
-            path.mkdir(mode=STATE_MODE, parents=True, exist_ok=True)
+            make_dirs(path, STATE_MODE)
         mode = stat.S_IMODE(os.stat(self.state).st_mode)
         if mode & 0o077 and os.name == "posix":
             try:
@@ -159,6 +159,22 @@ def fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def make_dirs(folder: Path, mode: int = 0o777) -> None:
+    """mkdir -p whose new folders survive a power cut: each one's name is synced into its
+    parent (else a cut can take processed/ away with the inputs just moved into it). `mode`
+    is the last folder's (under the umask)."""
+    if folder.is_dir():
+        return
+    make_dirs(folder.parent)
+    try:
+        folder.mkdir(mode)
+    except FileExistsError:
+        if not folder.is_dir():
+            raise
+        return
+    fsync_dir(folder.parent)
 
 
 def move_no_replace(src: str | Path, dst: Path, src_dir_fd: int | None = None) -> None:

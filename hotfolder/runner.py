@@ -27,12 +27,14 @@ from impasto.hotfolder.layout import (
     FolderSwapped,
     Layout,
     fsync_dir,
+    make_dirs,
     move_no_replace,
     printable,
     remove_partial_writes,
     unique_name,
     write_text_atomic,
 )
+from impasto.hotfolder.space import NO_SPACE, DiskFull, is_disk_full
 from impasto.job import CheckedJob, StyleJob, check_job
 from impasto.outputs import SaveError, save_or_recover
 from impasto.paths import reason
@@ -130,6 +132,8 @@ class Runner:
         except ImpastoError as exc:
             return self._fail(job, first_line(exc))
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the queue
+            if is_disk_full(exc):  # e.g. a journal write in on_progress: not this file's fault
+                raise DiskFull(NO_SPACE) from exc
             log.exception("the engine failed on %s", job.label)
             return self._fail(job, f"the engine failed: {one_line(exc)}")
         if result.cancelled:
@@ -143,9 +147,14 @@ class Runner:
             return "stopped"
         outbox = self.layout.folder("outbox", job.route)
         with contextlib.suppress(OSError):  # if it fails, so does the save, which keeps the picture
-            outbox.mkdir(parents=True, exist_ok=True)
+            make_dirs(outbox)
         try:
-            save_or_recover(result.save, outbox / output)
+            try:
+                result.save(outbox / output)
+            except Exception as exc:  # noqa: BLE001
+                if is_disk_full(exc):  # the queue pauses; no recovery copy in /tmp
+                    raise DiskFull(NO_SPACE) from exc
+                save_or_recover(result.save, outbox / output)
         except SaveError as exc:
             kept = f"; the painting is saved in {str(exc.recovered)!r}" if exc.recovered else ""
             return self._fail(job, f"could not write the output {output!r}: {exc.why}{kept}")
@@ -277,6 +286,8 @@ class Runner:
         try:
             write_text_atomic(folder / (job.moved_to + ERROR_SUFFIX), job.reason + "\n")
         except OSError as exc:
+            if is_disk_full(exc):  # left "failing": completed once space is freed
+                raise DiskFull(NO_SPACE) from exc
             log.error("could not write %s%s: %s", job.moved_to, ERROR_SUFFIX, exc.strerror)
         self.journal.finished(job.id, "failed", note, left)
         self.layout.checkpoint(job.id).unlink(missing_ok=True)
@@ -311,13 +322,16 @@ class Runner:
         try:
             st = os.stat(job.name, dir_fd=inbox, follow_symlinks=False)
         except FileNotFoundError:
+            fsync_dir(folder)  # a crash may have come after the move, before its syncs
+            with contextlib.suppress(OSError):
+                os.fsync(inbox)
             return self._gone(target)
         if Identity.of(st) != job.identity:
             self.nudge()
             return "the input was replaced while being painted; the new file stays queued", False
         for _ in range(100):
             try:
-                folder.mkdir(parents=True, exist_ok=True)
+                make_dirs(folder)
                 move_no_replace(job.name, target, src_dir_fd=inbox)
                 fsync_dir(folder)
                 with contextlib.suppress(OSError):
@@ -326,11 +340,15 @@ class Runner:
             except FileExistsError:
                 if os.path.samestat(st, os.lstat(target)):
                     os.unlink(job.name, dir_fd=inbox)  # a crash came between link and unlink
+                    fsync_dir(folder)  # on disk before the journal says done: else a power
+                    os.fsync(inbox)  # cut brings the input back, and it is painted again
                     return None, False
                 dest = unique_name(folder, job.name)
                 target = folder / dest
                 self.journal.set_moved_to(job.id, dest)
             except OSError as exc:
+                if is_disk_full(exc):  # left "finishing" or "failing": moved once space is freed
+                    raise DiskFull(NO_SPACE) from exc
                 log.error(
                     "could not move %s to %s/: %s; it stays in the inbox and is not taken again",
                     job.label,
@@ -341,23 +359,26 @@ class Runner:
         return f"could not be moved to {kind}/", True
 
     # --- after a crash ------------------------------------------------------------------------
-    def recover(self, busy: frozenset[int] = frozenset()) -> None:
+    def recover(self, busy: frozenset[int] = frozenset(), crashed: bool = True) -> None:
         """Bring every job the last run left half-way to a consistent state (see journal.py).
-        Jobs in `busy` are being painted by other runners right now, and are left alone."""
+        Jobs in `busy` are being painted by other runners right now, and are left alone.
+        crashed=False: the job stopped for a full disk, which is not counted as a crash."""
         for job in self.journal.in_state("running"):
             if job.id in busy:
                 continue
             output = self.layout.folder("outbox", job.route) / (job.output or "")
             if job.output and output.is_file():
                 log.info("%s was painted before the daemon stopped; finishing it", job.label)
+                fsync_dir(output.parent)  # it may have stopped before the output's name was synced
                 self._finish(job)
             else:
-                self.journal.requeue(job.id, crashed=True)
+                self.journal.requeue(job.id, crashed=crashed)
                 log.warning(
-                    "%s was interrupted near step %d of %d (crash or kill); it is queued again",
+                    "%s was interrupted near step %d of %d (%s); it is queued again",
                     job.label,
                     job.step,
                     job.total,
+                    "crash or kill" if crashed else "full disk",
                 )
         for job in self.journal.in_state("finishing"):
             self._finish(job)

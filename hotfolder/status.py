@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from impasto.errors import ImpastoError
-from impasto.hotfolder.daemon import running_pid
+from impasto.hotfolder.daemon import note, running_pid
 from impasto.hotfolder.journal import Journal
 from impasto.hotfolder.layout import Layout, printable
 from impasto.protocol import clock
@@ -61,6 +61,7 @@ def gather(layout: Layout) -> dict:
             for j in failed
         ],
         "holds": holds,
+        "paused": note(layout) if pid is not None else None,  # e.g. "paused: no space left ..."
     }
 
 
@@ -74,6 +75,8 @@ def format_status(info: dict) -> str:
         verb = "painting" if info["running"] else "interrupted"
         shown = printable(f"{cur['route']}/{cur['name']}")
         lines.append(f"{verb}: {shown} step {cur['step']}/{cur['total']}{share}{eta}")
+    if info.get("paused"):
+        lines.append(info["paused"])
     if not info["under_way"]:
         lines.append("painting: nothing")
     queue = info["queue"]

@@ -90,6 +90,9 @@ def _show(args) -> int:
                 print("# max_memory not set: the machine's free memory decides")
                 continue
             value = format_size(value)
+        if value is None:  # a further style term's layers: TOML has no null
+            print(f"# {key} not set: the style_layers")
+            continue
         print(f"{key} = {json.dumps(value)}")
     return 0
 

@@ -20,11 +20,11 @@ import numpy as np
 from PIL import Image
 
 from impasto import checkpoint as ckpt_io
-from impasto import color, memory, optimizers, tiling
+from impasto import color, memory, optimizers, terms, tiling
 from impasto.images import MIN_SIDE, fit_for_network, fit_long_side, to_array, to_image
 from impasto.job import CheckedJob, ProgressEvent, StyleJob, StyleResult, check_job
 from impasto.model import device
-from impasto.objective import objective_for, params
+from impasto.objective import objective_for
 from impasto.precision import resolve as resolve_precision
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def memory_plans(checked: CheckedJob, precision: str) -> list[memory.Plan]:
     its memory budget (memory.budget). Raises InputError when a scale cannot fit even in small
     tiles: before any work starts, so a job fits or is refused with one line."""
     recipe = checked.recipe
-    layers = tuple(recipe.content_layers) + tuple(recipe.style_layers)
+    layers = terms.layers_of(terms.layout(recipe))
     budget = job_budget(checked)
     halo, align = tiling.halo(layers), tiling.alignment(layers)
     scales = [size for size, _ in plan(checked)]
@@ -138,7 +138,7 @@ def describe(checked: CheckedJob) -> dict:
             steps_plan,
             plans,
             precision,
-            (*checked.recipe.content_layers, *checked.recipe.style_layers),
+            terms.layers_of(terms.layout(checked.recipe)),
         ),
     }
 
@@ -186,9 +186,7 @@ def stylize(
     steps_plan = plan(checked)
     precision = resolve_precision(recipe.precision).precision  # "auto" made concrete
     plans = memory_plans(checked, precision)  # fits the budget, or refused before any work
-    objective = objective_for(
-        tuple(recipe.content_layers), tuple(recipe.style_layers), recipe.pooling, precision
-    )
+    objective = objective_for(terms.layout(recipe), recipe.pooling, precision)
     content_img, style_imgs = _inputs(checked)
     resume = ckpt_io.load(job.resume, checked.settings()) if job.resume else None
     clock = _Clock(steps_plan, resume)
@@ -229,7 +227,7 @@ def _evaluator(objective, checked, precision, content, style_imgs, size, tile):
     recipe = checked.recipe
     styles = _style_arrays(checked, style_imgs, size)
     if tile is None:
-        return objective.at(content, styles, params(recipe))
+        return objective.at(content, styles, terms.params(recipe))
     log.info("scale %dx%d in tiles of up to %d px", *size, tile)
     return tiling.TiledObjective(recipe, precision, content, styles, tile)
 

@@ -94,7 +94,7 @@ class ProgressEvent:
     scale: int  # 1-based index of the current scale
     scales: int
     size: tuple[int, int]  # (w, h) of the current scale
-    losses: dict[str, float]  # content, style, tv, total (weighted)
+    losses: dict[str, float]  # weighted, per active term (impasto.terms), and total
     elapsed: float  # seconds since the job started
     eta: float  # estimated seconds left
     preview: Image.Image | None = None  # set every job.preview_every steps, and at the last step

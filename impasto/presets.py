@@ -36,8 +36,16 @@ CHOICES = {
     "optimizer": ("lbfgs", "adam"),
 }
 # Keys a file may leave out. Presets written before L-BFGS existed were all tuned for Adam: a
-# file without the key keeps it. max_memory: the machine's free memory decides.
-OPTIONAL = {"optimizer": "adam", "max_memory": None}
+# file without the key keeps it. max_memory: the machine's free memory decides. The further style
+# terms are off, and use the style layers when a file sets only their weight.
+OPTIONAL = {
+    "optimizer": "adam",
+    "max_memory": None,
+    "w2_weight": 0.0,
+    "w2_layers": None,
+    "hist_weight": 0.0,
+    "hist_layers": None,
+}
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,11 @@ class Recipe:
     # Memory a run may use, bytes ("8G" in a file; None: from the machine's free memory). Not
     # part of the look: above it a step is computed in tiles, exactly (impasto/tiling.py).
     max_memory: int | None = None
+    # Further style terms (impasto/terms.py, which names each term's keys), off at weight 0.
+    w2_weight: float = 0.0  # weight of the Wasserstein-2 error of the features' mean/covariance
+    w2_layers: dict | None = None  # layer -> relative weight (None: the style_layers)
+    hist_weight: float = 0.0  # weight of the sliced-histogram error (sorted projections)
+    hist_layers: dict | None = None  # layer -> relative weight (None: the style_layers)
 
     @property
     def total_steps(self) -> int:
@@ -77,7 +90,8 @@ class Recipe:
 
 
 RECIPE_KEYS = tuple(f.name for f in fields(Recipe))
-# style_strength is relative: a factor on the recipe's style_weight (or on an overriding one).
+# style_strength is relative: a factor on the recipe's style terms' weights (or overriding ones).
+STYLE_WEIGHTS = ("style_weight", "w2_weight", "hist_weight")
 OVERRIDABLE = (*(k for k in RECIPE_KEYS if k not in ("name", "description")), "style_strength")
 
 
@@ -191,8 +205,9 @@ def apply_overrides(recipe: Recipe, overrides: dict | None, where: str = "overri
     """The recipe with per-job overrides on top, checked the same way as a preset file.
 
     `steps` may be a list (per scale) or a single number: the total, shared out across the
-    recipe's scales in the same proportions. `style_strength` multiplies the style weight (the
-    recipe's, or the one these overrides set): every door's "more style" means the same.
+    recipe's scales in the same proportions. `style_strength` multiplies the style terms' weights
+    (Gram, W2, histogram: the recipe's, or the ones these overrides set): every door's "more
+    style" means the same, whatever terms the preset mixes.
     """
     if not overrides:
         return recipe
@@ -212,7 +227,7 @@ def apply_overrides(recipe: Recipe, overrides: dict | None, where: str = "overri
     checked = _check(data, where)
     if strength is None:
         return checked
-    return replace(checked, style_weight=checked.style_weight * strength)
+    return replace(checked, **{k: getattr(checked, k) * strength for k in STYLE_WEIGHTS})
 
 
 def _strength(value, where: str) -> float:
@@ -286,6 +301,10 @@ def _check(data: dict, where: str) -> Recipe:
             raise PresetError(
                 f"{where}: {key} must be between {MIN_SIZE} and {MAX_SIZE} px, not {value}"
             )
+    # The terms on features (impasto/terms.py; TV alone has nothing to paint towards).
+    feature_terms = ("content_weight", *STYLE_WEIGHTS)
+    if all(_number(data[k], k, where) == 0 for k in feature_terms):
+        raise PresetError(f"{where}: {', '.join(feature_terms)} must not all be 0")
     ema = _number(data["ema_decay"], "ema_decay", where)
     if ema >= 1:
         raise PresetError(f"{where}: ema_decay must be below 1, not {ema!r}")
@@ -309,7 +328,15 @@ def _check(data: dict, where: str) -> Recipe:
         precision=data["precision"],
         style_scale=_number(data["style_scale"], "style_scale", where, positive=True),
         max_memory=_memory(data.get("max_memory"), where),
+        w2_weight=_number(data["w2_weight"], "w2_weight", where),
+        w2_layers=_optional_layers(data["w2_layers"], "w2_layers", where),
+        hist_weight=_number(data["hist_weight"], "hist_weight", where),
+        hist_layers=_optional_layers(data["hist_layers"], "hist_layers", where),
     )
+
+
+def _optional_layers(value, key: str, where: str) -> dict | None:
+    return None if value is None else _layers(value, key, where)
 
 
 def _memory(value, where: str) -> int | None:

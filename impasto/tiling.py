@@ -2,18 +2,20 @@
 
 A step on the whole picture keeps every layer's activations for the backward pass: about 2 KB a
 pixel, 30 GB at 4096x4096. Here the picture is cut into tiles and the same numbers come out:
-- Content and TV terms are sums over positions, so each tile adds the part of the sum that falls
-  in its core. A tile is run with a halo of real pixels as wide as the deepest layer's receptive
-  field, so the core's features are the whole picture's; a tile at the picture's edge ends where
-  the picture ends and is padded exactly as the whole picture is.
+- Every term's loss is a function of statistics of the picture's features (impasto.terms): sums
+  over positions (or rows, one per position), so each tile's core gives its part of them. A tile
+  is run with a halo of real pixels as wide as the deepest layer's receptive field, so the core's
+  features are the whole picture's; a tile at the picture's edge ends where the picture ends and
+  is padded exactly as the whole picture is.
 - Tile boundaries lie on the pooling grid (multiples of 2^pools of the deepest layer), so the
   2x2 pooling windows of a tile are the whole picture's windows.
-- The style term needs the whole picture's Gram matrices G = F^T F / n: a first pass sums F^T F
-  over the tiles' cores; the error's derivative dL/dG is then known, and a second pass pushes
-  dL/dF = F (dL/dG + dL/dG^T) / n back through each tile. That is the gradient of the surrogate
-  <F_core^T F_core / n, dL/dG>, which is what the second pass differentiates.
-- The relative errors' denominators (the targets' squared norms) and the Gram's n are global:
-  they are summed over all tiles before any tile's gradient is taken.
+- Terms whose loss is linear in their sums (content, TV: split "positions") are computed in one
+  pass: each tile adds its core's share of the loss and of the gradient.
+- The other terms (Gram, W2, histogram) need the whole picture's statistics S: a first pass sums
+  (or stacks) them over the tiles' cores; the loss's derivative dL/dS is then known, and a
+  second pass takes each tile's gradient of the surrogate <S_core, dL/dS>, whose gradient is the
+  tile's share of the true one.
+- The targets' norms and every count of positions are the whole picture's, summed over tiles.
 Each tile's gradient covers its crop (core and halo); the picture's gradient is their sum, because
 every feature position belongs to exactly one core. The cost is a second forward pass and the
 halos: about 1.5x to 2x the work of an untiled step.
@@ -31,18 +33,10 @@ import numpy as np
 import tensorflow as tf
 
 from impasto.model import extractor
+from impasto.terms import BY_NAME, layers_of, layout, level, params, positions
 from impasto.vgg19 import BLOCKS, LAYERS
 
 log = logging.getLogger(__name__)
-
-# relative_error's guard against an all-zero target (impasto/losses.py): the same here, or the
-# tiled numbers would differ from the untiled ones for a black photo.
-_EPS = 1e-8
-
-
-def level(layer: str) -> int:
-    """How many 2x2 poolings lie before this layer (block1: 0 ... block5: 4)."""
-    return int(layer.removeprefix("block").split("_")[0]) - 1
 
 
 def alignment(layers) -> int:
@@ -126,65 +120,51 @@ def work_ratio(shape: tuple[int, int], tile: int, layers) -> float:
 
 
 class _TileNet:
-    """The compiled per-tile computations for one network layout (traced once per crop shape;
-    reduce_retracing makes it shape-generic after two shapes)."""
+    """The compiled per-tile computations for one set of layers (traced once per crop shape and
+    layout; reduce_retracing makes it shape-generic after two shapes)."""
 
     def __init__(self, layers: tuple, pooling: str, precision: str):
+        self.layers = layers
         self.features = extractor(layers, pooling, precision)
         self.dtype = self.features.dtype
-        self.core_features = tf.function(self._core_features, reduce_retracing=True)
-        self.gram_sums = tf.function(self._gram_sums, reduce_retracing=True)
+        self.stats = tf.function(self._stats, reduce_retracing=True)
         self.gradient = tf.function(self._gradient, reduce_retracing=True)
 
-    def _core_features(self, crop, offsets, layers):
+    def core_features(self, crop, offsets, layers=None):
         feats = self.features(crop[None])
         out = {}
-        for name in layers:
+        for name in layers or self.layers:
             k = 2 ** level(name)
             top, left, bottom, right = (offsets[i] // k for i in range(4))
             out[name] = feats[name][0, top:bottom, left:right, :]
         return out
 
-    def _gram_sums(self, crop, offsets, layers):
-        """Sum over the core's positions of F^T F, per layer (float32)."""
-        return {
-            name: _ftf(f) for name, f in self._core_features(crop, offsets, tuple(layers)).items()
-        }
+    def _stats(self, crop, offsets, terms):
+        """The statistics of these terms over the core: {term: {layer: ...}}."""
+        feats = self.core_features(crop, offsets, layers_of(terms))
+        return {n: BY_NAME[n].picture_stats(feats, (crop, offsets), {}, ks) for n, ks in terms}
 
-    def _gradient(self, crop, offsets, content_t, content_scale, style_s, tv_scale):
-        """This tile's content and TV sums, and the gradient over its crop of
-        content_weight * content + style surrogate + tv_weight * tv (see the module doc)."""
-        layers = tuple(content_t) + tuple(style_s)
+    def _gradient(self, crop, offsets, terms, local, targets, p, grads, shape):
+        """This tile's share of the "positions" terms' weighted losses, and the gradient over its
+        crop of those shares plus <S_core, dL/dS> for the other terms (grads: their dL/dS)."""
         with tf.GradientTape() as tape:
             tape.watch(crop)
-            feats = self._core_features(crop, offsets, layers)
-            content = tf.zeros((), tf.float32)
-            for name, target in content_t.items():
-                diff = feats[name] - tf.cast(target, tf.float32)
-                content += content_scale[name] * tf.reduce_sum(tf.square(diff))
-            style = tf.zeros((), tf.float32)
-            for name, s in style_s.items():
-                style += tf.reduce_sum(_ftf(feats[name]) * s)
-            tv = _tv_sums(crop, offsets)
-            objective = content + style + tv_scale[0] * tv[0] + tv_scale[1] * tv[1]
-        return content, tv, tape.gradient(objective, crop)
-
-
-def _ftf(features: tf.Tensor) -> tf.Tensor:
-    flat = tf.reshape(features, (-1, tf.shape(features)[-1]))
-    return tf.matmul(flat, flat, transpose_a=True)
-
-
-def _tv_sums(crop, offsets):
-    """Sums of squared differences of the pixel pairs whose first pixel is in the core (the pair
-    below and the pair to the right); the picture's edges have no pair beyond them."""
-    top, left, bottom, right = (offsets[i] for i in range(4))
-    h, w = tf.shape(crop)[0], tf.shape(crop)[1]
-    dy = crop[1:, :, :] - crop[:-1, :, :]
-    dx = crop[:, 1:, :] - crop[:, :-1, :]
-    sum_y = tf.reduce_sum(tf.square(dy[top : tf.minimum(bottom, h - 1), left:right]))
-    sum_x = tf.reduce_sum(tf.square(dx[top:bottom, left : tf.minimum(right, w - 1)]))
-    return tf.stack([sum_y, sum_x])
+            feats = self.core_features(crop, offsets, layers_of(terms))
+            shares, objective = {}, tf.zeros(())
+            for name, layers in terms:
+                term = BY_NAME[name]
+                s = term.picture_stats(feats, (crop, offsets), local.get(name, {}), layers)
+                if name in grads:
+                    for a, b in zip(tf.nest.flatten(s), tf.nest.flatten(grads[name]), strict=True):
+                        objective += tf.reduce_sum(a * b)
+                else:
+                    lw = p["layers"].get(name, {})
+                    loss = term.picture_loss(s, targets.get(name, {}), shape, lw)
+                    shares[name] = p["weights"][name] * loss
+                    objective += shares[name]
+        return shares, tape.gradient(
+            objective, crop, unconnected_gradients=tf.UnconnectedGradients.ZERO
+        )
 
 
 @functools.cache
@@ -192,29 +172,32 @@ def _net(layers: tuple, pooling: str, precision: str) -> _TileNet:
     return _TileNet(layers, pooling, precision)
 
 
-def grams(
-    image: np.ndarray, layers: tuple, pooling: str, precision: str, tile: int
-) -> dict[str, tf.Tensor]:
-    """The Gram matrices of an HxWx3 image (losses.gram's: mean over positions), tile by tile."""
-    layers = tuple(sorted(set(layers), key=LAYERS.index))
-    net = _net(layers, pooling, precision)
-    return _grams(net, image, tiles(image.shape[:2], tile, layers), layers, eager=True)
+def _combine(parts: list, split: str):
+    """The tiles' statistics of one term: summed, or rows stacked."""
+    if split == "rows":
+        return tf.nest.map_structure(lambda *xs: tf.concat(xs, axis=0), *parts)
+    return tf.nest.map_structure(lambda *xs: tf.add_n(xs), *parts)
 
 
-def _grams(net: _TileNet, image: np.ndarray, cut: list[Tile], layers: tuple, eager: bool) -> dict:
-    sums: dict = {}
-    gram_sums = net._gram_sums if eager else net.gram_sums
-    for t in cut:
-        part = gram_sums(tf.constant(image[t.crop_slices]), t.offsets, layers)
-        for name, value in part.items():
-            sums[name] = sums[name] + value if name in sums else value
-    h, w = image.shape[:2]
-    return {name: sums[name] / _positions(h, w, name) for name in layers}
-
-
-def _positions(height: int, width: int, layer: str) -> float:
-    k = 2 ** level(layer)
-    return float((height // k) * (width // k))
+def summaries(net: _TileNet, image: np.ndarray, tile: int, terms: list) -> dict:
+    """For (term, layers) pairs: each layer's summary of the image's reference statistics,
+    computed tile by tile (eagerly, as impasto.objective computes its targets: a compiled graph
+    fuses the bias into the convolution and rounds bfloat16 differently)."""
+    if not terms:
+        return {}
+    parts = []
+    for t in tiles(image.shape[:2], tile, net.layers):
+        feats = net.core_features(tf.constant(image[t.crop_slices]), t.offsets)
+        parts.append(
+            {term.name: {k: term.reference(feats[k], k) for k in ks} for term, ks in terms}
+        )
+    return {
+        term.name: {
+            k: term.summary(ref, positions(image.shape, k))
+            for k, ref in _combine([p[term.name] for p in parts], term.split).items()
+        }
+        for term, ks in terms
+    }
 
 
 class TiledObjective:
@@ -224,46 +207,44 @@ class TiledObjective:
     content: the content image at this scale (HxWx3 in [0, 1]); its features are computed here,
         per tile, and only the cores' are kept (in the convolutions' dtype, which is what they
         were computed in, so nothing is rounded).
-    styles: (style picture at its working size, blend weight) pairs; their Gram matrices are
+    styles: (style picture at its working size, blend weight) pairs; their statistics are
         computed tile by tile too (the style picture is as large as the output at style_scale 1).
-    recipe: anything with content_layers, style_layers (layer -> weight), content_weight,
-        style_weight, tv_weight and pooling (a presets.Recipe); precision: a concrete one.
+    recipe: a presets.Recipe (its terms' weights and layers, and pooling); precision: a concrete
+        one.
     """
 
     def __init__(self, recipe, precision: str, content: np.ndarray, styles: list, tile: int):
-        self.content_w = {k: float(v) for k, v in recipe.content_layers.items()}
-        self.style_w = {k: float(v) for k, v in recipe.style_layers.items()}
-        self.weights = {
-            "content": float(recipe.content_weight),
-            "style": float(recipe.style_weight),
-            "tv": float(recipe.tv_weight),
-        }
-        layers = tuple(sorted(set(self.content_w) | set(self.style_w), key=LAYERS.index))
+        self.layout, self.params = layout(recipe), params(recipe)
+        self.terms = [(BY_NAME[name], ks) for name, ks in self.layout]
+        layers = layers_of(self.layout)
         self.net = _net(layers, recipe.pooling, precision)
         self.shape = content.shape[:2]
         self.tile = tile
         self.tiles = tiles(self.shape, tile, layers)
         self.calls = 0
-        style_layers = tuple(self.style_w)
-        self.style_t = dict.fromkeys(style_layers, tf.zeros((), tf.float32))
-        for arr, weight in styles:
-            for name, g in grams(arr, style_layers, recipe.pooling, precision, tile).items():
-                self.style_t[name] = self.style_t[name] + weight * g
-        self.style_norm = {
-            name: float(tf.reduce_sum(tf.square(g))) + _EPS for name, g in self.style_t.items()
+        by_source = {
+            source: [(t, ks) for t, ks in self.terms if t.source == source]
+            for source in ("content", "style")
         }
-        self.content_t = []
-        norms = dict.fromkeys(self.content_w, 0.0)
+        self.local = []
         for t in self.tiles:
-            # Eagerly, as impasto.objective computes its targets (a compiled graph fuses the
-            # bias into the convolution and rounds bfloat16 differently).
-            feats = self.net._core_features(
-                tf.constant(content[t.crop_slices]), t.offsets, tuple(self.content_w)
+            feats = self.net.core_features(tf.constant(content[t.crop_slices]), t.offsets)
+            self.local.append(
+                {
+                    term.name: {k: tf.cast(term.local(feats[k], k), self.net.dtype) for k in ks}
+                    for term, ks in by_source["content"]
+                }
             )
-            self.content_t.append({k: tf.cast(f, self.net.dtype) for k, f in feats.items()})
-            for name, f in feats.items():
-                norms[name] += float(tf.reduce_sum(tf.square(f)))
-        self.content_norm = {name: n + _EPS for name, n in norms.items()}
+        found = [(summaries(self.net, content, tile, by_source["content"]), 1.0)]
+        found += [(summaries(self.net, arr, tile, by_source["style"]), w) for arr, w in styles]
+        self.targets = {
+            term.name: {
+                k: term.targets([(s[term.name][k], w) for s, w in found if term.name in s], k)
+                for k in ks
+            }
+            for term, ks in self.terms
+            if ks
+        }
 
     def describe(self) -> str:
         """For the start line: how the picture is cut."""
@@ -273,42 +254,47 @@ class TiledObjective:
         return f"{len(self.tiles)} tiles ({rows}x{cols}) of up to {right - left}x{bottom - top} px"
 
     def __call__(self, x: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
-        """Weighted losses (content, style, tv, total) at x, and the gradient of the total."""
+        """Weighted losses (per term, and total) at x, and the gradient of the total."""
         self.calls += 1
         x = np.asarray(x, np.float32)
-        height, width = self.shape
-        # Pass 1: the picture's Gram matrices, and the style error's derivative dL/dG.
-        g = _grams(self.net, x, self.tiles, tuple(self.style_w), eager=False)
-        style = 0.0
-        style_s = {}
-        for name, w in self.style_w.items():
-            diff = g[name] - self.style_t[name]
-            style += w * float(tf.reduce_sum(tf.square(diff))) / self.style_norm[name]
-            # d(style_weight * w * ||G - T||^2 / norm)/dG, then /n for G = F^T F / n.
-            scale = self.weights["style"] * w * 2.0 / self.style_norm[name]
-            style_s[name] = scale * diff / _positions(height, width, name)
-        content_scale = {
-            name: tf.constant(self.weights["content"] * w / self.content_norm[name], tf.float32)
-            for name, w in self.content_w.items()
-        }
-        # tv_loss is mean(dy^2) + mean(dx^2) over the whole picture.
-        tv_count = np.array([(height - 1) * width * 3, height * (width - 1) * 3], np.float64)
-        tv_scale = tf.constant(self.weights["tv"] / np.maximum(tv_count, 1), tf.float32)
-        # Pass 2: each tile's share of the content and TV sums and of the gradient.
+        crops = [tf.constant(x[t.crop_slices]) for t in self.tiles]
+        shape = tf.constant(self.shape, tf.int32)
+        weights, layer_weights = self.params["weights"], self.params["layers"]
+        # Pass 1: the global statistics' terms, their losses and dL/dS (per tile for rows).
+        global_terms = tuple((t.name, ks) for t, ks in self.terms if t.split != "positions")
+        losses, grads = {}, [{} for _ in self.tiles]
+        if global_terms:
+            parts = [
+                self.net.stats(c, t.offsets, global_terms)
+                for c, t in zip(crops, self.tiles, strict=True)
+            ]
+            for name, _ in global_terms:
+                term = BY_NAME[name]
+                s = _combine([p[name] for p in parts], term.split)
+                with tf.GradientTape() as tape:
+                    tape.watch(s)
+                    loss = weights[name] * term.picture_loss(
+                        s, self.targets[name], self.shape, layer_weights[name]
+                    )
+                losses[name] = float(loss)
+                g = tape.gradient(loss, s)
+                if term.split == "rows":
+                    rows = {k: [int(p[name][k].shape[0]) for p in parts] for k in g}
+                    split = {k: tf.split(v, rows[k]) for k, v in g.items()}
+                    for i, per_tile in enumerate(grads):
+                        per_tile[name] = {k: v[i] for k, v in split.items()}
+                else:
+                    for per_tile in grads:
+                        per_tile[name] = g
+        # Pass 2: each tile's shares of the "positions" terms, and its part of the gradient.
         gradient = np.zeros_like(x)
-        content, tv = 0.0, np.zeros(2)
-        for t, target in zip(self.tiles, self.content_t, strict=True):
-            c, tv_part, grad = self.net.gradient(
-                tf.constant(x[t.crop_slices]), t.offsets, target, content_scale, style_s, tv_scale
+        for crop, t, local, g in zip(crops, self.tiles, self.local, grads, strict=True):
+            shares, grad = self.net.gradient(
+                crop, t.offsets, self.layout, local, self.targets, self.params, g, shape
             )
             gradient[t.crop_slices] += grad.numpy()
-            content += float(c)
-            tv += tv_part.numpy()
-        tv_value = float(np.sum(tv / np.maximum(tv_count, 1)))
-        losses = {
-            "content": content,  # already weighted: content_scale carries content_weight
-            "style": self.weights["style"] * style,
-            "tv": self.weights["tv"] * tv_value,
-        }
-        losses["total"] = losses["content"] + losses["style"] + losses["tv"]
+            for name, value in shares.items():
+                losses[name] = losses.get(name, 0.0) + float(value)
+        losses = {name: losses[name] for name, _ in self.layout}
+        losses["total"] = sum(losses.values())
         return losses, gradient

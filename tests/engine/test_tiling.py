@@ -9,6 +9,7 @@ import pytest
 
 from impasto import tiling
 from impasto.presets import apply_overrides, load_preset
+from impasto.terms import TERMS
 from impasto.vgg19 import LAYERS
 
 pytestmark = pytest.mark.usefixtures("weights_available")
@@ -26,38 +27,14 @@ def images(height: int, width: int):
 
 
 def untiled(recipe, content, style, x):
-    """The engine's untiled objective, as _Step computes it: targets eagerly, the loss and its
-    gradient in one compiled function over the whole picture."""
-    import tensorflow as tf
+    """The engine's untiled objective: targets eagerly, the loss and its gradient in one compiled
+    function over the whole picture (tests/engine/test_terms.py checks it against the paper's
+    formulas)."""
+    from impasto import terms
+    from impasto.objective import objective_for
 
-    from impasto.losses import content_loss, gram, style_loss, tv_loss
-    from impasto.model import extractor
-
-    features = extractor(
-        tuple(recipe.content_layers) + tuple(recipe.style_layers), recipe.pooling, recipe.precision
-    )
-    fc = features(tf.constant(content[None]))
-    content_t = {k: fc[k] for k in recipe.content_layers}
-    fs = features(tf.constant(style[None]))
-    style_t = {k: gram(fs[k]) for k in recipe.style_layers}
-
-    @tf.function
-    def objective(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            f = features(x[None])
-            losses = {
-                "content": recipe.content_weight
-                * content_loss(f, content_t, recipe.content_layers),
-                "style": recipe.style_weight * style_loss(f, style_t, recipe.style_layers),
-                "tv": recipe.tv_weight * tv_loss(x),
-            }
-            total = losses["content"] + losses["style"] + losses["tv"]
-        return losses, total, tape.gradient(total, x)
-
-    losses, total, grad = objective(tf.constant(x))
-    losses = {k: float(v) for k, v in losses.items()} | {"total": float(total)}
-    return losses, grad.numpy()
+    objective = objective_for(terms.layout(recipe), recipe.pooling, recipe.precision)
+    return objective.at(content, [(style, 1.0)], terms.params(recipe))(x)
 
 
 def tiled(recipe, content, style, x, tile):
@@ -70,16 +47,27 @@ def relative(a, b) -> float:
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
+def only(term: str) -> dict:
+    """Overrides that leave one term on, at weight 1 (TV with the content: alone, it has
+    nothing to paint towards and the recipe is refused). Each term's loss is compared."""
+    on = {term, "content"} if term == "tv" else {term}
+    return {t.weight_key: float(t.name in on) for t in TERMS}
+
+
 @pytest.mark.parametrize(
-    "preset, pooling, shape, tile",
+    "preset, pooling, shape, tile, over",
     [
-        ("classic", "avg", (120, 150), 48),  # block5 style: halo 80 px, 3x4 tiles
-        ("bold-strokes", "max", (133, 101), 32),  # block5_conv2 content, odd sides: 5x4 tiles
-        ("fine-texture", "max", (100, 130), 16),  # only up to block3: 16 px grid, 7x9 tiles
+        ("classic", "avg", (120, 150), 48, {}),  # block5 style: halo 80 px, 3x4 tiles
+        ("bold-strokes", "max", (133, 101), 32, {}),  # block5_conv2 content, odd sides: 5x4 tiles
+        ("fine-texture", "max", (100, 130), 16, {}),  # only up to block3: 16 px grid, 7x9 tiles
+        # Every term alone, on classic's layers (its W2 and histogram use them too).
+        *(("classic", "max", (120, 150), 48, only(t.name)) for t in TERMS),
     ],
+    ids=lambda v: "+".join(k for k, w in v.items() if w) if isinstance(v, dict) else None,
 )
-def test_tiled_objective_equals_the_untiled_one_in_float32(preset, pooling, shape, tile):
-    recipe = apply_overrides(load_preset(preset), {"pooling": pooling, "precision": "float32"})
+def test_tiled_objective_equals_the_untiled_one_in_float32(preset, pooling, shape, tile, over):
+    over = {"pooling": pooling, "precision": "float32", **over}
+    recipe = apply_overrides(load_preset(preset), over)
     content, style, x = images(*shape)
     want_losses, want_grad = untiled(recipe, content, style, x)
     losses, grad, objective = tiled(recipe, content, style, x, tile)
@@ -109,18 +97,32 @@ def test_tiled_objective_in_bfloat16_differs_only_by_bfloat16_rounding():
     assert relative(grad, want_grad) < 0.25 * relative(want_grad, exact_grad)
 
 
-def test_style_grams_by_tiles_equal_the_whole_images():
+def test_style_statistics_by_tiles_equal_the_whole_images():
+    from impasto import terms
+    from impasto.objective import objective_for, style_targets
+
+    layers = {"block1_conv1": 1.0, "block3_conv1": 1.0, "block5_conv1": 1.0}
+    recipe = apply_overrides(
+        load_preset("classic"),
+        {"style_layers": layers, "w2_weight": 1.0, "hist_weight": 1.0, "precision": "float32"},
+    )
+    layout = terms.layout(recipe)
+    style = np.random.default_rng(5).uniform(0, 1, (40, 56, 3)).astype(np.float32)
+    whole = style_targets(objective_for(layout, "max", "float32"), style)
+    net = tiling._net(terms.layers_of(layout), "max", "float32")
+    style_terms = [(terms.BY_NAME[n], ks) for n, ks in layout if terms.BY_NAME[n].source == "style"]
+    by_tiles = tiling.summaries(net, style, 16, style_terms)
+    assert set(by_tiles) == {"style", "w2", "hist"}
+    for name, per_layer in whole.items():
+        for layer, value in per_layer.items():
+            for got, want in zip(*map(tf_flat, (by_tiles[name][layer], value)), strict=True):
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
+
+
+def tf_flat(nest) -> list:
     import tensorflow as tf
 
-    from impasto.losses import gram
-    from impasto.model import extractor
-
-    layers = ("block1_conv1", "block3_conv1", "block5_conv1")
-    _, style, _ = images(16, 16)
-    whole = extractor(layers, "max", "float32")(tf.constant(style[None]))
-    by_tiles = tiling.grams(style, layers, "max", "float32", 16)
-    for name in layers:
-        np.testing.assert_allclose(by_tiles[name], gram(whole[name]), rtol=1e-5, atol=1e-3)
+    return [np.asarray(v) for v in tf.nest.flatten(nest)]
 
 
 @pytest.mark.parametrize("shape, tile", [((120, 150), 48), ((17, 300), 64), ((40, 40), 512)])

@@ -17,6 +17,7 @@ from impasto.hotfolder.config import Config, DaemonSettings, Route
 from impasto.hotfolder.journal import Identity, Journal
 from impasto.hotfolder.layout import Layout
 from impasto.hotfolder.runner import Runner
+from impasto.hotfolder.space import DiskFull
 from tests.hotfolder.helpers import STARRY, FakeEngine, cat, image_bytes
 
 
@@ -127,31 +128,40 @@ def full_disk_under(monkeypatch, folder):
     monkeypatch.setattr(StyleResult, "save", full)
 
 
-def test_disk_full_while_writing_the_output_keeps_the_painting(s, monkeypatch):
-    full_disk_under(monkeypatch, s.layout.root)
-    s.drop("cat.png")
-    assert s.run_next() == "failed"
+def test_disk_full_while_writing_the_output_leaves_the_job_for_later(s, monkeypatch):
+    """A full disk is not the file's fault: no failed/, no recovery copy elsewhere (e.g. /tmp,
+    which a service's PrivateTmp discards); the daemon pauses (tests/faults/test_disk_full.py)
+    and, once space is freed, the job is queued again without counting a crash."""
+    full_disk_under(monkeypatch, Path("/"))
+    job_id = s.drop("cat.png")
+    with pytest.raises(DiskFull):
+        s.run_next()
     from impasto.paths import cache_dir
 
-    recovered = cache_dir() / "recovered"
-    (kept,) = recovered.iterdir()
-    assert kept.name.startswith("cat-recovered-") and kept.suffix == ".png"
-    with Image.open(kept) as img:
-        assert max(img.size) == 64  # the painting itself, whole
-    assert s.error("cat.png") == (
-        f"could not write the output 'cat.png': no space left on the disk; "
-        f"the painting is saved in {str(kept)!r}\n"
-    )
-    assert s.files("outbox") == []
-    assert s.files("failed") == ["cat.png", "cat.png.error.txt"]
+    assert not (cache_dir() / "recovered").exists()
+    assert s.files("inbox") == ["cat.png"] and s.files("outbox") == s.files("failed") == []
+    monkeypatch.undo()  # space was freed
+    s.runner.recover(crashed=False)
+    assert (s.journal.get(job_id).state, s.journal.get(job_id).crashes) == ("queued", 0)
+    assert s.run_next() == "done"
 
 
-def test_disk_full_everywhere_still_fails_the_file_with_its_reason(s, monkeypatch):
-    full_disk_under(monkeypatch, Path("/"))
-    s.drop("cat.png")
-    assert s.run_next() == "failed"
-    assert s.error("cat.png") == "could not write the output 'cat.png': no space left on the disk\n"
-    assert s.files("failed") == ["cat.png", "cat.png.error.txt"]
+def test_disk_full_while_moving_the_input_finishes_the_move_later(s, monkeypatch):
+    import impasto.hotfolder.runner as runner
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(runner, "move_no_replace", full)
+    job_id = s.drop("cat.png")
+    with pytest.raises(DiskFull):
+        s.run_next()
+    assert s.journal.get(job_id).state == "finishing"  # the output is on disk, the input not moved
+    assert s.files("outbox") == ["cat.png"] and s.files("inbox") == ["cat.png"]
+    monkeypatch.undo()
+    s.runner.recover(crashed=False)
+    assert s.journal.get(job_id).state == "done"
+    assert s.files("processed") == ["cat.png"] and s.files("inbox") == []
 
 
 @pytest.mark.usefixtures("weights_available")

@@ -136,6 +136,22 @@ def test_user_preset_adds_a_name_and_path_works(tmp_path):
         (lambda t: t + '\nmax_memory = "8X"', r"max_memory: '8X' is not a memory size like 8G"),
         (lambda t: t + "\nmax_memory = inf", r"max_memory must be a finite size greater than 0"),
         (lambda t: t + '\nmax_memory = "0.5G"', r"max_memory: 512M is less than impasto itself"),
+        (lambda t: t + "\nw2_weight = -1", r"w2_weight must be 0 or more, not -1"),
+        (
+            lambda t: t.replace("style_weight = 3.0", "style_weight = 0").replace(
+                "content_weight = 1.0", "content_weight = 0"
+            ),
+            r"content_weight, style_weight, w2_weight, hist_weight must not all be 0",
+        ),
+        (
+            lambda t: t + "\nhist_wieght = 1",
+            r"unknown key 'hist_wieght'; did you mean 'hist_weight'",
+        ),
+        (
+            lambda t: t + "\nhist_layers = { block9_conv1 = 1 }",
+            r"hist_layers names unknown layer 'block9_conv1'",
+        ),
+        (lambda t: t + "\nw2_layers = 3", r"w2_layers must be a table of layer = weight"),
     ],
 )
 def test_bad_preset_named_with_file_key_and_problem(edit, message):
@@ -151,6 +167,33 @@ def test_max_memory_is_optional_and_read_as_a_size():
     assert load_preset("big").max_memory == 12 * 2**30
     over = apply_overrides(load_preset("classic"), {"max_memory": "1.5G"})
     assert over.max_memory == int(1.5 * 2**30)
+
+
+def test_further_style_terms_are_off_unless_set_and_use_the_style_layers():
+    classic = load_preset("classic")
+    assert classic.w2_weight == classic.hist_weight == 0.0
+    assert classic.w2_layers is classic.hist_layers is None
+    faithful = load_preset("faithful")
+    assert faithful.w2_weight > 0 and faithful.hist_weight > 0 and faithful.style_weight == 0
+    over = apply_overrides(classic, {"hist_weight": 2, "hist_layers": {"block1_conv1": 3}})
+    assert over.hist_weight == 2.0 and over.hist_layers == {"block1_conv1": 1.0}
+    with pytest.raises(PresetError, match=r"override: w2_weight must be 0 or more"):
+        apply_overrides(classic, {"w2_weight": -0.5})
+    # "More style" means more of every style term the preset mixes.
+    stronger = apply_overrides(faithful, {"style_strength": 2})
+    assert stronger.w2_weight == 2 * faithful.w2_weight
+    assert stronger.hist_weight == 2 * faithful.hist_weight
+    assert stronger.content_weight == faithful.content_weight
+
+
+def test_every_term_names_keys_a_recipe_has():
+    pytest.importorskip("tensorflow")
+    from impasto.presets import RECIPE_KEYS
+    from impasto.terms import TERMS
+
+    for term in TERMS:
+        assert term.weight_key in RECIPE_KEYS
+        assert term.layers_key is None or term.layers_key in RECIPE_KEYS
 
 
 def test_bad_override_is_refused_with_suggestion():
