@@ -49,6 +49,7 @@ docs: $(STAMP)
 
 # Each benchmark writes its figures to benchmarks/results/ (most as a section of <cpu>-<n>cores.md). The tutorial's
 # 1000-step runs (about 1.5 hours on 2 cores) are made once per machine and kept.
+# IMPASTO_BENCH_SMOKE=DIR runs each one tiny, into DIR (tests/test_benchmarks.py does).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/tutorial_baseline.py
