@@ -110,6 +110,8 @@ class _LogFile(logging.handlers.RotatingFileHandler):
             return open_own(Path(path), flags)
 
         return open(self.baseFilename, self.mode, encoding=self.encoding, opener=opener)
+
+
 def set_note(layout: Layout, note: str | None) -> None:
     """A line under the pid in the lock file, for --status (e.g. "paused: no space left on
     the disk"). Rewriting the file's first bytes needs no new disk space, so this works when
