@@ -123,3 +123,14 @@ def test_messages_name_files_without_the_servers_upload_folders():
     assert public_message(text, [server_path]) == (
         "Content image 'holiday photo.jpg': not an image impasto reads (BMP, GIF, JPEG, PNG, TIFF, WEBP)"
     )
+
+
+@pytest.mark.parametrize("name", ["a\u00a0b.jpg", "line\u2028break.jpg", "tab\there.jpg"])
+def test_messages_drop_the_folder_when_repr_escapes_the_name(name):
+    """repr() writes these names as 'a\\xa0b.jpg': the path's text is not in the message, its
+    folder is."""
+    server_path = f"/tmp/impasto-web-x1/uploads/9066ab/{name}"
+    text = f"content image {server_path!r}: damaged or truncated image (broken data stream)"
+    message = public_message(text, [server_path])
+    assert message == f"Content image {name!r}: damaged or truncated image (broken data stream)"
+    assert "/tmp" not in message
