@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import threading
 import tempfile
+import threading
 import time
 import uuid
 import weakref
@@ -25,8 +25,8 @@ import pandas as pd
 
 import impasto
 from impasto.gradio_app import quiet_refusals
-from impasto.gradio_app.guard import UPLOAD_QUOTA, Guard
 from impasto.gradio_app.form import FormJob, Limits, job_from_form, public_message
+from impasto.gradio_app.guard import UPLOAD_QUOTA, Guard
 from impasto.gradio_app.presets_view import (
     PresetView,
     default_preset,

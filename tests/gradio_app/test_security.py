@@ -86,8 +86,9 @@ def test_a_hostile_eps_is_refused_at_once_while_another_job_paints(held, tmp_pat
             stylize(client_of(demo), eps, STARRY)
         assert time.monotonic() - started < 1.0
         (line,) = [ln for ln in str(refused.value).splitlines() if name in ln]
-        assert line.endswith(f"Content image '{name}': not an image impasto reads "
-                             "(BMP, GIF, JPEG, PNG, TIFF, WEBP)")
+        assert line.endswith(
+            f"Content image '{name}': not an image impasto reads (BMP, GIF, JPEG, PNG, TIFF, WEBP)"
+        )
         assert not painting.done()  # the other visitor's job is still painting
     valid = stylize(client_of(demo), CAT, STARRY, submit=True)  # positive control
     engine.go.set()
