@@ -237,3 +237,23 @@ def test_local_ray_is_started_and_stopped_with_the_daemon(tmp_path, watch):
         import shutil
 
         shutil.rmtree(short, ignore_errors=True)
+
+
+def test_a_local_ray_asks_for_a_token_and_uses_the_loopback_address():
+    """`--cluster local`: token authentication on, every node at 127.0.0.1 (the machine's own
+    address before issue 21)."""
+    from tests.cluster.conftest import require_ray
+
+    require_ray()
+    code = (
+        "from impasto.cluster.connect import Connection, _driver_uses_token\n"
+        "c = Connection('local')\n"
+        "print(_driver_uses_token(), sorted({n['NodeManagerAddress'] for n in c.ray.nodes()}))\n"
+        "c.close()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == "True ['127.0.0.1']"
