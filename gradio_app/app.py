@@ -25,6 +25,7 @@ import pandas as pd
 
 import impasto
 from impasto.gradio_app import quiet_refusals
+from impasto.gradio_app.cli import JOBS_PER_VISITOR
 from impasto.gradio_app.form import FormJob, Limits, job_from_form, public_message
 from impasto.gradio_app.guard import UPLOAD_QUOTA, Guard
 from impasto.gradio_app.presets_view import (
@@ -47,7 +48,6 @@ KEEP_RESULTS = 24 * 3600  # seconds a finished PNG stays downloadable
 ENGINE_QUEUE = "impasto-engine"  # the one concurrency id every job waits under
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 MAX_UPLOAD = "50mb"  # larger uploads are refused by Gradio before they reach the engine
-JOBS_PER_VISITOR = 2  # jobs one visitor (one address) may have waiting or painting at a time
 # Gradio adds a job to its queue a moment after the Run check passes: a check this recent
 # counts as a job until its job is queued, so that simultaneous submissions cannot all slip
 # past the limit.

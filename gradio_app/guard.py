@@ -24,6 +24,8 @@ import time
 from collections import defaultdict, deque
 from http.cookies import CookieError, SimpleCookie
 
+from impasto.gradio_app.cli import UPLOAD_QUOTA_MB
+
 log = logging.getLogger(__name__)
 
 API = "/gradio_api"
@@ -44,7 +46,7 @@ NEEDS_LOGIN = tuple(
     )
 )
 UPLOAD_PATHS = (API + "/upload", API + "/upload/")
-UPLOAD_QUOTA = 500 * 1024**2  # bytes one address may upload per hour
+UPLOAD_QUOTA = UPLOAD_QUOTA_MB * 1024**2  # bytes one address may upload per hour
 UPLOAD_WINDOW = 3600.0
 
 

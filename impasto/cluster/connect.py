@@ -2,7 +2,7 @@
 
 A local start is private to this process: a fresh short temporary folder (Unix socket paths must
 stay under about 107 bytes, and Ray nests several folders under RAY_TMPDIR), token
-authentication with a random token, the node's address 127.0.0.1, no dashboard. ray.shutdown()
+authentication with a random token, listening on 127.0.0.1 only, no dashboard. ray.shutdown()
 then stops exactly the processes it started; a cluster we only joined is left running. Nothing
 here ever runs `ray stop`, which would stop every Ray process on the machine, other people's
 included.
@@ -142,11 +142,6 @@ class Connection:
             self._prepare_local()
         self.ray = import_ray()
         options = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-        if local:
-            # The node's address for every process of this Ray. Ray 2.60's GCS and raylet
-            # still listen on every interface (token authentication is what keeps others out);
-            # newer Rays bind to the node's address (ray-project/ray#59852).
-            options["_node_ip_address"] = "127.0.0.1"
         # ray.init makes SIGTERM exit the driver at once; the caller's own handlers (finish the
         # step, keep a checkpoint) are put back.
         main = threading.current_thread() is threading.main_thread()
@@ -198,6 +193,11 @@ class Connection:
         niceness = os.environ.get("RAY_worker_niceness", "0")
         for key, value in (
             ("RAY_TMPDIR", self._tmp),
+            # Ray's single-machine mode (its default on macOS and Windows): the node's address
+            # is 127.0.0.1 and every Ray process listens there only. Otherwise the GCS and the
+            # raylets listen on every interface, and ray.init turns 127.0.0.1 into the
+            # machine's address (Ray 2.60).
+            ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"),
             ("RAY_AUTH_MODE", "token"),
             ("RAY_AUTH_TOKEN", token),
             ("RAY_worker_niceness", niceness),
