@@ -82,8 +82,8 @@ def test_a_hostile_eps_is_refused_at_once_while_another_job_paints(held, tmp_pat
         eps = tmp_path / name
         eps.write_bytes(HOSTILE_EPS)
         started = time.monotonic()
-        with pytest.raises(ValidationError) as refused:
-            stylize(client_of(demo), eps, STARRY)
+        with pytest.raises(ValidationError) as refused:  # not a TimeoutError: not queued
+            stylize(client_of(demo), eps, STARRY, submit=True).result(timeout=5)
         assert time.monotonic() - started < 1.0
         (line,) = [ln for ln in str(refused.value).splitlines() if name in ln]
         assert line.endswith(
@@ -105,7 +105,7 @@ def test_one_visitor_cannot_fill_the_queue(held):
     engine.wait_started()
     second = stylize(client_of(demo), CAT, STARRY, submit=True)  # another tab, same visitor
     with pytest.raises(ValidationError, match="You already have 2 jobs waiting or painting"):
-        stylize(client_of(demo), CAT, STARRY)
+        stylize(client_of(demo), CAT, STARRY, submit=True).result(timeout=5)
     assert engine.calls == 1
     engine.go.set()
     assert first.result(timeout=60)[0].startswith("Done")
