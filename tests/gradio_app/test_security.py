@@ -81,9 +81,10 @@ def test_a_hostile_eps_is_refused_at_once_while_another_job_paints(held, tmp_pat
     for name in ("hostile.eps", "hostile.jpg"):
         eps = tmp_path / name
         eps.write_bytes(HOSTILE_EPS)
+        visitor = client_of(demo)
         started = time.monotonic()
         with pytest.raises(ValidationError) as refused:  # not a TimeoutError: not queued
-            stylize(client_of(demo), eps, STARRY, submit=True).result(timeout=5)
+            stylize(visitor, eps, STARRY, submit=True).result(timeout=5)
         assert time.monotonic() - started < 1.0
         (line,) = [ln for ln in str(refused.value).splitlines() if name in ln]
         assert line.endswith(
