@@ -10,8 +10,10 @@ best picture so far, which is then offered like any finished result.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 import weakref
@@ -20,11 +22,12 @@ from pathlib import Path
 
 import gradio as gr
 import pandas as pd
-from gradio.utils import get_upload_folder
 
 import impasto
 from impasto.gradio_app import quiet_refusals
+from impasto.gradio_app.cli import JOBS_PER_VISITOR
 from impasto.gradio_app.form import FormJob, Limits, job_from_form, public_message
+from impasto.gradio_app.guard import UPLOAD_QUOTA, Guard
 from impasto.gradio_app.presets_view import (
     PresetView,
     default_preset,
@@ -44,6 +47,10 @@ KEEP_RESULTS = 24 * 3600  # seconds a finished PNG stays downloadable
 ENGINE_QUEUE = "impasto-engine"  # the one concurrency id every job waits under
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 MAX_UPLOAD = "50mb"  # larger uploads are refused by Gradio before they reach the engine
+# Gradio adds a job to its queue a moment after the Run check passes: a check this recent
+# counts as a job until its job is queued, so that simultaneous submissions cannot all slip
+# past the limit.
+JUST_CHECKED = 5.0
 # Gradio keeps a copy of the page's settings for every visitor session it has seen (10,000 by
 # default, about 70 kB each: 0.7 GB when full). The most recent ones are plenty for a page with
 # no per-visitor state; a visitor whose session was dropped loses only a refreshed preset list.
@@ -75,27 +82,34 @@ class LossHistory:
         return df
 
 
-class ResultFolder:
-    """Where finished PNGs wait to be downloaded: one sub-folder per job (two visitors may paint
-    files with the same name), each removed after KEEP_RESULTS, all when the app closes."""
+class ServerFolder:
+    """This server's private folder: Gradio's uploads and cached outputs in uploads/ (made its
+    GRADIO_TEMP_DIR), finished PNGs in results/, one sub-folder per job (two visitors may paint
+    files with the same name), each removed after KEEP_RESULTS, all when the app closes. Not
+    Gradio's default /tmp/gradio, which is shared by every user of the machine: anyone could read
+    the visitors' photos there, or make the folder first and own what the app writes."""
 
     def __init__(self) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix="impasto-web-"))
+        self.root = Path(tempfile.mkdtemp(prefix="impasto-web-"))  # mode 0700, ours alone
+        self.uploads = self.root / "uploads"
+        self.results = self.root / "results"
+        self.uploads.mkdir()
+        self.results.mkdir()
 
     def new_job_folder(self) -> Path:
         cutoff = time.time() - KEEP_RESULTS
-        for old in self.path.iterdir():
+        for old in self.results.iterdir():
             try:
                 if old.stat().st_mtime < cutoff:
                     shutil.rmtree(old, ignore_errors=True)
             except FileNotFoundError:
                 pass
-        folder = self.path / uuid.uuid4().hex
+        folder = self.results / uuid.uuid4().hex
         folder.mkdir()
         return folder
 
     def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def _output_name(content: str, preset: str, seed: int) -> str:
@@ -107,11 +121,23 @@ def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)[:60]
 
 
-def _error(exc: impasto.ImpastoError, paths: list[str], what: str) -> gr.Error:
+def _message(exc: impasto.ImpastoError, paths: list[str], what: str) -> str:
     """The one line a visitor sees, and the one line the server's log keeps."""
     message = public_message(str(exc), paths)
     log.warning("%s: %s", what, message)
-    return gr.Error(message, print_exception=False)
+    return message
+
+
+def _error(exc: impasto.ImpastoError, paths: list[str], what: str) -> gr.Error:
+    return gr.Error(_message(exc, paths, what), print_exception=False)
+
+
+def _visitor(request) -> str:
+    """Who is asking, as far as the server can tell: the client's address (uvicorn puts a local
+    reverse proxy's X-Forwarded-For there). Not Gradio's session hash, which a caller chooses
+    freely and so could change for every job."""
+    client = getattr(request, "client", None)
+    return getattr(client, "host", None) or ""
 
 
 def _bug(exc: Exception) -> gr.Error:
@@ -177,13 +203,25 @@ class WebApp:
     """The page's handlers, and what they share: the engine, this server's limits, the folder of
     finished pictures and the preset list. One per built page."""
 
-    def __init__(self, runner: EngineRunner, limits: Limits):
+    def __init__(
+        self,
+        runner: EngineRunner,
+        limits: Limits,
+        jobs_per_visitor: int = JOBS_PER_VISITOR,
+        upload_quota: int = UPLOAD_QUOTA,
+    ):
         self.runner = runner
         self.limits = limits
-        self.results = ResultFolder()
-        self.uploads = Path(get_upload_folder())  # where Gradio puts what visitors upload
+        self.jobs_per_visitor = jobs_per_visitor
+        self.upload_quota = upload_quota
+        self.folder = ServerFolder()
+        self.uploads = self.folder.uploads  # where Gradio puts what visitors upload
         self.views = {v.name: v for v in preset_views()}
         self.page: Page | None = None  # set once the page is laid out
+        self.demo: gr.Blocks | None = None  # set once built: its queue holds the jobs
+        self.saved_temp_dir: str | None = None  # GRADIO_TEMP_DIR before this page, for close()
+        self._checked_lock = threading.Lock()
+        self._just_checked: dict[str, list[float]] = {}  # visitor -> when a Run check passed
 
     def view_for(self, name: object) -> PresetView | None:
         if not isinstance(name, str):  # the page sends a name; anything else is no preset
@@ -230,6 +268,46 @@ class WebApp:
             upload_folder=self.uploads,
         )
 
+    def check_run(self, values: dict, request: gr.Request):
+        """Run's validator: Gradio calls it before the job joins the engine's queue, outside the
+        engine's one slot, so a bad upload (an EPS named .jpg, a damaged file) or a visitor over
+        their limit is refused at once, even while another visitor's job paints. The refusal is
+        shown at the photo (the first input); the message names the field."""
+        paths: list[str] = []
+        verdict = {value: gr.validate(True, "") for value in self.page.form_inputs()}
+        try:
+            form = self.form(values)
+            paths = form.paths
+            impasto.check_job(form.job)
+            self._count_visitor_job(_visitor(request))
+        except impasto.ImpastoError as exc:
+            verdict[self.page.content] = gr.validate(False, _message(exc, paths, "refused a job"))
+        except Exception as exc:  # noqa: BLE001 - a bug: the details go to the log only
+            verdict[self.page.content] = gr.validate(False, _bug(exc).message)
+        return verdict
+
+    def _count_visitor_job(self, visitor: str) -> None:
+        """An InputError when the visitor already has jobs_per_visitor jobs waiting or painting;
+        else the job is counted (see JUST_CHECKED)."""
+        now = time.monotonic()
+        with self._checked_lock:
+            recent = [t for t in self._just_checked.get(visitor, []) if now - t < JUST_CHECKED]
+            queued = [
+                event.enqueue_time  # Gradio's own list: jobs leave it however they end
+                for event in list(self.demo._queue.event_ids_to_events.values())
+                if _visitor(event.request) == visitor
+            ]
+            # Jobs queued since the oldest recent check came from recent checks: those checks
+            # are now counted by Gradio, and dropped from ours.
+            recent = recent[sum(1 for t in queued if recent and t >= recent[0]) :]
+            count = len(queued) + len(recent)
+            if count >= self.jobs_per_visitor:
+                raise impasto.InputError(
+                    f"you already have {count} job{'s' if count > 1 else ''} waiting or painting, "
+                    "this server's limit per visitor; run again when one has finished"
+                )
+            self._just_checked[visitor] = [*recent, now]
+
     def run_job(
         self,
         values: dict,
@@ -241,6 +319,8 @@ class WebApp:
         page = self.page
         paths: list[str] = []
         try:
+            # Checked again (check_run refused what is wrong before it queued): the engine
+            # needs the checked job, and the uploads are the same files, quick to check again.
             form = self.form(values)
             paths = form.paths
             checked = impasto.check_job(form.job)
@@ -259,7 +339,7 @@ class WebApp:
         session = request.session_hash if request is not None else ""
         outcome = None
         try:
-            folder = self.results.new_job_folder()
+            folder = self.folder.new_job_folder()
             preview = folder / "preview.webp"
             for item in self.runner.run(checked, session):
                 if item is None:
@@ -306,14 +386,19 @@ class WebApp:
         return "Stopping after this step…" if asked else "Nothing of yours is running."
 
 
-# Each built page's folder of finished pictures, which close() removes: kept here rather than
-# as an attribute added to gr.Blocks.
-_RESULTS: weakref.WeakKeyDictionary[gr.Blocks, ResultFolder] = weakref.WeakKeyDictionary()
+# Each built page's handlers (with its private folder, which close() removes, and its limits,
+# which launch() hands to the Guard): kept here rather than as attributes added to gr.Blocks.
+_APPS: weakref.WeakKeyDictionary[gr.Blocks, WebApp] = weakref.WeakKeyDictionary()
 
 
 def results_folder(demo: gr.Blocks) -> Path:
     """Where a built page keeps its finished pictures for download."""
-    return _RESULTS[demo].path
+    return _APPS[demo].folder.results
+
+
+def server_folder(demo: gr.Blocks) -> Path:
+    """A built page's private folder (uploads/ and results/)."""
+    return _APPS[demo].folder.root
 
 
 def build_app(
@@ -324,12 +409,21 @@ def build_app(
     queue_size: int = 16,
     examples_dir: Path | None = EXAMPLES,
     max_memory: int | None = None,
+    jobs_per_visitor: int = JOBS_PER_VISITOR,
+    upload_quota: int = UPLOAD_QUOTA,
 ) -> gr.Blocks:
     """The impasto page. max_size and max_steps bound what one visitor can ask of this machine;
-    queue_size bounds how many jobs may wait (more are refused with "queue is full");
-    max_memory is the memory budget of every job (None: the machine's free memory)."""
+    queue_size bounds how many jobs may wait (more are refused with "queue is full"), and
+    jobs_per_visitor how many of them one visitor may have; upload_quota is the bytes one
+    visitor may upload per hour (see guard.py); max_memory is the memory budget of every job
+    (None: the machine's free memory).
+
+    Gradio reads its upload folder from GRADIO_TEMP_DIR, for the whole process: the page's
+    private folder is set there until close(), so one process serves one page at a time."""
     limits = Limits(max_size=max_size, max_steps=max_steps, max_memory=max_memory)
-    app = WebApp(runner or EngineRunner(), limits)
+    app = WebApp(runner or EngineRunner(), limits, jobs_per_visitor, upload_quota)
+    app.saved_temp_dir = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(app.folder.uploads)
     with gr.Blocks(
         title="impasto", analytics_enabled=False, delete_cache=(3600, KEEP_RESULTS)
     ) as demo:
@@ -350,6 +444,7 @@ def build_app(
         )
         page.run.click(
             app.run_job,
+            validator=app.check_run,
             inputs=page.form_inputs(),
             outputs=[page.status, page.result, page.download, page.plot],
             api_name="stylize",
@@ -367,7 +462,8 @@ def build_app(
             show_progress="hidden",
         )
     demo.queue(max_size=queue_size, default_concurrency_limit=1)
-    _RESULTS[demo] = app.results
+    app.demo = demo
+    _APPS[demo] = app
     return demo
 
 
@@ -526,9 +622,14 @@ def _add_examples(folder: Path, content, style) -> None:
 def launch(demo: gr.Blocks, **options):
     """Start serving in the background with the app's defaults: the upload limit, no Gradio
     banner, no share link (impasto.gradio_app.sharing asks for one afterwards, see there), and
-    Gradio's refusals of malformed requests in one log line each (see quiet_refusals)."""
+    Gradio's refusals of malformed requests in one log line each (see quiet_refusals), and the
+    Guard in front of Gradio's routes (login throttle, routes Gradio leaves open, upload quota)."""
+    from starlette.middleware import Middleware
+
     quiet_refusals.install()
+    guard = Middleware(Guard, upload_quota=_APPS[demo].upload_quota)
     settings = {
+        "app_kwargs": {"middleware": [guard]},
         "max_file_size": MAX_UPLOAD,
         "quiet": True,
         "prevent_thread_lock": True,
@@ -541,6 +642,12 @@ def launch(demo: gr.Blocks, **options):
 
 
 def close(demo: gr.Blocks) -> None:
-    """Stop serving and remove the finished pictures this app kept for download."""
+    """Stop serving and remove the app's private folder (uploads and finished pictures)."""
     demo.close()  # nothing to stop when it never started serving
-    _RESULTS[demo].remove()
+    app = _APPS[demo]
+    app.folder.remove()
+    if os.environ.get("GRADIO_TEMP_DIR") == str(app.folder.uploads):
+        if app.saved_temp_dir is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = app.saved_temp_dir

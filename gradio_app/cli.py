@@ -22,6 +22,8 @@ from impasto.memory import parse_size
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
+JOBS_PER_VISITOR = 2  # the web app's default (impasto.gradio_app.app imports Gradio: not here)
+UPLOAD_QUOTA_MB = 500
 
 HELP = "start the web app (Gradio)"  # one line in `impasto --help`
 
@@ -63,6 +65,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--queue-size", type=int, default=16, help="jobs that may wait for the engine (default 16)"
     )
+    p.add_argument(
+        "--jobs-per-visitor",
+        type=int,
+        default=JOBS_PER_VISITOR,
+        help="jobs one visitor (one address) may have waiting or painting "
+        f"(default {JOBS_PER_VISITOR})",
+    )
+    p.add_argument(
+        "--upload-quota",
+        metavar="MB",
+        type=int,
+        default=UPLOAD_QUOTA_MB,
+        help=f"megabytes one address may upload per hour (default {UPLOAD_QUOTA_MB})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,8 +99,10 @@ def run(args: argparse.Namespace) -> int:
             f"{'--max-memory ' + args.max_memory if args.max_memory else 'is free'} "
             f"(at most {largest} px): raise --max-memory or lower --max-size"
         )
-    if args.max_steps < 1 or args.queue_size < 1:
-        raise ImpastoError("--max-steps and --queue-size must be 1 or more")
+    if min(args.max_steps, args.queue_size, args.jobs_per_visitor, args.upload_quota) < 1:
+        raise ImpastoError(
+            "--max-steps, --queue-size, --jobs-per-visitor and --upload-quota must be 1 or more"
+        )
     _check_port_free(args.host, args.port)  # before the engine's few seconds of loading
     for warning in sharing.exposure_warnings(args.host, args.share, auth):
         print(f"impasto: warning: {warning}", file=sys.stderr)
@@ -105,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         queue_size=args.queue_size,
         max_memory=max_memory,
+        jobs_per_visitor=args.jobs_per_visitor,
+        upload_quota=args.upload_quota * 1024**2,
     )
     try:
         launch(demo, server_name=args.host, server_port=args.port, auth=auth)

@@ -154,7 +154,10 @@ def public_message(message: str, paths: list[str]) -> str:
     """A message with the server's upload and preset folders cut down to the file names the
     visitor knows, and a capital first letter for the page."""
     for path in paths:
-        message = message.replace(path, Path(path).name)
+        # The upload's folder, not its whole path as text: a message may quote the path with
+        # repr(), which escapes characters of the name (U+00A0, U+2028) so that the path's
+        # text is not in it, while the server's folder names (ours, ASCII) come out unchanged.
+        message = message.replace(f"{Path(path).parent}{os.sep}", "")
     for folder in (user_preset_dir(), shipped_preset_dir()):
         message = message.replace(f"{folder}{os.sep}", "")
     return message[:1].upper() + message[1:]

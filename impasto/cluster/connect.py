@@ -2,9 +2,14 @@
 
 A local start is private to this process: a fresh short temporary folder (Unix socket paths must
 stay under about 107 bytes, and Ray nests several folders under RAY_TMPDIR), token
-authentication with a random token, no dashboard. ray.shutdown() then stops exactly the
-processes it started; a cluster we only joined is left running. Nothing here ever runs
-`ray stop`, which would stop every Ray process on the machine, other people's included.
+authentication with a random token, listening on 127.0.0.1 only, no dashboard. ray.shutdown()
+then stops exactly the processes it started; a cluster we only joined is left running. Nothing
+here ever runs `ray stop`, which would stop every Ray process on the machine, other people's
+included.
+
+A cluster is trusted with code both ways: its workers run what drivers send, and what they send
+back is unpickled here. So impasto joins only a cluster that asked it for a token (see
+_check_token_auth), and `auto` reads the address `ray start` left only from a file of this user's.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import tempfile
 import threading
 
@@ -25,8 +31,11 @@ log = logging.getLogger(__name__)
 
 INSTALL = "pip install 'impasto[cluster]'"
 LOCAL = "local"
+AUTO = "auto"
 # RAY_TMPDIR longer than this leaves Ray's socket paths over the kernel's limit.
 MAX_TMPDIR = 38
+# Set to 1 to join a cluster that lets drivers in without a token (a network only you can reach).
+ALLOW_NO_TOKEN = "IMPASTO_CLUSTER_WITHOUT_TOKEN"
 
 
 class ClusterError(ImpastoError):
@@ -69,6 +78,50 @@ def check_reachable(address: str) -> None:
         ) from None
 
 
+def auto_address() -> str:
+    """The cluster this machine joined with `ray start`: RAY_ADDRESS, else the address `ray
+    start` wrote to RAY_TMPDIR/ray/ray_current_cluster (/tmp/ray/... by default). That folder
+    belongs to whoever made it first, so the file is believed only when it is this user's and
+    nobody else may write it; Ray's own `auto` would also fall back to any Ray it finds running
+    on the machine, another user's included."""
+    address = os.environ.get("RAY_ADDRESS", "").strip()
+    if address and address != AUTO:
+        return address
+    from ray._common.utils import get_ray_address_file  # the file Ray itself reads
+
+    path = get_ray_address_file(None)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise ClusterError(
+            f"--cluster auto: this machine has joined no Ray cluster ({path} is missing); "
+            "run `ray start`, or give HEAD:PORT"
+        ) from None
+    except OSError as exc:
+        raise ClusterError(f"--cluster auto: cannot read {path}: {exc.strerror}") from None
+    with os.fdopen(fd) as fh:
+        st = os.fstat(fh.fileno())  # of the file read, whatever the name points to later
+        if st.st_uid != os.getuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise ClusterError(
+                f"--cluster auto: not trusting {path}: it belongs to another user or others "
+                "may write it, so anyone could point impasto at their own cluster; "
+                "give HEAD:PORT (or set RAY_ADDRESS)"
+            )
+        address = fh.read().strip()
+    if not address:
+        raise ClusterError(f"--cluster auto: {path} is empty; run `ray start`, or give HEAD:PORT")
+    return address
+
+
+def _driver_uses_token() -> bool:
+    """Whether this process joined with a token (Ray reads RAY_AUTH_MODE, or a token file)."""
+    try:
+        from ray._private.authentication.authentication_utils import is_token_auth_enabled
+    except ImportError:  # a Ray without token authentication
+        return False
+    return is_token_auth_enabled()
+
+
 class Connection:
     """This process as a Ray driver. `address` is "local" (start Ray here, stopped on close),
     "auto" (the cluster this machine joined with `ray start`), HOST:PORT or ray://HOST:PORT."""
@@ -80,9 +133,12 @@ class Connection:
         if not self.address:
             raise ClusterError("the cluster address is empty; give HOST:PORT, auto or local")
         require_ray()
-        if self.address not in (LOCAL, "auto"):
+        local = self.address == LOCAL
+        if self.address == AUTO:
+            self.address = auto_address()
+        if not local:
             check_reachable(self.address)
-        if self.address == LOCAL:
+        else:
             self._prepare_local()
         self.ray = import_ray()
         options = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
@@ -94,14 +150,37 @@ class Connection:
             self.ray.init(address=self.address, **options)
         except Exception as exc:  # noqa: BLE001 - Ray raises several kinds; all mean "cannot use"
             self.close()
-            local = self.address == LOCAL
             what = "start Ray on this machine" if local else f"reach the Ray cluster at {address!r}"
             hint = "" if local else " (start one with `ray start --head`, or use local)"
             raise ClusterError(f"cannot {what}: {_first_line(exc)}{hint}") from None
         finally:
             for signum, handler in handlers.items():
                 signal.signal(signum, handler)
+        if not local:
+            self._check_token_auth()
         log.info("connected to Ray (%s): %s", self.address, self.resources())
+
+    def _check_token_auth(self) -> None:
+        """Refuse a cluster that let this process in without a token (unless ALLOW_NO_TOKEN):
+        anyone who can reach such a cluster can run code on its machines and send this process
+        pickles, which it would load. Refused rather than warned about, because a warning in a
+        service's log is read after the harm; the opt-out is for a network only you can reach.
+        What impasto cannot tell: whether a cluster it joined with a token asks everyone else
+        for one (start every node with RAY_AUTH_MODE=token)."""
+        if _driver_uses_token():
+            return
+        problem = (
+            f"the Ray cluster at {self.address!r} let this process in without a token: anyone "
+            "who can reach it can run code there and here"
+        )
+        if os.environ.get(ALLOW_NO_TOKEN) == "1":
+            log.warning("%s (%s=1: joined anyway)", problem, ALLOW_NO_TOKEN)
+            return
+        self.close()
+        raise ClusterError(
+            f"{problem}; start it with RAY_AUTH_MODE=token and give impasto the same "
+            f"RAY_AUTH_TOKEN, or set {ALLOW_NO_TOKEN}=1 on a network only you can reach"
+        )
 
     def _prepare_local(self) -> None:
         base = tempfile.gettempdir()
@@ -114,6 +193,11 @@ class Connection:
         niceness = os.environ.get("RAY_worker_niceness", "0")
         for key, value in (
             ("RAY_TMPDIR", self._tmp),
+            # Ray's single-machine mode (its default on macOS and Windows): the node's address
+            # is 127.0.0.1 and every Ray process listens there only. Otherwise the GCS and the
+            # raylets listen on every interface, and ray.init turns 127.0.0.1 into the
+            # machine's address (Ray 2.60).
+            ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"),
             ("RAY_AUTH_MODE", "token"),
             ("RAY_AUTH_TOKEN", token),
             ("RAY_worker_niceness", niceness),

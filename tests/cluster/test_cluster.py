@@ -237,3 +237,30 @@ def test_local_ray_is_started_and_stopped_with_the_daemon(tmp_path, watch):
         import shutil
 
         shutil.rmtree(short, ignore_errors=True)
+
+
+def test_a_local_ray_asks_for_a_token_and_listens_on_loopback_only():
+    """`--cluster local`: token authentication on, the node at 127.0.0.1, and no Ray process
+    listening on any other address (before issue 21: the GCS and raylets on every interface)."""
+    from tests.cluster.conftest import require_ray
+
+    require_ray()
+    code = (
+        "import ipaddress\n"
+        "from impasto.cluster.connect import Connection, _driver_uses_token\n"
+        "c = Connection('local')\n"
+        "import psutil  # Ray's own copy, on the path once Ray is imported\n"
+        "ours = {p.pid for p in psutil.Process().children(recursive=True)}\n"
+        "heard = {ipaddress.ip_address(s.laddr.ip) for s in psutil.net_connections('inet')\n"
+        "         if s.status == 'LISTEN' and s.pid in ours}\n"
+        "nodes = sorted({n['NodeManagerAddress'] for n in c.ray.nodes()})\n"
+        "lo = all((getattr(a, 'ipv4_mapped', None) or a).is_loopback for a in heard)\n"
+        "print(_driver_uses_token(), nodes, bool(heard), lo)\n"
+        "c.close()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == "True ['127.0.0.1'] True True"

@@ -3,6 +3,7 @@ cluster settings of the hot folder are checked like the rest of its config."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -108,3 +109,70 @@ def test_an_address_nobody_answers_at_is_one_line_at_once():
         listening.bind(("127.0.0.1", 0))
         listening.listen()
         check_reachable(f"127.0.0.1:{listening.getsockname()[1]}")  # answers: no error
+
+
+def test_auto_trusts_the_address_file_only_when_it_is_this_users(tmp_path, monkeypatch):
+    """`ray start` leaves its address in RAY_TMPDIR/ray/ray_current_cluster, a folder that
+    belongs to whoever made it first: a file others may write, or another user's, is refused."""
+    pytest.importorskip("ray")
+    from impasto.cluster.connect import ClusterError, auto_address
+
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    planted = tmp_path / "ray" / "ray_current_cluster"
+    planted.parent.mkdir()
+    with pytest.raises(ClusterError, match="has joined no Ray cluster"):
+        auto_address()
+    planted.write_text("203.0.113.9:6379\n")
+    planted.chmod(0o666)  # as a file planted in a shared /tmp/ray may be
+    with pytest.raises(ClusterError, match="not trusting .*ray_current_cluster"):
+        auto_address()
+    planted.chmod(0o644)
+    assert auto_address() == "203.0.113.9:6379"  # positive control: ours, only we write it
+    real_uid = os.getuid()
+    monkeypatch.setattr(os, "getuid", lambda: real_uid + 1)  # now it is another user's
+    with pytest.raises(ClusterError, match="belongs to another user"):
+        auto_address()
+    monkeypatch.setenv("RAY_ADDRESS", "head:6379")  # the user's own setting wins, as in Ray
+    assert auto_address() == "head:6379"
+
+
+class FakeRay:
+    """Enough of the ray module for Connection, with no Ray started."""
+
+    def __init__(self):
+        self.initialized = False
+
+    def init(self, address, **options):
+        self.initialized = True
+
+    def is_initialized(self):
+        return self.initialized
+
+    def shutdown(self):
+        self.initialized = False
+
+    def cluster_resources(self):
+        return {"CPU": 2.0}
+
+
+def test_a_cluster_that_takes_drivers_without_a_token_is_refused(monkeypatch, caplog):
+    from impasto.cluster import connect
+
+    fake = FakeRay()
+    monkeypatch.setattr(connect, "require_ray", lambda: None)
+    monkeypatch.setattr(connect, "check_reachable", lambda address: None)
+    monkeypatch.setattr(connect, "import_ray", lambda: fake)
+    monkeypatch.delenv(connect.ALLOW_NO_TOKEN, raising=False)
+    monkeypatch.setattr(connect, "_driver_uses_token", lambda: False)
+    with pytest.raises(connect.ClusterError, match="let this process in without a token"):
+        connect.Connection("head:6379")
+    assert not fake.initialized  # left again at once
+    monkeypatch.setenv(connect.ALLOW_NO_TOKEN, "1")  # the opt-out: joined, with a warning
+    connect.Connection("head:6379").close()
+    assert "joined anyway" in caplog.text
+    monkeypatch.delenv(connect.ALLOW_NO_TOKEN)
+    monkeypatch.setattr(connect, "_driver_uses_token", lambda: True)  # positive control
+    connection = connect.Connection("head:6379")
+    assert connection.resources() == {"CPU": 2.0}
+    connection.close()

@@ -69,7 +69,13 @@ def served(tmp_path_factory, weights_for_module):
         home = tmp_path_factory.mktemp("app-home")
         mp.setenv("XDG_CONFIG_HOME", str(home / "config"))
         mp.setenv("XDG_DATA_HOME", str(home / "data"))
-        demo = build_app(EngineRunner(engine), max_size=MAX_SIZE, max_steps=MAX_STEPS, queue_size=8)
+        demo = build_app(
+            EngineRunner(engine),
+            max_size=MAX_SIZE,
+            max_steps=MAX_STEPS,
+            queue_size=8,
+            jobs_per_visitor=8,  # every test is the same visitor (127.0.0.1)
+        )
         launch(demo, server_name="127.0.0.1", server_port=free_port(), max_file_size="2mb")
         try:
             yield Served(url=demo.local_url, demo=demo, engine=engine)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
-from gradio_client.exceptions import AppError
+from gradio_client.exceptions import AppError, ValidationError
 from gradio_client.utils import QueueError, Status
 from PIL import Image
 
@@ -101,7 +101,7 @@ def test_three_jobs_at_once_all_complete_one_engine_run_at_a_time(served):
 def test_not_an_image_gives_a_clear_message_and_the_next_job_works(client, tmp_path, served):
     notes = tmp_path / "notes.png"
     notes.write_text("hello, not a picture")
-    with pytest.raises(AppError) as caught:
+    with pytest.raises(ValidationError) as caught:
         stylize(client, notes, STARRY)
     message = str(caught.value)
     assert "notes.png" in message and "not an image" in message
@@ -121,14 +121,14 @@ def test_an_engine_failure_is_reported_without_internals_and_the_app_recovers(cl
 
 
 def test_missing_style_gives_a_clear_message(client):
-    with pytest.raises(AppError, match="at least one style image"):
+    with pytest.raises(ValidationError, match="at least one style image"):
         stylize(client, CAT)
 
 
 def test_too_many_pixels_is_refused_before_decoding(client, tmp_path):
     huge = tmp_path / "huge.png"
     Image.new("1", (10_001, 10_001)).save(huge)  # 100,020,001 px, a few kB on disk
-    with pytest.raises(AppError, match="huge.png.*too many pixels"):
+    with pytest.raises(ValidationError, match="huge.png.*too many pixels"):
         stylize(client, CAT, huge)
 
 
@@ -142,7 +142,7 @@ def test_an_upload_over_the_size_limit_is_refused(client, tmp_path):
 
 
 def test_size_beyond_the_servers_limit_is_refused(client):
-    with pytest.raises(AppError, match="Output size must be .* from 64 to 256"):
+    with pytest.raises(ValidationError, match="Output size must be .* from 64 to 256"):
         stylize(client, CAT, STARRY, size=4096)
 
 

@@ -119,11 +119,19 @@ def test_upload_path_accepts_a_plain_path_for_callers_in_python():
 
 def test_messages_name_files_without_the_servers_upload_folders():
     server_path = "/tmp/gradio/3f2a9c/holiday photo.jpg"
-    text = (
-        f"content image {server_path!r}: not an image impasto reads "
-        "(BMP, GIF, JPEG, PNG, TIFF, WEBP)"
-    )
+    known = "(BMP, GIF, JPEG, PNG, TIFF, WEBP)"
+    text = f"content image {server_path!r}: not an image impasto reads {known}"
     assert public_message(text, [server_path]) == (
-        "Content image 'holiday photo.jpg': not an image impasto reads "
-        "(BMP, GIF, JPEG, PNG, TIFF, WEBP)"
+        f"Content image 'holiday photo.jpg': not an image impasto reads {known}"
     )
+
+
+@pytest.mark.parametrize("name", ["a\u00a0b.jpg", "line\u2028break.jpg", "tab\there.jpg"])
+def test_messages_drop_the_folder_when_repr_escapes_the_name(name):
+    """repr() writes these names as 'a\\xa0b.jpg': the path's text is not in the message, its
+    folder is."""
+    server_path = f"/tmp/impasto-web-x1/uploads/9066ab/{name}"
+    text = f"content image {server_path!r}: damaged or truncated image (broken data stream)"
+    message = public_message(text, [server_path])
+    assert message == f"Content image {name!r}: damaged or truncated image (broken data stream)"
+    assert "/tmp" not in message

@@ -121,6 +121,7 @@ def test_auth_locks_the_app_and_silences_the_warning():
         (["--max-size", "10"], "--max-size must be 64 to 8192"),
         (["--max-memory", "8X"], "--max-memory: '8X' is not a memory size like 8G"),
         (["--max-memory", "nan"], "--max-memory: 'nan' is not a memory size"),
+        (["--jobs-per-visitor", "0"], "--max-steps, --queue-size, --jobs-per-visitor and"),
         (
             ["--max-memory", "2G", "--max-size", "8192"],
             "--max-size 8192 px needs more memory than --max-memory 2G (at most",

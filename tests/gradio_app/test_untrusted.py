@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from gradio_client import Client
-from gradio_client.exceptions import AppError
+from gradio_client.exceptions import ValidationError
 from PIL import Image
 
 from impasto.gradio_app.app import results_folder
@@ -42,14 +42,23 @@ def upload(base_url: str, path: Path) -> str:
     return server_path
 
 
+def refusal(exc: ValidationError) -> str:
+    """The app's one line in gradio_client's report of a refused job."""
+    return str(exc).splitlines()[-1].removeprefix("- values: ")
+
+
 def call(base_url: str, api_name: str, body: str) -> tuple[str, object]:
-    """A plain-HTTP API call (POST, then read the event stream): the last event and its data."""
+    """A plain-HTTP API call (POST, then read the event stream): the last event and its data,
+    or ("refused", the app's message) when the job was refused before it queued."""
     with httpx.Client(base_url=base_url, timeout=120) as http:
         posted = http.post(
             f"gradio_api/call/{api_name}",
             content=body,
             headers={"content-type": "application/json"},
         )
+        if posted.status_code == 422 and "validate" in posted.text:
+            (message,) = [v["message"] for v in posted.json()["detail"] if not v["is_valid"]]
+            return "refused", message
         if posted.status_code != 200:
             return f"HTTP {posted.status_code}", posted.text
         stream = http.get(f"gradio_api/call/{api_name}/{posted.json()['event_id']}").text
@@ -96,11 +105,11 @@ def test_a_path_as_preset_is_refused_without_the_file_being_opened(
         "a recipe file": evil_recipe,
     }[kind]
     before = served.engine.calls
-    with pytest.raises(AppError) as refused:
+    with pytest.raises(ValidationError) as refused:
         stylize(client, CAT, STARRY, preset=str(target))
     assert not opened_files.saw(target)
     assert served.engine.calls == before
-    message = str(refused.value)
+    message = refusal(refused.value)
     assert message.startswith("Unknown preset") and "choose one of:" in message
     assert "classic" in message  # the visitor learns what they may pick
     load_library_preset("classic")  # the spy does see preset files being opened
@@ -114,11 +123,11 @@ def test_an_uploaded_recipe_named_by_its_server_path_is_refused_unopened(
     assert Path(server_path).is_file()  # it is there, on this machine
     opened_files.paths.clear()
     before = served.engine.calls
-    with pytest.raises(AppError) as refused:
+    with pytest.raises(ValidationError) as refused:
         stylize(client, CAT, STARRY, preset=server_path)
     assert not opened_files.saw(server_path)
     assert served.engine.calls == before
-    assert re.match(r"Unknown preset '/.+; choose one of: ", str(refused.value))
+    assert re.match(r"Unknown preset '/.+; choose one of: ", refusal(refused.value))
 
 
 def test_an_image_named_by_a_server_path_is_refused_unopened(served, tmp_path, opened_files):
@@ -130,8 +139,8 @@ def test_an_image_named_by_a_server_path_is_refused_unopened(served, tmp_path, o
     opened_files.paths.clear()  # the test's own writing of it
     before = served.engine.calls
     event, answer = call(served.url, "stylize", json.dumps({"data": data}))
-    assert event == "error"
-    assert answer["error"] == "The photo was not uploaded to this server; upload it again"
+    assert event == "refused"
+    assert answer == "The photo was not uploaded to this server; upload it again"
     assert not opened_files.saw(secret)
     assert served.engine.calls == before
 
@@ -181,7 +190,7 @@ def test_odd_values_from_plain_http_get_one_line_each(served):
     for changes, message in cases:
         body = json.dumps({"data": form_data(photo, style, changes)})  # NaN as JSON allows
         event, answer = call(served.url, "stylize", body)
-        assert event == "error" and answer["error"].startswith(message)
+        assert event == "refused" and answer.startswith(message)
     event, answer = call(served.url, "stylize", json.dumps({"data": form_data(photo, style)}))
     assert event == "complete" and answer[0].startswith("Done")
 
@@ -219,14 +228,16 @@ def test_no_request_puts_a_traceback_in_the_servers_stderr(evil_recipe, tmp_path
         ]
         for changes in refused_jobs:
             body = json.dumps({"data": form_data(photo, style, changes)})
-            assert call(base, "stylize", body)[0] == "error"
+            assert call(base, "stylize", body)[0] == "refused"
         malformed = [
             form_data(photo, style)[:5],  # too few values
             form_data(photo, style, {0: "/etc/hostname"}),  # a file slot holding a string
             form_data("/etc/hostname", style),  # a file outside the upload folder
         ]
-        for data in malformed:
-            assert call(base, "stylize", json.dumps({"data": data}))[0] == "error"
+        # Refused by Gradio as it calls the app's check, before the job queues: HTTP 400 with
+        # Gradio's one-line reason, nothing in the server's stderr.
+        answers = [call(base, "stylize", json.dumps({"data": data}))[0] for data in malformed]
+        assert answers == ["HTTP 400"] * len(malformed)
         assert call(base, "no-such-endpoint", json.dumps({"data": []}))[0] == "HTTP 500"
         assert call(base, "stylize", "{not json")[0] == "HTTP 422"
         answer = call(base, "cancel", json.dumps({"data": []}))
@@ -240,7 +251,6 @@ def test_no_request_puts_a_traceback_in_the_servers_stderr(evil_recipe, tmp_path
     assert "root:" not in stderr  # nothing of /etc/passwd
     log = [line for line in stderr.splitlines() if line not in START_AND_STOP]
     assert sum(line.startswith("impasto: refused a job: ") for line in log) == len(refused_jobs)
-    assert sum(line.startswith("impasto: refused a request: ") for line in log) == len(malformed)
     others = [line for line in log if not line.startswith("impasto: refused a ")]
     assert len(others) == 1 and "Exception in ASGI application: FnIndexInferError" in others[0]
 

@@ -149,7 +149,7 @@ def test_disk_full_while_writing_the_output_leaves_the_job_for_later(s, monkeypa
 def test_disk_full_while_moving_the_input_finishes_the_move_later(s, monkeypatch):
     import impasto.hotfolder.runner as runner
 
-    def full(src, dst):
+    def full(src, dst, src_dir_fd=None):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(runner, "move_no_replace", full)
