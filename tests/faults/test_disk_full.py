@@ -68,7 +68,12 @@ def wait_for(what: str, predicate, proc, err: Path, timeout: float = 30.0) -> No
 
 @pytest.mark.parametrize(
     "fill_before, why",
-    [("save", "No space left on device"), ("progress 1", "database or disk is full")],
+    # Filled just before the save, the save usually meets the full disk; on a busy machine a
+    # journal row written between the painting and the save may meet it first. Either pauses.
+    [
+        ("save", ("No space left on device", "database or disk is full")),
+        ("progress 1", ("database or disk is full",)),
+    ],
 )
 def test_a_full_disk_pauses_the_queue_until_space_is_freed(small_disk, tmp_path, fill_before, why):
     root = small_disk / "studio"
@@ -96,7 +101,7 @@ def test_a_full_disk_pauses_the_queue_until_space_is_freed(small_disk, tmp_path,
 
         paused = "paused: no space left on the disk"
         wait_for("the pause", lambda: paused in err.read_text(), proc, err)
-        assert why in err.read_text()  # the save, or the journal write, found the disk full
+        assert any(w in err.read_text() for w in why)  # what found the disk full, in the log
         status = format_status(gather(Layout(root)))
         assert paused in status, status
         time.sleep(1.5)  # long enough for a daemon that does not pause to fail the next job
