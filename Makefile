@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.impasto-installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint docs bench clean
 
 # The stamp is written last, so a .venv without it was cut short (or its Python is gone): it is
 # made again from scratch rather than trusted. Each prerequisite that is missing is named, with
@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	      "then run make again" >&2; exit 1; }; \
 	fi
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,cluster]'  # cluster: the Ray tests run too
+	$(BIN)/python -m pip install --quiet -e '.[test,docs,cluster]'  # cluster: the Ray tests run too
 	$(BIN)/impasto weights install
 	touch $@
 
@@ -42,8 +42,14 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+# The manual (mkdocs.yml, docs/), built offline into site/. Strict: a broken link, a missing page
+# or heading fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 # Each benchmark writes its figures to benchmarks/results/ (most as a section of <cpu>-<n>cores.md). The tutorial's
 # 1000-step runs (about 1.5 hours on 2 cores) are made once per machine and kept.
+# IMPASTO_BENCH_SMOKE=DIR runs each one tiny, into DIR (tests/test_benchmarks.py does).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/tutorial_baseline.py
@@ -53,4 +59,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/cluster.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) out site .pytest_cache

@@ -35,8 +35,10 @@ from pathlib import Path
 
 from impasto.machine import cpu_model
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import RESULTS, smoke  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 STYLE = ROOT / "tests" / "data" / "vangogh_starry_night_1889.jpg"
 
 
@@ -114,7 +116,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--max-workers", type=int, default=os.cpu_count() or 2)
-    args = p.parse_args()
+    # A smoke run: the one-core daemon and one worker, two photos, one round.
+    args = smoke(p.parse_args(), count=2, size=64, steps=1, rounds=1, max_workers=1)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     modes = [0, *range(1, args.max_workers + 1)]
     runs: dict[int, list[dict]] = {m: [] for m in modes}

@@ -32,8 +32,10 @@ from pathlib import Path
 
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import RESULTS, smoke  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 # The test suite's own images (tests/data/SOURCES.md), so the benchmark runs from any clone.
 PHOTO = ROOT / "tests" / "data" / "chelsea_cat.png"
 STYLE = ROOT / "tests" / "data" / "vangogh_starry_night_1889.jpg"
@@ -155,7 +157,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--settle", type=float, default=2.0, help="the daemon's settle_seconds")
-    args = p.parse_args()
+    args = smoke(p.parse_args(), count=2, size=64, steps=1, settle=0.2)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with tempfile.TemporaryDirectory(prefix="impasto-bench-") as tmp:
         tmp = Path(tmp)

@@ -28,8 +28,8 @@ import tensorflow as tf  # noqa: E402
 
 IMPORTED = time.perf_counter()
 from quality import distances  # noqa: E402
-from report import write_section  # noqa: E402
-from tutorial_baseline import DATA, PAIRS, baseline, load  # noqa: E402
+from report import SMOKE, smoke, write_section  # noqa: E402
+from tutorial_baseline import DATA, PAIRS, STEPS, baseline, load  # noqa: E402
 
 import impasto  # noqa: E402
 
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=1, choices=(1, 2, 3))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", nargs="*", help="variant names to run (default: all)")
-    args = parser.parse_args()
+    args = smoke(parser.parse_args(), size=64, pairs=1, runs=1, only=["default preset"])
     variants = {k: v for k, v in VARIANTS.items() if not args.only or k in args.only}
     lines = [
         f"Start-up in this process: import TensorFlow {IMPORTED - STARTED:.1f} s.",
@@ -79,7 +79,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     for content, style in PAIRS[: args.pairs]:
-        t_image, _ = baseline(content, style, args.size, 1000)
+        t_image, _ = baseline(content, style, args.size, STEPS)
         c_arr, s_arr = load(content, args.size), load(style, args.size)
         td = distances(t_image, c_arr, s_arr)
         lbfgs_evaluations = None
@@ -110,13 +110,15 @@ def main() -> None:
 
 def quick_draft_lines(runs: int) -> list[str]:
     """quick-draft against the default preset, each at its own default size, in a warm process
-    (as the web app, hot folder and gallery run them) and as whole commands."""
+    (as the web app, hot folder and gallery run them) and as whole commands (a smoke run: both
+    at 64 px, 2 steps)."""
     import subprocess
 
     content, style = (str(DATA / name) for name in PAIRS[0])
+    tiny = {"size": 64, "overrides": {"steps": 2}} if SMOKE else {}
     warm, command = {}, {}
     for preset in ("classic", "quick-draft"):
-        job = impasto.StyleJob(content, [style], preset=preset)
+        job = impasto.StyleJob(content, [style], preset=preset, **tiny)
         impasto.stylize(job)  # warm-up
         warm[preset] = []
         for _ in range(runs):
@@ -129,6 +131,7 @@ def quick_draft_lines(runs: int) -> list[str]:
             out = Path(tempfile_dir()) / f"{preset}.png"
             cmd = [sys.executable, "-m", "impasto.cli", "stylize", content, style]
             cmd += ["--preset", preset, "-o", str(out), "--progress", "none"]
+            cmd += ["--size", "64", "--steps", "2"] if SMOKE else []
             subprocess.run(cmd, check=True)
             command[preset].append(time.perf_counter() - started)
     w = {k: statistics.median(v) for k, v in warm.items()}

@@ -27,6 +27,9 @@ from pathlib import Path
 
 from impasto.machine import cpu_model
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import RESULTS, smoke  # noqa: E402
+
 CHILD = r"""
 import json, os, resource, sys, tempfile, time
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -95,7 +98,7 @@ def main() -> None:
     parser.add_argument(
         "--modes", nargs="*", default=["untiled", "tiled"], help="none: only rewrite the table"
     )
-    args = parser.parse_args()
+    args = smoke(parser.parse_args(), sizes=[64], steps=2, small_tile=16)
     budget = memory.parse_size(args.budget, "--budget")
     recipe = load_preset("classic")
     layers = tuple(recipe.content_layers) + tuple(recipe.style_layers)
@@ -104,10 +107,11 @@ def main() -> None:
     cpu = cpu_model()
     cores = os.cpu_count()
     slug = re.sub(r"[^A-Za-z0-9]+", "-", cpu).strip("-")
-    out = Path(__file__).resolve().parent / "results" / f"memory-{slug}-{cores}cores.md"
+    out = RESULTS / f"memory-{slug}-{cores}cores.md"
     # Figures of earlier runs on this machine are kept (a 4096 px row takes an hour here), so
     # sizes can be measured one at a time; a configuration measured again replaces its row.
     store = out.with_suffix(".json")
+    RESULTS.mkdir(parents=True, exist_ok=True)
     known = json.loads(store.read_text()) if store.exists() else {}
     for size in args.sizes:
         row = known.setdefault(str(size), {"size": size})

@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
-from report import RESULTS, write_section  # noqa: E402
-from tutorial_baseline import DATA, PAIRS, STYLE_LAYERS, baseline, load  # noqa: E402
+from report import RESULTS, smoke, write_section  # noqa: E402
+from tutorial_baseline import DATA, PAIRS, STEPS, STYLE_LAYERS, baseline, load  # noqa: E402
 
 
 def distances(result: np.ndarray, content: np.ndarray, style: np.ndarray) -> dict:
@@ -106,8 +106,10 @@ def main() -> None:
     parser.add_argument("--section", default="quality", help="name of the results section")
     parser.add_argument("impasto_args", nargs="*", help="extra `impasto stylize` options after --")
     args = parser.parse_args()
+    # A smoke run: one pair at 64 px, one run, and impasto painting 2 steps.
+    smoke(args, sizes=[64], pairs=1, runs=1, pace_steps=1, impasto_args=["--steps", "2"])
     cases = [(size, c, s) for size in args.sizes for c, s in PAIRS[: args.pairs]]
-    tutorial = {case: baseline(case[1], case[2], case[0], 1000) for case in cases}
+    tutorial = {case: baseline(case[1], case[2], case[0], STEPS) for case in cases}
     runs: dict = {case: [] for case in cases}
     paces: dict = {case: [] for case in cases}
     with tempfile.TemporaryDirectory() as tmp:

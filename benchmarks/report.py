@@ -1,6 +1,11 @@
 """One Markdown file of results per machine, benchmarks/results/<cpu>-<n>cores.md, which every
 benchmark updates section by section (its own section replaced, the others kept), so `make bench`
-leaves one page that names the machine and holds everything measured on it."""
+leaves one page that names the machine and holds everything measured on it.
+
+Smoke runs: with IMPASTO_BENCH_SMOKE=DIR every benchmark runs its smallest version (tiny
+pictures, a step or two, one pair, one run) and writes what it writes into DIR instead of
+benchmarks/results/, so tests/test_benchmarks.py can run each one without touching the figures.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,17 @@ from pathlib import Path
 
 from impasto import machine
 
-RESULTS = Path(__file__).resolve().parent / "results"
+SMOKE_DIR = os.environ.get("IMPASTO_BENCH_SMOKE") or None
+SMOKE = SMOKE_DIR is not None
+RESULTS = Path(SMOKE_DIR) if SMOKE else Path(__file__).resolve().parent / "results"
+
+
+def smoke(args, **tiny):
+    """args with the smoke run's tiny settings in place of the command line's (in a smoke run)."""
+    if SMOKE:
+        for name, value in tiny.items():
+            setattr(args, name, value)
+    return args
 
 
 def machine_line() -> str:

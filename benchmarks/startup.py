@@ -11,9 +11,10 @@ checking the job, TensorFlow's import, the weights, the first step with its targ
 tracing, the other steps, saving). Medians over RUNS runs, cold and warm runs interleaved.
 
     python benchmarks/startup.py [--runs 5] [--sizes 384 512] [--presets quick-draft classic]
-    python benchmarks/startup.py --quick     # a smoke test: 128 px, 2 runs, 5 steps, no file
+    python benchmarks/startup.py --quick     # a quick look: 128 px, 2 runs, 5 steps, no file
 
-Writes benchmarks/results/startup-<cpu>-<N>cores.md (not in --quick mode). Run it on a quiet
+Writes benchmarks/results/startup-<cpu>-<N>cores.md (not in --quick mode; a smoke run,
+IMPASTO_BENCH_SMOKE=DIR, writes it into DIR). Run it on a quiet
 machine: other load shows up in every number.
 """
 
@@ -32,8 +33,10 @@ from pathlib import Path
 
 from impasto.machine import cpu_model
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import RESULTS, SMOKE, smoke  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 CONTENT = ROOT / "examples" / "content.jpg"
 STYLE = ROOT / "examples" / "style.png"
 
@@ -112,6 +115,7 @@ def main() -> None:
     if args.quick:
         args.sizes, args.steps, args.presets = [128], 5, ["quick-draft"]
         args.runs = min(args.runs, 2)
+    smoke(args, sizes=[64], steps=1, presets=["quick-draft"], runs=1)
     machine = f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(machine, flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="impasto-startup-"))
@@ -132,12 +136,12 @@ def main() -> None:
         engine("stop", warm_env)
     text = report(args, machine, rows, stage_rows)
     print("\n" + text)
-    if not args.quick:
+    if SMOKE or not args.quick:
         RESULTS.mkdir(parents=True, exist_ok=True)
         cpu = "-".join(cpu_model().split()[:2])
         out = RESULTS / f"startup-{cpu}-{os.cpu_count()}cores.md"
         out.write_text(text)
-        print(f"written to {out.relative_to(ROOT)}")
+        print(f"written to {out}")
 
 
 def measure(args, tmp: Path, preset: str, size: int, cold_env: dict, warm_env: dict) -> dict:

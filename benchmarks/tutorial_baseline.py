@@ -29,10 +29,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
+from report import RESULTS, SMOKE, smoke  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "benchmarks" / "data"
-STORE = ROOT / "benchmarks" / "results" / "tutorial"
+STORE = RESULTS / "tutorial"
+STEPS = 4 if SMOKE else 1000  # the tutorial's steps (a smoke run: a few, in chunks of 2)
 PAIRS = [
     ("chelsea_cat.png", "vangogh_starry_night_1889.jpg"),
     ("astronaut_eileen_collins.png", "hokusai_great_wave_off_kanagawa_c1831.jpg"),
@@ -104,10 +106,11 @@ def tutorial(content: np.ndarray, style: np.ndarray, steps: int) -> tuple[np.nda
     step, image = loop(content, style)
     load_before = os.getloadavg()[0]
     wall, cpu = time.perf_counter(), time.process_time()
-    chunks = []  # (wall, CPU) seconds per CHUNK steps after the first (which traces)
+    chunk = max(1, min(CHUNK, steps // 2))  # CHUNK, or fewer in a smoke run's few steps
+    chunks = []  # (wall, CPU) seconds per chunk of steps after the first (which traces)
     for done in range(steps):
         step()
-        if (done + 1) % CHUNK == 0:
+        if (done + 1) % chunk == 0:
             image.numpy()  # wait for the chunk's last step
             chunks.append((time.perf_counter(), time.process_time()))
     image.numpy()
@@ -118,8 +121,8 @@ def tutorial(content: np.ndarray, style: np.ndarray, steps: int) -> tuple[np.nda
         "cpu_seconds": round(time.process_time() - cpu, 2),
         # What the loop would take on a quiet machine: every step at the pace of the fastest
         # chunk (a shared machine only ever slows it down), plus the first chunk as measured.
-        "quiet_wall_seconds": round(chunks[0][0] - wall + min(walls) * (steps / CHUNK - 1), 2),
-        "quiet_cpu_seconds": round(chunks[0][1] - cpu + min(cpus) * (steps / CHUNK - 1), 2),
+        "quiet_wall_seconds": round(chunks[0][0] - wall + min(walls) * (steps / chunk - 1), 2),
+        "quiet_cpu_seconds": round(chunks[0][1] - cpu + min(cpus) * (steps / chunk - 1), 2),
         "chunk_wall_seconds": [round(w, 2) for w in walls],
         "load_before": round(load_before, 2),
         "load_after": round(os.getloadavg()[0], 2),
@@ -186,7 +189,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[384, 512])
     parser.add_argument("--pairs", type=int, default=3, choices=(1, 2, 3))
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--fresh", action="store_true", help="measure again even if stored")
     parser.add_argument(
         "--pace",
@@ -194,7 +197,7 @@ def main() -> None:
         metavar="STEPS",
         help="only time STEPS steps, of pair number --pairs at the first of --sizes",
     )
-    args = parser.parse_args()
+    args = smoke(parser.parse_args(), sizes=[64], pairs=1, steps=STEPS)
     if args.pace:
         print(json.dumps(pace(*PAIRS[args.pairs - 1], args.sizes[0], args.pace)))
         return

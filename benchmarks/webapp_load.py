@@ -39,8 +39,10 @@ from PIL import Image
 
 from impasto.machine import cpu_model
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import RESULTS, SMOKE, smoke  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 CONTENT = ROOT / "examples" / "content.jpg"
 STYLE = ROOT / "examples" / "style.png"
 GOAL = 0.10  # last wave within this fraction of the second
@@ -56,7 +58,10 @@ def start_server(port: int, cache: Path, queue_size: int) -> subprocess.Popen:
     env = dict(os.environ, GRADIO_TEMP_DIR=str(cache), TF_CPP_MIN_LOG_LEVEL="3")
     env.pop("IMPASTO_AUTH", None)
     command = [sys.executable, "-m", "impasto.cli", "serve", "--port", str(port)]
+    # Every simulated visitor comes from 127.0.0.1: one address, which the server would hold to
+    # --jobs-per-visitor (2 by default) as one visitor. Here each client is a visitor of its own.
     command += ["--queue-size", str(queue_size), "--max-size", "256"]
+    command += ["--jobs-per-visitor", str(queue_size)]
     proc = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
@@ -153,6 +158,8 @@ def run_waves(args, url: str, server: subprocess.Popen, photos: list[Path], cach
             print(row, flush=True)
             for other in sorted(set(others)):
                 print(f"    {others.count(other)} x {other}")
+            if SMOKE and outcomes.count("done") < len(outcomes):
+                raise SystemExit(f"smoke run: not every visitor's job was painted: {outcomes}")
     return rows
 
 
@@ -200,7 +207,9 @@ def main() -> None:
     p.add_argument("--settle", type=float, default=3.0, help="seconds idle before reading RSS")
     default_name = f"{re.sub(r'[^A-Za-z0-9]+', '-', cpu_model()).strip('-')}-{os.cpu_count()}cores"
     p.add_argument("--name", default=default_name, help="results file: webapp_load-NAME.md")
-    args = p.parse_args()
+    # A smoke run: two waves (the verdict compares the last with the second) of three visitors
+    # (more than the default jobs per visitor), every job painted.
+    args = smoke(p.parse_args(), waves=2, clients=3, steps=1, shapes=2, runs=1, settle=0.5)
     print(machine())
     runs = []
     for n in range(1, args.runs + 1):
@@ -220,7 +229,8 @@ def main() -> None:
         f"`python benchmarks/webapp_load.py --waves {args.waves} --clients {args.clients} "
         f"--size {args.size} --steps {args.steps} --shapes {args.shapes} --runs {args.runs}`"
         f"\n\nMachine: {machine()}. Each run: a fresh `impasto serve --queue-size "
-        f"{args.clients + 2} --max-size 256`, preset classic, {args.clients} gradio_client "
+        f"{args.clients + 2} --max-size 256 --jobs-per-visitor {args.clients + 2}`, preset "
+        f"classic, {args.clients} gradio_client "
         f"visitors at once per wave (one new session each), their photos in {args.shapes} "
         f"shapes; RSS read {args.settle:g} s after each wave.\n\n{summary}\n"
     )
@@ -232,7 +242,7 @@ def main() -> None:
             + f"\n\n{run['summary'][:1].upper()}{run['summary'][1:]}.\n"
         )
     out.write_text(text)
-    print(f"written to {out.relative_to(ROOT)}")
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":
