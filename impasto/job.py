@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageChops
 
 from impasto.errors import InputError, PresetError
 from impasto.images import LoadedImage, load_image, save_image
@@ -41,6 +41,11 @@ class StyleJob:
     resume: continue from a checkpoint written by an earlier run of the same job.
     max_memory: the door's memory budget in bytes (the hot folder's daemon setting), for a
         recipe that sets none; None: the machine's free memory less a margin (memory.budget).
+    masks: where each style goes, one entry per style in the order of `styles` (fewer entries:
+        the rest cover the whole picture): a greyscale picture (white = this style, grey = a
+        soft edge; any size with the photo's aspect ratio) as a path, bytes, PIL image or
+        LoadedImage, or None for the whole picture. Where no mask covers a pixel, the photo
+        stays (only the content and smoothness terms act there). See load_mask.
     """
 
     content: ImageSource
@@ -55,6 +60,7 @@ class StyleJob:
     resume: str | os.PathLike | None = None
     max_memory: int | None = None
     content_name: str | None = None  # the file name content bytes came from (messages, settings)
+    masks: list | None = None
 
 
 @dataclass
@@ -66,12 +72,15 @@ class CheckedJob:
     content: LoadedImage
     styles: list[tuple[LoadedImage, float]]  # blend weights normalised to sum 1
     size: int
+    # One per style (None: the whole picture), "L" images in [0, 255] at their own size; None
+    # when no style has a mask (then the styles are blended over the whole picture as before).
+    masks: list[Mask | None] | None = None
 
     def settings(self) -> dict:
         """What reproduces this picture; embedded in PNG outputs and checkpoints."""
         from impasto import __version__
 
-        return {
+        settings = {
             "impasto": __version__,
             "content": _label(self.content.source),
             "styles": [[_label(img.source), w] for img, w in self.styles],
@@ -79,6 +88,9 @@ class CheckedJob:
             "seed": self.job.seed,
             "recipe": self.recipe.to_dict(),
         }
+        if self.masks is not None:  # absent without masks: older settings stay comparable
+            settings["masks"] = [None if m is None else _label(m.source) for m in self.masks]
+        return settings
 
 
 def _label(source: str) -> str:
@@ -114,6 +126,44 @@ class StyleResult:
         return save_image(img.convert("RGB"), path, settings=self.settings, alpha=alpha)
 
 
+@dataclass
+class Mask:
+    """A style's region: image is mode "L" (255 = this style), source names its file."""
+
+    image: Image.Image
+    source: str
+
+
+# A mask may be a little off the photo's aspect ratio (an editor's rounding, a mask drawn at a
+# smaller size): up to this fraction, or one pixel of the mask's short side, whichever is more.
+MASK_ASPECT_TOLERANCE = 0.01
+
+
+def load_mask(source, content: LoadedImage, index: int) -> Mask:
+    """Open and check style index's mask (0-based) against the photo: an image of the photo's
+    aspect ratio that is not all black. Its grey level (luminance) is the mask; a transparent
+    pixel covers nothing (a brush layer's strokes on a clear background are its region)."""
+    role = f"mask {index + 1}"
+    loaded = source if isinstance(source, LoadedImage) else load_image(source, role)
+    gray = loaded.rgb.convert("L")
+    if loaded.alpha is not None:
+        gray = ImageChops.multiply(gray, loaded.alpha)
+    label = f"{role} {_label(loaded.source)!r}"
+    (mw, mh), (cw, ch) = gray.size, content.rgb.size
+    off = abs(mw / mh - cw / ch) / (cw / ch)
+    if off > max(MASK_ASPECT_TOLERANCE, 1 / min(mw, mh)):
+        raise InputError(
+            f"{label}: {mw}x{mh} does not have the photo's shape ({cw}x{ch}); a mask must have "
+            "the photo's aspect ratio (any size)"
+        )
+    if gray.getextrema()[1] == 0:
+        raise InputError(
+            f"{label}: it is all black, so the style would go nowhere (white marks where a "
+            "style goes)"
+        )
+    return Mask(image=gray, source=loaded.source)
+
+
 def _load(source: ImageSource, role: str, name: str | None = None) -> LoadedImage:
     return source if isinstance(source, LoadedImage) else load_image(source, role, name=name)
 
@@ -143,6 +193,23 @@ def check_job(job: StyleJob) -> CheckedJob:
     styles = [
         (_load(src, "style"), w / sum(weights)) for (src, _), w in zip(pairs, weights, strict=True)
     ]
+    masks = _masks(job.masks, content, len(styles))
     if job.resume is not None:
         regular_file(job.resume, f"checkpoint {str(job.resume)!r}")
-    return CheckedJob(job=job, recipe=recipe, content=content, styles=styles, size=size)
+    return CheckedJob(
+        job=job, recipe=recipe, content=content, styles=styles, size=size, masks=masks
+    )
+
+
+def _masks(sources: list | None, content: LoadedImage, styles: int) -> list[Mask | None] | None:
+    """One checked mask (or None) per style, or None when no style has a mask."""
+    sources = list(sources or [])
+    if len(sources) > styles:
+        raise InputError(
+            f"{len(sources)} masks for {styles} style{'s' if styles > 1 else ''}: give at most "
+            "one mask per style, in the order of the styles"
+        )
+    if all(s is None for s in sources):
+        return None
+    sources += [None] * (styles - len(sources))
+    return [None if s is None else load_mask(s, content, i) for i, s in enumerate(sources)]
