@@ -291,3 +291,18 @@ def test_engine_settings_are_checked(tmp_path):
     path.write_text("[engine]\nidle = 3\n")
     with pytest.raises(InputError, match="unknown key 'idle'"):
         engine_settings(path)
+
+
+def test_an_editor_plugins_job_is_painted_by_the_server(tmp_path, warm, monkeypatch):
+    """The Krita and GIMP plug-ins run `impasto stylize` from the editor's own Python, with its
+    interpreter settings in the environment: the server still paints their job."""
+    from impasto.plugin import client
+    from tests.plugin.helpers import IMPASTO
+
+    for key, value in {**warm, "PYTHONHOME": "/opt/editor/python", "PYTHONPATH": "/x"}.items():
+        monkeypatch.setenv(key, value)
+    done_before = status(warm)["done"]
+    settings = client.StyleSettings(styles=[str(STARRY)], size=64, steps=2)
+    done = client.run_job([str(IMPASTO)], str(CAT), str(tmp_path / "layer.png"), settings)
+    assert Image.open(done.output).size == (64, 43)
+    assert status(warm)["done"] == done_before + 1
