@@ -40,8 +40,9 @@ def stylize(
     when it was cancelled before it got the engine. Raises Unavailable, or the ImpastoError the
     server found in the job (a bad image, a preset)."""
     job = checked.job
-    if os.name != "posix" or job.checkpoint or job.resume:
+    if os.name != "posix" or job.checkpoint or job.resume or checked.masks:
         # Unix sockets; and checkpoints are files the engine writes: a run alone writes them.
+        # Masks are not sent to the server yet: a run alone paints them.
         raise Unavailable("")
     try:
         sock = server.connect()
