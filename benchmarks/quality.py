@@ -143,7 +143,9 @@ def scatter(results: dict, methods: list[str], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     splits = sorted({case[0] for case in results}, reverse=True)  # tuning, then held-out
-    fig, axes = plt.subplots(1, len(splits), figsize=(6 * len(splits), 5), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(splits), figsize=(6 * len(splits), 5), squeeze=False, layout="constrained"
+    )
     colours = plt.get_cmap("tab20").colors
     for ax, split in zip(axes[0], splits, strict=True):
         for i, method in enumerate(methods):
@@ -155,14 +157,13 @@ def scatter(results: dict, methods: list[str], path: Path) -> None:
             if points:
                 x, y = [p["content"] for p in points], [p["style"] for p in points]
                 marker = "s" if method in (TUTORIAL, PEER) else "o"
-                ax.scatter(x, y, label=method, color=colours[i % 20], marker=marker)
+                ax.scatter(x, y, label=method, color=colours[2 * i % 20 + i // 10], marker=marker)
         ax.set(title=f"{split} pairs", xlabel="content distance (judge)")
         ax.set(ylabel="style distance (judge)")
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1, 1))
-    fig.suptitle("Lower is better on both: EfficientNet-Lite0 features (benchmarks/judge.py)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.suptitle("The judge (EfficientNet-Lite0 features): lower is better on both")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -302,7 +303,7 @@ def detail_table(results: dict, methods: list[str]) -> list[str]:
         for m in (m for m in methods if m in got):
             g = got[m]
             if m == TUTORIAL:
-                note = f"1000 x pace; the kept run took {g['kept_wall']:.0f} s"
+                note = f"{STEPS} x pace; the kept run took {g['kept_wall']:.0f} s"
             elif m == PEER:
                 note = f"one run, {g['measured']}, load {g['load']:.1f} before it"
             else:
