@@ -2,8 +2,9 @@
 (https://github.com/crowsonkb/style-transfer-pytorch, MIT), at its defaults, on the CPU.
 
 Its source is not on PyPI and is never copied into this repository: each run extracts the pinned
-commit from a local clone (IMPASTO_PEER_REPO, a git directory; `git clone --bare` the URL above)
-into a temporary folder and runs its own command line from there, with PyTorch (the `bench`
+commit from a local clone (IMPASTO_PEER_REPO, a git directory; by default
+~/.cache/impasto-bench/style-transfer-pytorch.git, made with `git clone --bare URL`) into a
+temporary folder and runs its own command line from there, with PyTorch (the `bench`
 extra). It loads torchvision's VGG19 (ImageNet weights, normally downloaded); here those are
 converted from the Keras VGG19 file impasto already has (the original Caffe weights): its
 ImageNet normalisation of [0, 1] RGB is folded into the first convolution, which is exact
@@ -37,8 +38,11 @@ from report import RESULTS, SMOKE, timed  # noqa: E402
 
 NAME = "crowsonkb/style-transfer-pytorch"
 COMMIT = "e7e2c7134e3937be05ff9f5fcc0873fe5ceb6060"  # 2023-05-21 "Add L-BFGS optimizer", its newest
+URL = "https://github.com/crowsonkb/style-transfer-pytorch"
+# A local clone (a bare one will do), made once: runs never reach the network.
 REPO = Path(
-    os.environ.get("IMPASTO_PEER_REPO", "/work/.mirror/crowsonkb+style-transfer-pytorch/repo")
+    os.environ.get("IMPASTO_PEER_REPO")
+    or Path.home() / ".cache" / "impasto-bench" / "style-transfer-pytorch.git"
 )
 # The peer's own requirements (its setup.py), less those impasto already has.
 MODULES = ("torch", "torchvision", "tifffile", "aiohttp", "tqdm")
@@ -63,7 +67,10 @@ def available() -> str | None:
         capture_output=True,
     )
     if found.returncode != 0:
-        return f"no clone of {NAME} holding {COMMIT[:12]} at {REPO} (set IMPASTO_PEER_REPO)"
+        return (
+            f"no clone of {NAME} holding {COMMIT[:12]} at {REPO} "
+            f"(git clone --bare {URL} {REPO}, or set IMPASTO_PEER_REPO to one)"
+        )
     return None
 
 
