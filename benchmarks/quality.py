@@ -195,7 +195,7 @@ def paint_impasto(cases, presets, args) -> tuple[dict, dict, dict]:
                 _, size, content, style = case
                 paces[case].append(tutorial_pace(content, style, size, args.pace_steps))
                 for p in presets:
-                    out = Path(tmp) / f"{len(pictures)}.png"
+                    out = Path(tmp) / "out.png"  # read at once, then painted over
                     runs[case, p].append(
                         run_impasto(content, style, size, p, out, args.impasto_args)
                     )
