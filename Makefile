@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.impasto-installed
 
-.PHONY: demo test lint docs bench clean
+.PHONY: demo test lint docs bench peer clean
 
 # The stamp is written last, so a .venv without it was cut short (or its Python is gone): it is
 # made again from scratch rather than trusted. Each prerequisite that is missing is named, with
@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	      "then run make again" >&2; exit 1; }; \
 	fi
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,docs,cluster]'  # cluster: the Ray tests run too
+	$(BIN)/python -m pip install --quiet -e '.[test,docs,cluster,bench]'  # Ray, quality's judge
 	$(BIN)/impasto weights install
 	touch $@
 
@@ -48,15 +48,23 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # Each benchmark writes its figures to benchmarks/results/ (most as a section of <cpu>-<n>cores.md). The tutorial's
-# 1000-step runs (about 1.5 hours on 2 cores) are made once per machine and kept.
+# 1000-step runs (about 3 hours on 2 cores) are made once per machine and kept; so are the quality
+# benchmark's peer pictures (in ~/.cache/impasto-bench; `python benchmarks/quality.py --plan`).
 # IMPASTO_BENCH_SMOKE=DIR runs each one tiny, into DIR (tests/test_benchmarks.py does).
-bench: $(STAMP)
+bench: $(STAMP) peer
 	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/tutorial_baseline.py
 	$(BIN)/python benchmarks/quality.py
 	$(BIN)/python benchmarks/levers.py
 	$(BIN)/python benchmarks/hotfolder.py
 	$(BIN)/python benchmarks/cluster.py
+
+# The quality benchmark's peer, crowsonkb/style-transfer-pytorch: a local clone it runs a pinned
+# commit of (benchmarks/peer_crowsonkb.py), made once; an existing one can be named instead.
+export IMPASTO_PEER_REPO ?= $(HOME)/.cache/impasto-bench/style-transfer-pytorch.git
+peer:
+	test -d $(IMPASTO_PEER_REPO) || \
+	  git clone --bare --quiet https://github.com/crowsonkb/style-transfer-pytorch $(IMPASTO_PEER_REPO)
 
 clean:
 	rm -rf $(VENV) out site .pytest_cache
