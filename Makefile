@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	      "then run make again" >&2; exit 1; }; \
 	fi
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,docs,cluster,bench]'  # Ray, quality's judge
+	$(BIN)/python -m pip install --quiet -e '.[test,docs,cluster]'  # cluster: the Ray tests run too
 	$(BIN)/impasto weights install
 	touch $@
 
@@ -51,7 +51,11 @@ docs: $(STAMP)
 # 1000-step runs (about 3 hours on 2 cores) are made once per machine and kept; so are the quality
 # benchmark's peer pictures (in ~/.cache/impasto-bench; `python benchmarks/quality.py --plan`).
 # IMPASTO_BENCH_SMOKE=DIR runs each one tiny, into DIR (tests/test_benchmarks.py does).
+# The quality benchmark's judge and peer need the bench extra (PyTorch: about 5.5 GB with PyPI's
+# CUDA libraries) and a clone from GitHub, so they are checked here, not by `make test`.
 bench: $(STAMP) peer
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m pytest -q benchmarks/test_tools.py
 	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/tutorial_baseline.py
 	$(BIN)/python benchmarks/quality.py
