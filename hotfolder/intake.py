@@ -465,7 +465,7 @@ class Intake:
             mine = [
                 (m, ident, settled)
                 for (r, m), (ident, settled) in masks.items()
-                if r == route and m not in claimed[route] and mask_of(m)[0] == photo_stem(name)
+                if r == route and m not in claimed.get(r, ()) and mask_of(m)[0] == photo_stem(name)
             ]
             if not all(settled for _, _, settled in mine):
                 continue  # a mask is still being written: the photo waits for it
@@ -473,7 +473,7 @@ class Intake:
             found = tuple(MaskFile(m, ident) for m, ident, _ in sorted(mine))
             job_id = journal.enqueue(route, name, identity, found)
             if job_id is not None:
-                claimed[route] |= {m.name for m in found}
+                claimed.setdefault(route, set()).update(m.name for m in found)
                 shown = printable(f"{route}/{name}")
                 if found:
                     shown += printable(f" with {', '.join(m.name for m in found)}")

@@ -247,18 +247,22 @@ def test_the_daemon_paints_a_photo_with_its_mask_and_leaves_a_lone_mask_alone(tm
     (inbox / "cat.mask.png").write_bytes(half_mask())
     (inbox / "cat.png").write_bytes(image_bytes(cat(), "PNG"))
     (inbox / "lone.mask.png").write_bytes(half_mask())
+    (inbox / "dog.png").write_bytes(image_bytes(cat(), "PNG"))  # and one without a mask
     route = Route(name="paint", styles=ONE_STYLE, size=64)
     engine = FakeEngine()
     assert (
         Daemon(Config(tmp_path, None, FAST, {"paint": route}), once=True, engine=engine).run() == 0
     )
-    assert [row["name"] for row in jobs(tmp_path)] == ["cat.png"]  # masks are never photos
+    assert sorted(row["name"] for row in jobs(tmp_path)) == ["cat.png", "dog.png"]  # no masks
     assert read_settings(tmp_path / "outbox" / "paint" / "cat.png")["masks"] == ["cat.mask.png"]
-    assert sorted(os.listdir(tmp_path / "processed" / "paint")) == ["cat.mask.png", "cat.png"]
+    assert "masks" not in read_settings(tmp_path / "outbox" / "paint" / "dog.png")
+    processed = sorted(os.listdir(tmp_path / "processed" / "paint"))
+    assert processed == ["cat.mask.png", "cat.png", "dog.png"]
     assert os.listdir(inbox) == ["lone.mask.png"]  # never deleted, never taken
     log = (tmp_path / "hotfolder.log").read_text()
     assert "queued paint/cat.png with cat.mask.png" in log
     assert "inbox/paint/lone.mask.png is a mask, and no photo lone.* is beside it" in log
+    assert "error" not in log.lower()
 
 
 def test_a_photo_waits_for_a_mask_that_is_still_being_written(tmp_path, monkeypatch):
