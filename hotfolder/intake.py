@@ -60,6 +60,15 @@ def is_ignored(name: str) -> bool:
     )
 
 
+def takeable(name: str) -> bool:
+    """True for a name the intake takes: not ignored, text (UTF-8) and a plain file name."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return not is_ignored(name) and safe_name(name)
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What an inbox entry is: "file" (a candidate), "refuse" (goes to failed/ with reason),

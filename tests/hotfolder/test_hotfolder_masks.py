@@ -149,6 +149,14 @@ def test_a_mask_dropped_after_its_photo_was_queued_is_waited_for(s):
     assert s.files("inbox") == ["cat.mask.png", "cat.png"]
 
 
+def test_what_the_intake_would_never_take_does_not_hold_a_photo_back(s):
+    (s.layout.folder("inbox", "paint") / "cat.mask2.png").mkdir()  # a folder
+    s.put(".cat.mask.png", half_mask())  # hidden
+    s.drop("cat.png")
+    assert s.run_next() == "done"
+    assert s.engine.calls[0].masks is None
+
+
 def test_a_mask_changed_after_it_was_queued_is_read_anew(s):
     s.drop("cat.png", {"cat.mask.png": half_mask()})
     s.put("cat.mask.png", half_mask(value=200))
