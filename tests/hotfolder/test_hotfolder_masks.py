@@ -302,30 +302,3 @@ def test_a_photo_waits_for_a_mask_that_is_still_being_written(tmp_path, monkeypa
     tick(5.0)  # a mask is never queued as a photo
     assert len(journal.in_state("queued")) == 1
     journal.close()
-
-
-def test_a_mask_gets_to_ray_workers_as_the_job_checked_it(tmp_path):
-    """The cluster request carries the checked mask, under its name: the worker's job has the
-    same mask pixels and the same settings as the caller's."""
-    from tests.cluster.conftest import require_ray
-
-    require_ray()
-    from impasto.cluster.worker import Request
-    from impasto.images import load_image
-    from impasto.job import StyleJob, check_job
-
-    mask = load_image(half_mask(), "mask 1", name="cat.mask.png")
-    checked = check_job(
-        StyleJob(
-            image_bytes(cat(), "PNG"),
-            [str(STARRY), str(WAVE)],
-            size=64,
-            masks=[None, mask],
-            content_name="cat.png",
-        )
-    )
-    job, names = Request.of(checked).materialise(tmp_path)
-    there = check_job(job)
-    assert there.settings() == checked.settings()
-    assert there.settings()["masks"] == [None, "cat.mask.png"]
-    assert there.masks[1].image.tobytes() == checked.masks[1].image.tobytes()
