@@ -83,11 +83,10 @@ class Objective:
     def _signature(self) -> list:
         scalar = tf.TensorSpec((), tf.float32)
         with_layers = [(t, layers) for t, layers in self.terms if layers]
-        masks = True if self.regions else None
 
-        def target_spec(term, k):
+        def target_spec(term, k):  # with regions, a style term has one target per region
             spec = term.target_spec(k)
-            return [spec] * self.regions if term.masked(masks) else spec
+            return [spec] * self.regions if term.by_regions(self.regions > 0) else spec
 
         signature = [
             tf.TensorSpec((None, None, 3), tf.float32),

@@ -150,21 +150,22 @@ class Term:
     def region_loss(self, s, target, r: int) -> tf.Tensor:
         raise NotImplementedError
 
-    def masked(self, masks) -> bool:
-        """Whether this term works by regions: a style term in a job with masks."""
-        return masks is not None and self.source == "style"
+    def by_regions(self, regions: bool) -> bool:
+        """Whether this term works by regions in a job with (regions) or without masks: only
+        the style terms do; content and TV act on the whole picture."""
+        return regions and self.source == "style"
 
     # Per picture (or tile core): pixels is (crop, core offsets in it); layers, the term's;
     # masks: None, or the core's pixel masks [R, h, w].
     def picture_stats(self, feats: dict, pixels, local: dict, layers, masks=None) -> dict:
-        if self.masked(masks):
+        if self.by_regions(masks is not None):
             return {k: self.region_stats(feats[k], mask_at(masks, k), k) for k in layers}
         return {k: self.stats(feats[k], local.get(k), k) for k in layers}
 
     def picture_loss(self, s: dict, targets: dict, shape, layer_weights: dict, scales=None):
         """The weighted loss over layers; with regions (scales: one per region, see
         region_scales), targets hold one target per region and their losses add up."""
-        if scales is not None and self.source == "style":
+        if self.by_regions(scales is not None):
             return tf.add_n(
                 [
                     w * scales[r] * self.region_loss(s[k], targets[k][r], r)
@@ -452,7 +453,7 @@ def layers_of(layout: tuple) -> tuple:
 def targets_of(term: Term, summaries: list, layer: str, regions: bool):
     """A term's targets from [(summary, blend weight)]: the blend's, or with regions one per
     style (each region aims at its own picture, whatever the weights)."""
-    if regions and term.source == "style":
+    if term.by_regions(regions):
         return [term.targets([(summary, 1.0)], layer) for summary, _ in summaries]
     return term.targets(summaries, layer)
 
