@@ -201,7 +201,7 @@ class Daemon:
         log.info(
             "starting on %s (pid %d), routes: %s", self.layout.root, os.getpid(), ", ".join(routes)
         )
-        backend = open_backend(settings, self.engine)
+        backend = open_backend(settings, self.engine, self.layout.state)
         journal = Journal(self.layout.journal)
         try:
             journal.clear_holds()

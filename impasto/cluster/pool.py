@@ -35,8 +35,15 @@ class Pool:
     """`workers` engine actors (0: one per `threads` CPUs of the cluster, or one per GPU), each
     with TensorFlow limited to `threads` threads. Use as a context manager, or call close()."""
 
-    def __init__(self, address: str, workers: int = 0, threads: int = 1, max_deaths: int = 3):
-        self.connection = Connection(address)
+    def __init__(
+        self,
+        address: str,
+        workers: int = 0,
+        threads: int = 1,
+        max_deaths: int = 3,
+        record: Path | None = None,
+    ):
+        self.connection = Connection(address, record)  # record: see connect.remove_left_behind
         try:
             from impasto.cluster.worker import EngineWorker
 
