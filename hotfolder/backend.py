@@ -33,15 +33,10 @@ class LocalBackend:
         pass
 
 
-def open_backend(settings: DaemonSettings, engine=None, state: Path | None = None):
+def open_backend(settings: DaemonSettings, engine=None, record: Path | None = None):
     """A backend with .engines (one per runner thread) and .close(); `engine` replaces the
-    local engine (tests pass a stand-in). `state`, the daemon's own folder (its lock held),
-    keeps the path of a local Ray's folder, so that the start after a kill -9 removes it."""
-    record = state / "local-ray" if state is not None else None
-    if record is not None:
-        from impasto.cluster.connect import remove_left_behind  # imports no Ray
-
-        remove_left_behind(record)
+    local engine (tests pass a stand-in). `record` keeps the path of a local Ray's folder while
+    it runs (see impasto.cluster.connect.remove_left_behind)."""
     if not settings.cluster:
         return LocalBackend(engine)
     from impasto.cluster.pool import Pool

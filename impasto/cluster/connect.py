@@ -190,9 +190,9 @@ class Connection:
         )
 
     def _prepare_local(self) -> None:
-        base = tempfile.gettempdir()
-        if len(base) > MAX_TMPDIR - 12:
-            base = "/tmp"
+        # this process's temporary folder if short enough, else the system's, else /tmp
+        bases = (tempfile.gettempdir(), os.environ.get("TMPDIR") or "/tmp", "/tmp")
+        base = next(b for b in bases if len(b) <= MAX_TMPDIR - 12 and os.path.isdir(b))
         self._tmp = tempfile.mkdtemp(prefix="ray", dir=base)
         if self.record is not None:
             self.record.write_text(self._tmp + "\n")

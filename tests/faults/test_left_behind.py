@@ -1,7 +1,11 @@
-"""A daemon with a local Ray (`cluster = "local"`) killed with -9 cannot remove its private Ray
-folder (/tmp/rayXXXXXXXX), and Ray's agents outlive it for a minute or so. The next start
-removes both, and nothing that belongs to anyone else: another Ray's folder and processes, a
-folder of another user's, a symbolic link in the record's place."""
+"""What a daemon killed with -9 leaves in temporary folders, and the next start removes.
+
+Its own temporary files (TensorFlow writes a few modules per process, and removes them only at
+a clean exit) live in ROOT/.hotfolder/tmp, emptied at every start, not in /tmp where nobody can
+tell them from other processes' files in use. With a local Ray (`cluster = "local"`), its
+private Ray folder (/tmp/rayXXXXXXXX) and Ray's agents, which outlive it for a minute or so; and
+nothing that belongs to anyone else: another Ray's folder and processes, a symbolic link in the
+record's place, a folder not named as a local start names its own."""
 
 from __future__ import annotations
 
@@ -16,8 +20,43 @@ from pathlib import Path
 import pytest
 
 from impasto.cluster.connect import remove_left_behind
+from impasto.hotfolder.config import Config, DaemonSettings, Route
+from impasto.hotfolder.daemon import Daemon
 from tests.cluster.conftest import require_ray
-from tests.hotfolder.helpers import STARRY, WatchProcess, cat, image_bytes, jobs
+from tests.hotfolder.helpers import STARRY, FakeEngine, WatchProcess, cat, image_bytes, jobs
+
+
+class TempWritingEngine(FakeEngine):
+    """Writes a temporary file per job, as TensorFlow's autograph does, and keeps it (killed)."""
+
+    def stylize(self, checked, on_progress=None, cancel=None):
+        fd, path = tempfile.mkstemp(suffix=".py")
+        os.close(fd)
+        self.temp_files = [*getattr(self, "temp_files", []), path]
+        return super().stylize(checked, on_progress, cancel)
+
+
+def test_the_daemons_temp_files_live_in_its_state_folder_and_go_at_the_next_start(tmp_path):
+    root = tmp_path / "studio"
+    (root / "inbox" / "paint").mkdir(parents=True)
+    (root / "inbox" / "paint" / "a.png").write_bytes(image_bytes(cat(), "PNG"))
+    left = root / ".hotfolder" / "tmp" / "__autograph_generated_file1234.py"
+    left.parent.mkdir(parents=True)
+    left.write_text("# what a killed daemon left")
+    elsewhere = Path(tempfile.gettempdir()) / f"not-the-daemons-{os.getpid()}.py"
+    elsewhere.write_text("# another process's, in use")
+    settings = DaemonSettings(settle_seconds=0.2, closed_settle_seconds=0.1, rescan_seconds=0.5)
+    routes = {"paint": Route(name="paint", styles=((str(STARRY), 1.0),), size=64)}
+    engine = TempWritingEngine()
+    try:
+        assert Daemon(Config(root, None, settings, routes), once=True, engine=engine).run() == 0
+        assert os.listdir(root / "outbox" / "paint") == ["a.png"]
+        assert [Path(p).parent for p in engine.temp_files] == [left.parent]  # its own folder
+        assert not left.exists() and not left.parent.exists()  # emptied, then removed at exit
+        assert elsewhere.read_text() == "# another process's, in use"
+        assert tempfile.gettempdir() != str(left.parent)  # the process's own setting is back
+    finally:
+        elsewhere.unlink()
 
 
 def sleeper(ray_tmpdir: str) -> subprocess.Popen:
