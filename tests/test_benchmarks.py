@@ -28,6 +28,7 @@ WRITES = {
     "startup.py": ["startup-*cores.md"],
     "webapp_load.py": ["webapp_load-*.md"],
     "cluster.py": ["cluster-*cores.md"],
+    "soak.py": ["soak-*cores.md"],
 }
 
 
