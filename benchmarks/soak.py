@@ -396,6 +396,23 @@ def kill_points(rng: random.Random, count: int, kills: int) -> list[int]:
     return [int(span * (k + 1) + rng.uniform(-span / 3, span / 3)) for k in range(kills)]
 
 
+class Progress:
+    """How many inputs are finished (processed/ and failed/), and a SystemExit when none has
+    finished for `limit` seconds while files wait: a stuck daemon, not a slow one."""
+
+    def __init__(self, root: Path, limit: float):
+        self.root, self.limit = root, limit
+        self.count, self.at = -1, time.monotonic()
+
+    def done(self) -> int:
+        n = finished(self.root)
+        if n != self.count:
+            self.count, self.at = n, time.monotonic()
+        elif time.monotonic() - self.at > self.limit and os.listdir(self.root / "inbox" / ROUTE):
+            raise SystemExit(f"no file finished in {self.limit:.0f} s; see {self.root}")
+        return n
+
+
 def soak(args, backend: str, work: Path) -> dict:
     rng = random.Random(args.seed)
     root, tmpdir, outside = work / "root", work / "t", work / "outside"
@@ -410,6 +427,7 @@ def soak(args, backend: str, work: Path) -> dict:
     worker_kills = kill_points(rng, args.files, args.worker_kills) if backend == "ray" else []
     how = Counter()
     stop, slow = threading.Event(), []
+    progress = Progress(root, args.stall)
     daemon = Daemon(root, tmpdir, 0)
     while not daemon.watching():
         time.sleep(0.1)
@@ -418,7 +436,7 @@ def soak(args, backend: str, work: Path) -> dict:
     feeder.start()
     try:
         while moments or worker_kills:
-            done = finished(root)
+            done = progress.done()
             if worker_kills and done >= worker_kills[0] and daemon.watching():
                 worker_kills.pop(0)
                 pids = workers_of(tmpdir)
@@ -447,7 +465,7 @@ def soak(args, backend: str, work: Path) -> dict:
         while feeder.is_alive() or any(t.is_alive() for t in slow):
             daemon.check()
             time.sleep(0.2)
-        while finished(root) < files.dropped or os.listdir(files.inbox):
+        while progress.done() < files.dropped or os.listdir(files.inbox):
             daemon.check()
             time.sleep(0.2)
         seconds = time.monotonic() - t0
@@ -699,6 +717,8 @@ def main() -> int:
     p.add_argument("--backlog", type=int, default=30, help="most files waiting in the inbox")
     p.add_argument("--hours", type=float, default=0.0, help="the memory run, this long")
     p.add_argument("--sample", type=float, default=30.0, help="seconds between memory samples")
+    p.add_argument("--stall", type=float, default=600.0, help="give up after this many "
+                   "seconds without a file finished")  # fmt: skip
     p.add_argument("--plan", action="store_true", help="print the estimated run times")
     p.add_argument("--results", type=Path, default=RESULTS, help="folder of the results file")
     # A smoke run: 24 files, 2 kills and a 12-second memory run, on the local engine.
@@ -712,18 +732,19 @@ def main() -> int:
     runs += [("memory", b) for b in backends] if args.hours or SMOKE else []
     for mode, backend in runs:
         work = Path(tempfile.mkdtemp(prefix="soak", dir="/tmp"))  # short: Ray's socket paths
-        try:
-            if mode == "kills":
-                r = soak(args, backend, work)
-                body, why = kill_report(args, r), problems(r)
-            else:
-                if SMOKE:
-                    args.hours = 12 / 3600
-                r = memory(args, backend, work)
-                body = memory_report(args, r)
-                why = [] if r["flat"] or SMOKE else ["memory not flat"]
-                why += [f"the stop exited with {r['clean_stop']}"] if r["clean_stop"] else []
-        finally:
+        if mode == "kills":
+            r = soak(args, backend, work)
+            body, why = kill_report(args, r), problems(r)
+        else:
+            if SMOKE:
+                args.hours = 12 / 3600
+            r = memory(args, backend, work)
+            body = memory_report(args, r)
+            why = [] if r["flat"] or SMOKE else ["memory not flat"]
+            why += [f"the stop exited with {r['clean_stop']}"] if r["clean_stop"] else []
+        if why:
+            print(f"kept {work} (the hot folder, its log, the daemons' stderr)", flush=True)
+        else:
             shutil.rmtree(work, ignore_errors=True)
         title = f"Soak, {backend} backend: " + (
             f"{r['files']} files, {r['kills']} kills" if mode == "kills" else "memory, no kills"

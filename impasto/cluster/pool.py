@@ -103,7 +103,9 @@ class RemoteEngine:
         self.actor = self.pool.worker_class.options(**self.pool.options).remote(self.pool.threads)
         return self.actor.info.remote()
 
-    def wait(self, ready) -> None:
+    def wait(self, ready, replacing: bool = False) -> None:
+        """Wait for the worker to be ready. When `replacing` a dead one, its own death while
+        starting is raised as such (RayActorError), for stylize to count."""
         try:
             info = self.ray.get(ready, timeout=START_TIMEOUT)
         except self.ray.exceptions.GetTimeoutError:
@@ -112,6 +114,8 @@ class RemoteEngine:
                 "(is the cluster busy with other work?)"
             ) from None
         except self.ray.exceptions.RayActorError as exc:
+            if replacing:
+                raise
             raise ClusterError(
                 f"worker {self.number} could not start: {_first_line(exc)}"
             ) from None
@@ -138,14 +142,26 @@ class RemoteEngine:
             except self.ray.exceptions.RayActorError as exc:
                 deaths += 1
                 log.warning("%s died while painting %s: %s", self, name, _first_line(exc))
+                deaths = self._replace(deaths)  # ready for this job, or for the next one
                 if deaths >= self.pool.max_deaths:
-                    self.wait(self.start())  # ready for the next job
                     raise WorkerError(
                         f"the cluster worker painting it died {deaths} times (killed, out of "
                         "memory, or its machine was lost), so it was not tried again"
                     ) from None
-                self.wait(self.start())
                 log.warning("%s takes over %s", self, name)
+
+    def _replace(self, deaths: int) -> int:
+        """Start a worker in place of the dead one; returns the job's worker deaths so far. A
+        replacement that dies as it starts is one more death (a worker killed again before it
+        was ready is no reason to fail the picture on the spot), and another one starts; after
+        max_deaths of them the next start's error stands."""
+        while True:
+            try:
+                self.wait(self.start(), replacing=deaths < self.pool.max_deaths)
+                return deaths
+            except self.ray.exceptions.RayActorError as exc:
+                deaths += 1
+                log.warning("%s died as it started: %s", self, _first_line(exc))
 
     def _run(self, request, checked: CheckedJob, on_progress, cancel) -> StyleResult:
         finished = threading.Event()
