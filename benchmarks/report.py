@@ -50,7 +50,7 @@ def write_section(name: str, title: str, body: str, path: Path | None = None) ->
     """Replace this benchmark's section of the machine's results file, or of `path` (made if
     missing)."""
     path = path or results_file()
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     text = path.read_text() if path.exists() else f"# Benchmark results: {machine.cpu_model()}\n\n"
     begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
