@@ -482,6 +482,7 @@ def soak(args, backend: str, work: Path) -> dict:
         seconds=seconds,
         files_per_minute=60 * files.dropped / seconds,
         kills=sum(v for k, v in how.items() if k != "worker"),
+        worker_kills=how.pop("worker", 0),
         kill_moments=dict(how),
         clean_stop=code,
         tmp_left=sorted(os.listdir(tmpdir)),
@@ -531,7 +532,7 @@ def check(root: Path, files: Files, outbox: Path) -> dict:
     failed_reasons = Counter()
     for r in jobs:
         if r[1] == "failed":  # the reasons without the file names, to count them
-            failed_reasons[re.sub(r"'[^']*'", "'...'", r[4] or "")[:90]] += 1
+            failed_reasons[re.sub(r"'[^']*'", "'...'", r[4] or "").split(" (")[0]] += 1
     state = root / ".hotfolder"
     left = [
         str(p.relative_to(root))
@@ -579,6 +580,7 @@ def kill_report(args, r: dict) -> str:
     rows_ = [
         ("files", f"{r['files']} ({kinds})"),
         ("kills", f"{r['kills']} daemon kills ({moments})"),
+        ("worker kills", r["worker_kills"]),
         ("lost", r["lost"]),
         ("duplicated", r["duplicated"]),
         ("processed", r["processed"]),

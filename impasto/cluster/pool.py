@@ -100,6 +100,7 @@ class RemoteEngine:
 
     def start(self):
         """Start the actor; returns what wait() waits on."""
+        self.where = ""  # known once it is ready
         self.actor = self.pool.worker_class.options(**self.pool.options).remote(self.pool.threads)
         return self.actor.info.remote()
 
