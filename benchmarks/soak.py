@@ -66,10 +66,12 @@ BACKENDS = ("local", "ray")
 VALID = ("png", "jpg", "webp", "tif", "bmp", "gif")
 MIX = {"broken": 0.10, "slow": 0.06, "same-name": 0.05, "link": 0.03}
 FIRST = ("valid",) * 6 + ("broken",) * 4 + ("slow", "link", "same-name")  # every kind, early
-# Trial runs on a busy 2-core AMD EPYC at 32 px, one step (see --plan): seconds per file with
-# files arriving steadily, and seconds per kill (the restart and the job redone).
-PER_FILE = {"local": 0.45, "ray": 0.55}
-PER_KILL = {"local": 12.0, "ray": 35.0}
+# For --plan, from trial runs (200 files, 3 kills; 60 files, 3 + 3 kills on Ray) on a busy
+# 2-core AMD EPYC at 32 px, one step: seconds per file with files arriving steadily, and per
+# kill (the restart: TensorFlow's, and Ray's with its workers'; the job redone).
+PER_FILE = {"local": 0.4, "ray": 0.6}
+PER_KILL = {"local": 10.0, "ray": 60.0}
+PER_WORKER_KILL = 20.0  # one worker starting again while the other paints on
 FLAT_RULE = (
     "flat: the least-squares line through the samples taken after the first tenth of the run "
     "(TensorFlow's and Ray's warm-up) rises by less than 2% of the starting memory per hour"
@@ -580,7 +582,7 @@ def kill_report(args, r: dict) -> str:
     rows_ = [
         ("files", f"{r['files']} ({kinds})"),
         ("kills", f"{r['kills']} daemon kills ({moments})"),
-        ("worker kills", r["worker_kills"]),
+        *([("worker kills", r["worker_kills"])] if r["backend"] == "ray" else []),
         ("lost", r["lost"]),
         ("duplicated", r["duplicated"]),
         ("processed", r["processed"]),
@@ -693,12 +695,17 @@ def memory_report(args, r: dict) -> str:
 # --- main --------------------------------------------------------------------------------------
 def plan(args) -> None:
     for backend in BACKENDS:
-        kill_secs = args.files * PER_FILE[backend] + args.kills * PER_KILL[backend]
+        seconds = args.files * PER_FILE[backend] + args.kills * PER_KILL[backend]
+        seconds += args.worker_kills * PER_WORKER_KILL if backend == "ray" else 0
+        workers = f" and {args.worker_kills} worker kills" if backend == "ray" else ""
         print(
-            f"{backend}: {args.files} files, {args.kills} kills: about "
-            f"{kill_secs / 3600:.1f} h; memory run: {args.hours or 1:g} h plus start-up"
+            f"{backend}: {args.files} files, {args.kills} kills{workers}: about "
+            f"{seconds / 60:.0f} min; the memory run: {args.hours or 1:g} h and a minute"
         )
-    print("(from trial runs on a busy 2-core AMD EPYC; twice as many cores, about half)")
+    print(
+        "(from trial runs on a busy 2-core AMD EPYC, see PER_FILE in the script; a quiet "
+        "machine is faster, and the engine's part shrinks with more cores)"
+    )
 
 
 def results_path(folder: Path) -> Path:
