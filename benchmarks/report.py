@@ -60,10 +60,11 @@ def results_file() -> Path:
     return RESULTS / f"{slug}-{os.cpu_count()}cores.md"
 
 
-def write_section(name: str, title: str, body: str) -> Path:
-    """Replace this benchmark's section of the machine's results file (made if missing)."""
-    path = results_file()
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write_section(name: str, title: str, body: str, path: Path | None = None) -> Path:
+    """Replace this benchmark's section of the machine's results file, or of `path` (made if
+    missing)."""
+    path = path or results_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
     text = path.read_text() if path.exists() else f"# Benchmark results: {machine.cpu_model()}\n\n"
     begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

@@ -9,6 +9,7 @@ job's files as bytes and sends the picture back.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from impasto.host import EngineHost
 from impasto.hotfolder.config import DaemonSettings
@@ -32,9 +33,10 @@ class LocalBackend:
         pass
 
 
-def open_backend(settings: DaemonSettings, engine=None):
+def open_backend(settings: DaemonSettings, engine=None, record: Path | None = None):
     """A backend with .engines (one per runner thread) and .close(); `engine` replaces the
-    local engine (tests pass a stand-in)."""
+    local engine (tests pass a stand-in). `record` keeps the path of a local Ray's folder while
+    it runs (see impasto.cluster.connect.remove_left_behind)."""
     if not settings.cluster:
         return LocalBackend(engine)
     from impasto.cluster.pool import Pool
@@ -44,6 +46,7 @@ def open_backend(settings: DaemonSettings, engine=None):
         workers=settings.workers,
         threads=settings.worker_threads,
         max_deaths=settings.max_crashes,
+        record=record,
     )
     log.info("painting on the Ray cluster %s with %d workers", settings.cluster, len(pool.engines))
     return pool

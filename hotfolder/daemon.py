@@ -15,7 +15,9 @@ import logging
 import logging.handlers
 import os
 import queue
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 HOTFOLDER_LOGGER = __name__.rpartition(".")[0]  # impasto.hotfolder: every module of the door
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+LOCAL_RAY = "local-ray"  # in the state folder: the path of the local Ray's folder, while it runs
 
 
 class AlreadyRunning(ImpastoError):
@@ -139,6 +142,28 @@ def note(layout: Layout) -> str | None:
     return lines[1] if len(lines) > 1 and running_pid(layout) else None
 
 
+@contextlib.contextmanager
+def own_temp_files(layout: Layout) -> Iterator[None]:
+    """This process's temporary files (TensorFlow's generated modules, ...) in the state folder's
+    tmp/, emptied at every start, and the local Ray folder a killed daemon recorded removed: a
+    process killed with -9 cannot remove its own, and in /tmp nobody could tell them from other
+    processes' files still in use. The lock is held, so nothing else uses these."""
+    from impasto.cluster.connect import remove_left_behind  # imports no Ray
+
+    remove_left_behind(layout.state / LOCAL_RAY)
+    folder = layout.state / "tmp"
+    if folder.is_symlink():  # the state folder is private; never follow a link planted there
+        folder.unlink()
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(mode=0o700)
+    saved, tempfile.tempdir = tempfile.tempdir, str(folder)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def add_log_file(layout: Layout, name: str) -> logging.Handler:
     """ROOT/hotfolder.log: the hot folder's own events (INFO and up) and the engine's warnings,
     rotated so that weeks of running stay small."""
@@ -188,7 +213,8 @@ class Daemon:
             with exclusive(self.layout):
                 handler = add_log_file(self.layout, self.config.daemon.log_file)
                 try:
-                    return self._run(routes)
+                    with own_temp_files(self.layout):
+                        return self._run(routes)
                 finally:
                     logging.getLogger("impasto").removeHandler(handler)
                     handler.close()
@@ -201,7 +227,7 @@ class Daemon:
         log.info(
             "starting on %s (pid %d), routes: %s", self.layout.root, os.getpid(), ", ".join(routes)
         )
-        backend = open_backend(settings, self.engine)
+        backend = open_backend(settings, self.engine, self.layout.state / LOCAL_RAY)
         journal = Journal(self.layout.journal)
         try:
             journal.clear_holds()

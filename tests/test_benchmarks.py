@@ -29,6 +29,7 @@ WRITES = {
     "webapp_load.py": ["webapp_load-*.md"],
     "cluster.py": ["cluster-*cores.md"],
     "regions.py": ["regions-*cores.md", "regions-*cores.jpg"],
+    "soak.py": ["soak-*cores.md"],
 }
 
 

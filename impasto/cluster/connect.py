@@ -5,7 +5,9 @@ stay under about 107 bytes, and Ray nests several folders under RAY_TMPDIR), tok
 authentication with a random token, listening on 127.0.0.1 only, no dashboard. ray.shutdown()
 then stops exactly the processes it started; a cluster we only joined is left running. Nothing
 here ever runs `ray stop`, which would stop every Ray process on the machine, other people's
-included.
+included. A kill -9 leaves that folder behind (and, for a minute or so, Ray's agents): the caller
+may name a `record` file where the folder's path is kept while it is in use, and
+remove_left_behind(record) at its next start removes what the killed process left.
 
 A cluster is trusted with code both ways: its workers run what drivers send, and what they send
 back is unpickled here. So impasto joins only a cluster that asked it for a token (see
@@ -17,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -24,6 +27,7 @@ import socket
 import stat
 import tempfile
 import threading
+from pathlib import Path
 
 from impasto.errors import ImpastoError
 
@@ -34,6 +38,8 @@ LOCAL = "local"
 AUTO = "auto"
 # RAY_TMPDIR longer than this leaves Ray's socket paths over the kernel's limit.
 MAX_TMPDIR = 38
+# What tempfile.mkdtemp(prefix="ray") names a folder.
+_MKDTEMP_NAME = re.compile(r"ray[a-z0-9_]{8}")
 # Set to 1 to join a cluster that lets drivers in without a token (a network only you can reach).
 ALLOW_NO_TOKEN = "IMPASTO_CLUSTER_WITHOUT_TOKEN"
 
@@ -126,8 +132,9 @@ class Connection:
     """This process as a Ray driver. `address` is "local" (start Ray here, stopped on close),
     "auto" (the cluster this machine joined with `ray start`), HOST:PORT or ray://HOST:PORT."""
 
-    def __init__(self, address: str):
+    def __init__(self, address: str, record: Path | None = None):
         self.address = address.strip()
+        self.record = record
         self._tmp: str | None = None
         self._saved_env: dict[str, str | None] = {}
         if not self.address:
@@ -183,16 +190,21 @@ class Connection:
         )
 
     def _prepare_local(self) -> None:
-        base = tempfile.gettempdir()
-        if len(base) > MAX_TMPDIR - 12:
-            base = "/tmp"
+        # this process's temporary folder if short enough, else the system's, else /tmp
+        bases = (tempfile.gettempdir(), os.environ.get("TMPDIR") or "/tmp", "/tmp")
+        base = next(b for b in bases if len(b) <= MAX_TMPDIR - 12 and os.path.isdir(b))
         self._tmp = tempfile.mkdtemp(prefix="ray", dir=base)
+        if self.record is not None:
+            self.record.write_text(self._tmp + "\n")
         token = os.environ.get("RAY_AUTH_TOKEN") or secrets.token_hex(32)
         # Ray runs its workers 15 nice levels below itself by default; here they paint at the
         # priority the daemon or the batch was given (nice, systemd's Nice=), as without Ray.
         niceness = os.environ.get("RAY_worker_niceness", "0")
         for key, value in (
             ("RAY_TMPDIR", self._tmp),
+            # the workers' own temporary files too (the pictures they paint): a worker killed
+            # mid-job leaves them in this folder, which goes when Ray stops
+            ("TMPDIR", self._tmp),
             # Ray's single-machine mode (its default on macOS and Windows): the node's address
             # is 127.0.0.1 and every Ray process listens there only. Otherwise the GCS and the
             # raylets listen on every interface, and ray.init turns 127.0.0.1 into the
@@ -222,6 +234,61 @@ class Connection:
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+            if self.record is not None:
+                self.record.unlink(missing_ok=True)
+
+
+def remove_left_behind(record: Path) -> None:
+    """Remove the private Ray folder a local start recorded in `record` and could not remove
+    itself (its process was killed), with the last of that Ray's processes: those whose
+    RAY_TMPDIR is that folder, which mkdtemp made unique to the dead process, so nothing else's
+    Ray is touched. The caller makes sure the recording process is gone (the daemon's lock)."""
+    try:
+        folder = record.read_text().strip()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        log.warning("cannot read %s: %s", record, exc.strerror)
+        return
+    if _own_ray_folder(folder):
+        stopped = _stop_processes_of(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        log.info(
+            "removed %s, the local Ray folder a killed process left%s",
+            folder,
+            f" (and stopped {stopped} of its Ray processes still running)" if stopped else "",
+        )
+    record.unlink(missing_ok=True)
+
+
+def _own_ray_folder(folder: str) -> bool:
+    """Whether `folder` is what _prepare_local makes: an absolute rayXXXXXXXX folder of this
+    user's, itself no symbolic link (the record could be stale, or tampered with)."""
+    if not os.path.isabs(folder) or not _MKDTEMP_NAME.fullmatch(os.path.basename(folder)):
+        return False
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
+
+
+def _stop_processes_of(folder: str) -> int:
+    """SIGKILL this user's processes whose environment has RAY_TMPDIR=folder (Linux's /proc;
+    elsewhere none are found); returns how many."""
+    wanted = b"RAY_TMPDIR=" + folder.encode()
+    stopped = 0
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:  # another user's processes cannot be read, so cannot match
+            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+            if wanted in environ:
+                os.kill(int(entry), signal.SIGKILL)
+                stopped += 1
+        except OSError:
+            continue
+    return stopped
 
 
 def _first_line(exc: BaseException) -> str:

@@ -35,8 +35,15 @@ class Pool:
     """`workers` engine actors (0: one per `threads` CPUs of the cluster, or one per GPU), each
     with TensorFlow limited to `threads` threads. Use as a context manager, or call close()."""
 
-    def __init__(self, address: str, workers: int = 0, threads: int = 1, max_deaths: int = 3):
-        self.connection = Connection(address)
+    def __init__(
+        self,
+        address: str,
+        workers: int = 0,
+        threads: int = 1,
+        max_deaths: int = 3,
+        record: Path | None = None,
+    ):
+        self.connection = Connection(address, record)  # record: see connect.remove_left_behind
         try:
             from impasto.cluster.worker import EngineWorker
 
@@ -93,10 +100,13 @@ class RemoteEngine:
 
     def start(self):
         """Start the actor; returns what wait() waits on."""
+        self.where = ""  # known once it is ready
         self.actor = self.pool.worker_class.options(**self.pool.options).remote(self.pool.threads)
         return self.actor.info.remote()
 
-    def wait(self, ready) -> None:
+    def wait(self, ready, replacing: bool = False) -> None:
+        """Wait for the worker to be ready. When `replacing` a dead one, its own death while
+        starting is raised as such (RayActorError), for stylize to count."""
         try:
             info = self.ray.get(ready, timeout=START_TIMEOUT)
         except self.ray.exceptions.GetTimeoutError:
@@ -105,6 +115,8 @@ class RemoteEngine:
                 "(is the cluster busy with other work?)"
             ) from None
         except self.ray.exceptions.RayActorError as exc:
+            if replacing:
+                raise
             raise ClusterError(
                 f"worker {self.number} could not start: {_first_line(exc)}"
             ) from None
@@ -131,14 +143,26 @@ class RemoteEngine:
             except self.ray.exceptions.RayActorError as exc:
                 deaths += 1
                 log.warning("%s died while painting %s: %s", self, name, _first_line(exc))
+                deaths = self._replace(deaths)  # ready for this job, or for the next one
                 if deaths >= self.pool.max_deaths:
-                    self.wait(self.start())  # ready for the next job
                     raise WorkerError(
                         f"the cluster worker painting it died {deaths} times (killed, out of "
                         "memory, or its machine was lost), so it was not tried again"
                     ) from None
-                self.wait(self.start())
                 log.warning("%s takes over %s", self, name)
+
+    def _replace(self, deaths: int) -> int:
+        """Start a worker in place of the dead one; returns the job's worker deaths so far. A
+        replacement that dies as it starts is one more death (a worker killed again before it
+        was ready is no reason to fail the picture on the spot), and another one starts; after
+        max_deaths of them the next start's error stands."""
+        while True:
+            try:
+                self.wait(self.start(), replacing=deaths < self.pool.max_deaths)
+                return deaths
+            except self.ray.exceptions.RayActorError as exc:
+                deaths += 1
+                log.warning("%s died as it started: %s", self, _first_line(exc))
 
     def _run(self, request, checked: CheckedJob, on_progress, cancel) -> StyleResult:
         finished = threading.Event()

@@ -29,7 +29,9 @@ def test_two_engines_paint_side_by_side_with_unique_names(tmp_path, monkeypatch)
     meeting = threading.Barrier(2, timeout=60)
     engines = [MeetingEngine(meeting), MeetingEngine(meeting)]
     backend = SimpleNamespace(engines=engines, close=lambda: None)
-    monkeypatch.setattr(impasto.hotfolder.daemon, "open_backend", lambda settings, engine: backend)
+    monkeypatch.setattr(
+        impasto.hotfolder.daemon, "open_backend", lambda settings, engine, record: backend
+    )
     drop(tmp_path, "a.png", "a.jpg", "b.png", "b.jpg")  # two stems, each twice
 
     assert Daemon(config(tmp_path), once=True).run() == 0
