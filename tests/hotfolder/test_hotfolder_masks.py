@@ -6,7 +6,6 @@ engine; the mask's effect on the picture is the engine's tests' (tests/engine)."
 from __future__ import annotations
 
 import os
-import threading
 
 import pytest
 from PIL import Image
@@ -17,10 +16,10 @@ from impasto.hotfolder.daemon import Daemon
 from impasto.hotfolder.intake import Intake
 from impasto.hotfolder.journal import Identity, Journal, MaskFile
 from impasto.hotfolder.layout import Layout
-from impasto.hotfolder.runner import Runner
 from impasto.images import read_settings
 from impasto.sidecars import mask_of, masks_by_style
 from tests.hotfolder.helpers import STARRY, WAVE, FakeEngine, cat, image_bytes, jobs
+from tests.hotfolder.test_hotfolder_runner import Setup as RunnerSetup
 
 ONE_STYLE = ((str(STARRY), 1.0),)
 TWO_STYLES = ((str(STARRY), 1.0), (str(WAVE), 1.0))
@@ -34,15 +33,11 @@ def half_mask(size=None, value=255) -> bytes:
     return image_bytes(img, "PNG")
 
 
-class Setup:
+class Setup(RunnerSetup):
+    """The runner tests' set-up, with photos dropped beside their masks."""
+
     def __init__(self, root, styles=ONE_STYLE):
-        self.layout = Layout(root)
-        self.layout.ensure(["paint"])
-        paint = Route(name="paint", styles=styles, size=64)
-        self.config = Config(root, None, DaemonSettings(max_crashes=2), {"paint": paint})
-        self.journal = Journal(self.layout.journal)
-        self.engine = FakeEngine()
-        self.runner = Runner(self.layout, self.config, self.journal, self.engine, threading.Event())
+        super().__init__(root, styles=styles)
 
     def put(self, name: str, data: bytes) -> Identity:
         path = self.layout.folder("inbox", "paint") / name
@@ -54,15 +49,6 @@ class Setup:
         found = tuple(MaskFile(m, self.put(m, d)) for m, d in sorted((masks or {}).items()))
         identity = self.put(name, image_bytes(cat(), "PNG") if data is None else data)
         return self.journal.enqueue("paint", name, identity, found)
-
-    def run_next(self) -> str:
-        return self.runner.run(self.journal.next_queued(["paint"]))
-
-    def files(self, kind: str) -> list[str]:
-        return sorted(os.listdir(self.layout.folder(kind, "paint")))
-
-    def error(self, name: str) -> str:
-        return (self.layout.folder("failed", "paint") / f"{name}.error.txt").read_text()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ class Setup:
     def __init__(self, root, engine=None, **route):
         self.layout = Layout(root)
         self.layout.ensure(["paint"])
-        paint = Route(name="paint", styles=((str(STARRY), 1.0),), size=64, **route)
+        paint = Route(name="paint", **{"styles": ((str(STARRY), 1.0),), "size": 64, **route})
         self.config = Config(root, None, DaemonSettings(max_crashes=2), {"paint": paint})
         self.journal = Journal(self.layout.journal)
         self.engine = engine or FakeEngine()
