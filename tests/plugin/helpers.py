@@ -131,6 +131,41 @@ def engine_output(content: Path, out: Path, size: int, style: Path = STARRY) -> 
     return np.asarray(Image.open(out).convert("RGB"))
 
 
+def selection_areas(shape, selection, feather: int) -> tuple:
+    """(inside, outside): boolean maps of the pixels well inside a feathered rectangular
+    selection and well outside it (a feather's width away from its edge either way)."""
+    x, y, w, h = selection
+    inside = np.zeros(shape, bool)
+    inside[y + feather : y + h - feather, x + feather : x + w - feather] = True
+    near = np.zeros(shape, bool)
+    near[max(0, y - feather) : y + h + feather, max(0, x - feather) : x + w + feather] = True
+    return inside, ~near
+
+
+def assert_soft_mask(mask: np.ndarray, selection, feather: int) -> None:
+    """A feathered rectangle's mask, at the selection's place: white well inside, black well
+    outside, and grey levels across its edge (the feathering kept, not thresholded)."""
+    inside, outside = selection_areas(mask.shape, selection, feather)
+    assert (mask[inside] == 255).all(), "the selection's inside is not white"
+    assert (mask[outside] == 0).all(), "outside the selection is not black"
+    x, y, w, h = selection
+    edge = mask[y + h // 2, max(0, x - feather) : x + feather]  # across its left edge
+    grey = edge[(edge > 0) & (edge < 255)]
+    assert len(grey) >= feather // 2, f"no soft edge: {edge.tolist()}"
+    assert (np.diff(edge.astype(int)) >= 0).all(), f"the edge does not rise inwards: {edge}"
+
+
+def assert_inside_painted_outside_kept(result, photo, selection, feather: int) -> None:
+    """A masked painting: well outside the selection the photo stays (a level or two of the
+    optimiser's smoothing at most on average), well inside it the picture changed."""
+    inside, outside = selection_areas(photo.shape[:2], selection, feather)
+    diff = np.abs(result - photo).mean(axis=-1)
+    assert diff[outside].mean() < 4, f"outside changed by {diff[outside].mean():.1f} levels"
+    assert diff[inside].mean() > 4 * max(1.0, diff[outside].mean()), (
+        f"inside changed by {diff[inside].mean():.1f} levels, outside {diff[outside].mean():.1f}"
+    )
+
+
 def process_gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
