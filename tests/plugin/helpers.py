@@ -133,8 +133,10 @@ def engine_output(content: Path, out: Path, size: int, style: Path = STARRY) -> 
 
 def selection_areas(shape, selection, feather: int) -> tuple:
     """(inside, outside): boolean maps of the pixels well inside a feathered rectangular
-    selection and well outside it (a feather's width away from its edge either way)."""
+    selection and well outside it: a feather's width away from its edge either way, and two
+    pixels more, for the tails of GIMP's Gaussian feather (254 at the radius, measured)."""
     x, y, w, h = selection
+    feather += 2
     inside = np.zeros(shape, bool)
     inside[y + feather : y + h - feather, x + feather : x + w - feather] = True
     near = np.zeros(shape, bool)
