@@ -6,6 +6,11 @@ changed since. Temporary and hidden names are left alone until they are renamed.
 only wake the intake up early; a full listing at start and every rescan_seconds is what
 guarantees that nothing is missed (network shares drop events, and the daemon may have been down
 while files arrived).
+
+Masks (impasto.sidecars: photo.mask.png beside photo.jpg) are never queued as photos. A photo
+is queued with the masks beside it at that moment, once they too have settled; a mask that is
+still being written holds its photo back. A mask with no photo is left alone (the log says so
+once it has settled).
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from impasto.hotfolder.journal import Identity, Journal
+from impasto.hotfolder.journal import Identity, Journal, MaskFile
 from impasto.hotfolder.layout import NOFOLLOW, FolderSwapped, Layout, printable, safe_name
 from impasto.paths import reason
+from impasto.sidecars import mask_of, photo_stem
 
 log = logging.getLogger(__name__)
 NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -279,7 +285,7 @@ class Intake:
         return (
             self.scanned.is_set()
             and self._listed == self._asked
-            and len(self.settler) == 0
+            and all(mask_of(name) for _, name in self.settler.keys())  # masks may wait forever
             and self.events.empty()
         )
 
@@ -428,7 +434,7 @@ class Intake:
                 return
 
     def _check(self, journal: Journal) -> None:
-        ready = []
+        photos, masks = [], {}  # masks: (route, name) -> (identity, settled)
         now = time.monotonic()
         for route, name in self.settler.keys():
             path = self.layout.folder("inbox", route) / name
@@ -446,18 +452,60 @@ class Intake:
                 )
                 continue
             identity = Identity.of(st)
-            if journal.knows(route, name, identity):
+            settled = self.settler.observe((route, name), identity, now)
+            if mask_of(name):  # watched while it is there, never queued itself
+                masks[route, name] = (identity, settled)
+            elif journal.knows(route, name, identity):
                 self.settler.forget((route, name))
-                continue
-            if self.settler.observe((route, name), identity, now):
-                ready.append((identity.mtime_ns, name, route, identity))
-        for _, name, route, identity in sorted(ready):
+            elif settled:
+                photos.append((identity.mtime_ns, name, route, identity))
+        claimed = {route: journal.claimed_masks(route) for route in {r for r, _ in masks}}
+        queued = False
+        for _, name, route, identity in sorted(photos):
+            mine = [
+                (m, ident, settled)
+                for (r, m), (ident, settled) in masks.items()
+                if r == route and m not in claimed[route] and mask_of(m)[0] == photo_stem(name)
+            ]
+            if not all(settled for _, _, settled in mine):
+                continue  # a mask is still being written: the photo waits for it
             self.settler.forget((route, name))
-            job_id = journal.enqueue(route, name, identity)
+            found = tuple(MaskFile(m, ident) for m, ident, _ in sorted(mine))
+            job_id = journal.enqueue(route, name, identity, found)
             if job_id is not None:
-                log.info("queued %s (job %d)", printable(f"{route}/{name}"), job_id)
-        if ready:
+                claimed[route] |= {m.name for m in found}
+                shown = printable(f"{route}/{name}")
+                if found:
+                    shown += printable(f" with {', '.join(m.name for m in found)}")
+                log.info("queued %s (job %d)", shown, job_id)
+                queued = True
+        for (route, name), (_, settled) in masks.items():
+            if settled and name not in claimed.get(route, ()):
+                self._warn_orphan(route, name)
+        if queued:
             self.on_queued()
+
+    def _warn_orphan(self, route: str, name: str) -> None:
+        """Once per mask: it settled, and no photo in the inbox is named after it (yet)."""
+        if ("orphan", route, name) in self._warned:
+            return
+        stem = mask_of(name)[0]
+        folder = self.layout.folder("inbox", route)
+        try:
+            has_photo = any(
+                photo_stem(n) == stem and not mask_of(n) and not is_ignored(n)
+                for n in os.listdir(folder)
+            )
+        except OSError:
+            return
+        if not has_photo:
+            self._warn_once(
+                ("orphan", route, name),
+                "inbox/%s is a mask, and no photo %s.* is beside it; it is left alone until "
+                "one comes",
+                printable(f"{route}/{name}"),
+                printable(stem),
+            )
 
 
 class _Handler:

@@ -11,10 +11,16 @@ from the job's checkpoint); finishing and failing are simply completed.
 
 Names in outbox/, processed/ and failed/ are reserved in the row before anything is written, so
 a redone job writes to the same name instead of making a second output.
+
+A photo's masks (impasto.sidecars) are recorded in its row when it is queued, each with its
+identity, and their names in processed/ or failed/ are reserved in the same write that makes
+the job finishing or failing: they move with the photo, and a crash part-way is completed
+like the photo's own move.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
@@ -25,7 +31,7 @@ from impasto.hotfolder.layout import printable, safe_name
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the masks column
 ACTIVE = ("queued", "running", "finishing", "failing")
 ACTIVE_SQL = "(" + ", ".join(f"'{s}'" for s in ACTIVE) + ")"
 SCHEMA = """
@@ -42,6 +48,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     left_in_inbox INTEGER NOT NULL DEFAULT 0,  -- finished, but the input could not be moved
     step INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL DEFAULT 0, eta REAL,
     crashes INTEGER NOT NULL DEFAULT 0,
+    masks TEXT,                   -- JSON: the photo's masks, see MaskFile
     queued_at REAL NOT NULL, started_at REAL, finished_at REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, id);
@@ -65,6 +72,40 @@ class Identity:
 
 
 @dataclass(frozen=True)
+class MaskFile:
+    """A mask beside a job's photo: its name in inbox/<route>/, the file as it was queued, and
+    its reserved name in processed/ or failed/ once the job ends."""
+
+    name: str
+    identity: Identity
+    moved_to: str | None = None
+
+    def to_json(self) -> dict:
+        i = self.identity
+        return {
+            "name": self.name,
+            "identity": [i.dev, i.ino, i.size, i.mtime_ns],
+            "moved_to": self.moved_to,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> MaskFile:
+        return cls(d["name"], Identity(*d["identity"]), d.get("moved_to"))
+
+
+def _masks_json(masks) -> str | None:
+    return json.dumps([m.to_json() for m in masks]) if masks else None
+
+
+def _parse_masks(text: str | None) -> tuple[MaskFile, ...] | None:
+    """The row's masks, or None when the column is damaged."""
+    try:
+        return tuple(MaskFile.from_json(d) for d in json.loads(text or "[]"))
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+@dataclass(frozen=True)
 class Job:
     id: int
     route: str
@@ -82,6 +123,7 @@ class Job:
     queued_at: float
     started_at: float | None
     finished_at: float | None
+    masks: tuple[MaskFile, ...] = ()
 
     @property
     def label(self) -> str:
@@ -93,13 +135,15 @@ def _job(row: sqlite3.Row) -> Job | None:
     """The row as a Job, or None if a name in it is no plain file name (a forged or damaged
     row: the daemon must not move or write anything by it, e.g. failed/../../x)."""
     d = dict(row)
+    masks = _parse_masks(d.pop("masks", None))
     names = [d["route"], d["name"]] + [d[k] for k in ("output", "moved_to") if d[k] is not None]
-    if not all(map(safe_name, names)):
+    names += [n for m in masks or () for n in (m.name, m.moved_to) if n is not None]
+    if masks is None or not all(map(safe_name, names)):
         log.error("journal row %s is corrupt (a name that is no plain file name); ignored", d["id"])
         return None
     identity = Identity(d.pop("dev"), d.pop("ino"), d.pop("size"), d.pop("mtime_ns"))
     d.pop("left_in_inbox")
-    return Job(identity=identity, **d)
+    return Job(identity=identity, masks=masks, **d)
 
 
 class Journal:
@@ -118,6 +162,9 @@ class Journal:
                 log.warning("%s: SQLite WAL unavailable here (%s journal instead)", path, mode)
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
+            columns = {r[1] for r in self.db.execute("PRAGMA table_info(jobs)")}
+            if "masks" not in columns:  # a journal from before masks
+                self.db.execute("ALTER TABLE jobs ADD COLUMN masks TEXT")
             self.db.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
             )
@@ -155,11 +202,14 @@ class Journal:
         ).fetchone()
         return row is not None
 
-    def enqueue(self, route: str, name: str, identity: Identity) -> int | None:
-        """Queue a file unless a job for its name is already under way; returns the job id."""
+    def enqueue(
+        self, route: str, name: str, identity: Identity, masks: tuple[MaskFile, ...] = ()
+    ) -> int | None:
+        """Queue a file (with the masks beside it) unless a job for its name is already under
+        way; returns the job id."""
         cur = self.db.execute(
-            "INSERT INTO jobs (route, name, dev, ino, size, mtime_ns, state, queued_at) "
-            "SELECT ?, ?, ?, ?, ?, ?, 'queued', ? WHERE NOT EXISTS "
+            "INSERT INTO jobs (route, name, dev, ino, size, mtime_ns, state, queued_at, masks) "
+            "SELECT ?, ?, ?, ?, ?, ?, 'queued', ?, ? WHERE NOT EXISTS "
             f"(SELECT 1 FROM jobs WHERE route = ? AND name = ? AND state IN {ACTIVE_SQL})",
             (
                 route,
@@ -169,11 +219,21 @@ class Journal:
                 identity.size,
                 identity.mtime_ns,
                 time.time(),
+                _masks_json(masks),
                 route,
                 name,
             ),
         )
         return cur.lastrowid if cur.rowcount else None
+
+    def claimed_masks(self, route: str) -> set[str]:
+        """Names in inbox/<route>/ that are masks of jobs under way (they move with them)."""
+        rows = self.db.execute(
+            f"SELECT masks FROM jobs WHERE route = ? AND state IN {ACTIVE_SQL} "
+            "AND masks IS NOT NULL",
+            (route,),
+        )
+        return {m.name for (text,) in rows for m in _parse_masks(text) or ()}
 
     # --- the runner ---------------------------------------------------------------------------
     def next_queued(self, routes: list[str], skip: frozenset[int] = frozenset()) -> Job | None:
@@ -201,26 +261,22 @@ class Journal:
         return self._all(f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY id", states)
 
     def reserved(self, route: str, column: str) -> set[str]:
-        """Names in outbox/ ('output') or processed|failed/ ('moved_to') held by jobs under way."""
+        """Names in outbox/ ('output') or processed|failed/ ('moved_to', masks' included) held
+        by jobs under way."""
         assert column in ("output", "moved_to")
         rows = self.db.execute(
-            f"SELECT {column} FROM jobs "
-            f"WHERE route = ? AND state IN {ACTIVE_SQL} AND {column} IS NOT NULL",
+            f"SELECT {column}, masks FROM jobs WHERE route = ? AND state IN {ACTIVE_SQL}",
             (route,),
         )
-        return {r[0] for r in rows}
+        return _names(rows, masks=column == "moved_to")
 
     def all_outputs(self, route: str) -> set[str]:
-        rows = self.db.execute(
-            "SELECT output FROM jobs WHERE route = ? AND output IS NOT NULL", (route,)
-        )
-        return {r[0] for r in rows}
+        rows = self.db.execute("SELECT output, NULL FROM jobs WHERE route = ?", (route,))
+        return _names(rows, masks=False)
 
     def all_moved(self, route: str) -> set[str]:
-        rows = self.db.execute(
-            "SELECT moved_to FROM jobs WHERE route = ? AND moved_to IS NOT NULL", (route,)
-        )
-        return {r[0] for r in rows}
+        rows = self.db.execute("SELECT moved_to, masks FROM jobs WHERE route = ?", (route,))
+        return _names(rows, masks=True)
 
     def start(self, job_id: int, output: str, total: int) -> None:
         self._set(
@@ -248,14 +304,21 @@ class Journal:
             "DELETE FROM jobs WHERE id = ? AND state IN ('queued', 'running')", (job_id,)
         )
 
-    def finishing(self, job_id: int, moved_to: str) -> None:
-        self._set(job_id, state="finishing", moved_to=moved_to)
+    def finishing(self, job_id: int, moved_to: str, masks: tuple[MaskFile, ...] = ()) -> None:
+        self._set(job_id, state="finishing", moved_to=moved_to, masks=_masks_json(masks))
 
     def set_moved_to(self, job_id: int, moved_to: str) -> None:
         self._set(job_id, moved_to=moved_to)
 
-    def failing(self, job_id: int, moved_to: str, reason: str) -> None:
-        self._set(job_id, state="failing", moved_to=moved_to, reason=reason)
+    def set_masks(self, job_id: int, masks: tuple[MaskFile, ...]) -> None:
+        self._set(job_id, masks=_masks_json(masks))
+
+    def failing(
+        self, job_id: int, moved_to: str, reason: str, masks: tuple[MaskFile, ...] = ()
+    ) -> None:
+        self._set(
+            job_id, state="failing", moved_to=moved_to, reason=reason, masks=_masks_json(masks)
+        )
 
     def finished(
         self, job_id: int, state: str, note: str | None = None, left: bool = False
@@ -286,3 +349,14 @@ class Journal:
 
     def clear_holds(self) -> None:
         self.db.execute("DELETE FROM meta WHERE key LIKE 'hold:%'")
+
+
+def _names(rows, masks: bool) -> set[str]:
+    """The names in (name, masks JSON) rows, with the masks' moved_to when `masks`."""
+    names = set()
+    for name, text in rows:
+        if name is not None:
+            names.add(name)
+        if masks:
+            names |= {m.moved_to for m in _parse_masks(text) or () if m.moved_to is not None}
+    return names

@@ -3,8 +3,9 @@
 The order is what makes the daemon lose nothing: the output name is reserved in the journal,
 the picture is written atomically under that name, and only then is the input moved (without
 ever replacing a file) to processed/. A failure moves the input to failed/ and writes
-<name>.error.txt with the engine's one-line reason. Every step can be redone after a crash
-(see recover()).
+<name>.error.txt with the engine's one-line reason. The photo's masks (impasto.sidecars) are
+read like the photo and move with it, named after where it went (cat-2.jpg, cat-2.mask.png).
+Every step can be redone after a crash (see recover()).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from pathlib import Path
 from impasto import checkpoint as checkpoints
 from impasto.errors import ImpastoError, InputError, PresetError, WeightsError, first_line
 from impasto.hotfolder.config import Config, Route
-from impasto.hotfolder.intake import Unreadable, inspect, read_input
-from impasto.hotfolder.journal import Identity, Job, Journal
+from impasto.hotfolder.intake import Unreadable, inspect, is_ignored, read_input
+from impasto.hotfolder.journal import Identity, Job, Journal, MaskFile
 from impasto.hotfolder.layout import (
     FolderSwapped,
     Layout,
@@ -35,10 +36,12 @@ from impasto.hotfolder.layout import (
     write_text_atomic,
 )
 from impasto.hotfolder.space import NO_SPACE, DiskFull, is_disk_full
+from impasto.images import load_image
 from impasto.job import CheckedJob, StyleJob, check_job
 from impasto.outputs import SaveError, save_or_recover
 from impasto.paths import reason
 from impasto.progress import Snapshots
+from impasto.sidecars import mask_of, masks_by_style, photo_stem
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +71,8 @@ class Runner:
         self.lock = lock or threading.Lock()
         self.max_bytes = int(config.daemon.max_file_mb * 1e6)
 
-    def _inbox_path(self, job: Job) -> Path:
-        return self.layout.folder("inbox", job.route) / job.name
+    def _inbox_path(self, job: Job, name: str | None = None) -> Path:
+        return self.layout.folder("inbox", job.route) / (name or job.name)
 
     # --- one job ------------------------------------------------------------------------------
     def run(self, job: Job) -> str:
@@ -185,8 +188,11 @@ class Runner:
                 f"the daemon stopped {job.crashes} times while painting this file (crash, kill "
                 "or power cut), so it was not tried again",
             )
+        if self._new_masks(job):  # dropped after the photo was queued: queued again with them
+            return self._changed(job, "got a mask since it was queued")
         try:
             data = read_input(self.layout, job.route, job.name, job.identity, self.max_bytes)
+            masks = self._read_masks(job, route)
         except Unreadable as exc:
             return self._changed(job, exc.reason) if exc.changed else self._fail(job, exc.reason)
         # The engine (or a cluster worker) gets these bytes, never the path: the file is read once.
@@ -194,6 +200,7 @@ class Runner:
             StyleJob(
                 content=data,
                 content_name=job.name,
+                masks=masks,
                 styles=list(route.styles),
                 preset=route.preset,
                 size=route.size,
@@ -205,6 +212,45 @@ class Runner:
                 checkpoint_every=self.config.daemon.checkpoint_every,
             )
         )
+
+    def _new_masks(self, job: Job) -> bool:
+        """True when a mask for this photo lies in the inbox that the job did not queue with
+        (and no other job claims)."""
+        try:
+            names = os.listdir(self.layout.folder("inbox", job.route))
+        except OSError:
+            return False  # reading the photo says why
+        known = {m.name for m in job.masks} | self.journal.claimed_masks(job.route)
+        stem = photo_stem(job.name)
+        return any(
+            n not in known and not is_ignored(n) and (mask_of(n) or ("", 0))[0] == stem
+            for n in names
+        )
+
+    def _read_masks(self, job: Job, route: Route) -> list | None:
+        """The job's masks in the order of the styles, each read once like the photo (Unreadable
+        as the photo's, naming the mask) and decoded under its own name."""
+        if not job.masks:
+            return None
+        order = masks_by_style([m.name for m in job.masks], len(route.styles))
+        files = {m.name: m for m in job.masks}
+        masks = []
+        for index, name in enumerate(order):
+            if name is None:
+                masks.append(None)
+                continue
+            mask = files[name]
+            verdict = inspect(self._inbox_path(job, name), self.layout.root, self.max_bytes)
+            if verdict.identity != mask.identity:
+                raise Unreadable(f"its mask {name!r} changed since it was queued", changed=True)
+            try:
+                if verdict.kind != "file":
+                    raise Unreadable(verdict.reason or "not a file")
+                data = read_input(self.layout, job.route, name, mask.identity, self.max_bytes)
+            except Unreadable as exc:
+                raise Unreadable(f"mask {name!r}: {exc.reason}", exc.changed) from None
+            masks.append(load_image(data, f"mask {index + 1}", name=name))
+        return masks
 
     def _progress(self, job: Job, route: Route, output: str):
         last = [0.0]
@@ -256,13 +302,12 @@ class Runner:
     # --- the end of a job: move the input out of the inbox --------------------------------------
     def _finish(self, job: Job) -> str:
         """Output is on disk: move the input to processed/ and mark the job done."""
-        dest = job.moved_to or unique_name(
-            self.layout.folder("processed", job.route),
-            job.name,
-            taken=self.journal.reserved(job.route, "moved_to").__contains__,
-        )
-        self.journal.finishing(job.id, dest)
-        note, left = self._move_input(job, "processed", dest)
+        folder = self.layout.folder("processed", job.route)
+        reserved = self.journal.reserved(job.route, "moved_to")
+        dest = job.moved_to or unique_name(folder, job.name, taken=reserved.__contains__)
+        masks = self._mask_dests(job, folder, dest, reserved.__contains__)
+        self.journal.finishing(job.id, dest, masks)
+        note, left = self._move_input(self.journal.get(job.id), "processed", dest)
         self.journal.finished(job.id, "done", note, left)
         self.layout.checkpoint(job.id).unlink(missing_ok=True)
         log.info("done %s -> outbox/%s", job.label, printable(f"{job.route}/{job.output}"))
@@ -277,8 +322,24 @@ class Runner:
             job.name,
             taken=lambda n: n in reserved or os.path.lexists(folder / (n + ERROR_SUFFIX)),
         )
-        self.journal.failing(job.id, dest, why)
+        masks = self._mask_dests(job, folder, dest, reserved.__contains__)
+        self.journal.failing(job.id, dest, why, masks)
         return self._complete_failure(self.journal.get(job.id))
+
+    @staticmethod
+    def _mask_dests(job: Job, folder: Path, dest: str, taken) -> tuple[MaskFile, ...]:
+        """The job's masks with their names in `folder` reserved: named after the photo's
+        `dest` (cat-2.jpg: cat-2.mask.png), so they still go with it there."""
+        chosen: set[str] = set()
+        masks = []
+        for mask in job.masks:
+            if mask.moved_to is None:
+                name = photo_stem(dest) + mask.name[len(mask_of(mask.name)[0]) :]
+                name = unique_name(folder, name, taken=lambda n: taken(n) or n in chosen)
+                mask = MaskFile(mask.name, mask.identity, name)
+            chosen.add(mask.moved_to)
+            masks.append(mask)
+        return tuple(masks)
 
     def _complete_failure(self, job: Job) -> str:
         note, left = self._move_input(job, "failed", job.moved_to)
@@ -295,9 +356,10 @@ class Runner:
         return "failed"
 
     def _move_input(self, job: Job, kind: str, dest: str) -> tuple[str | None, bool]:
-        """Move the job's input to <kind>/<route>/<dest>. Returns (note, left_in_inbox).
+        """Move the job's input, then its masks, to <kind>/<route>/ (the names reserved in the
+        journal). Returns (note, left_in_inbox: the photo could not be moved).
 
-        The input is moved out of the inbox folder the daemon started with, never through a link
+        Files are moved out of the inbox folder the daemon started with, never through a link
         swapped in since: that would move (and so delete) a file outside the hot folder."""
         try:
             inbox = self.layout.open_inbox(job.route)
@@ -308,7 +370,14 @@ class Runner:
             log.error("%s stays where it is: %s", job.label, why)
             return f"not moved: {why}", True
         try:
-            return self._move_from(inbox, job, kind, dest)
+            note, left = self._move_from(inbox, job, kind, job.name, job.identity, dest)
+            masks = list(job.masks)
+            for i, mask in enumerate(masks):
+                mask_note, _ = self._move_from(
+                    inbox, job, kind, mask.name, mask.identity, mask.moved_to, masks, i
+                )
+                note = note or mask_note
+            return note, left
         finally:
             os.close(inbox)
 
@@ -316,42 +385,63 @@ class Runner:
     def _gone(target: Path) -> tuple[str | None, bool]:
         return (None if os.path.lexists(target) else "the input had left the inbox"), False
 
-    def _move_from(self, inbox: int, job: Job, kind: str, dest: str) -> tuple[str | None, bool]:
+    def _move_from(
+        self,
+        inbox: int,
+        job: Job,
+        kind: str,
+        name: str,
+        identity: Identity,
+        dest: str,
+        masks: list[MaskFile] | None = None,
+        index: int = 0,
+    ) -> tuple[str | None, bool]:
+        """Move inbox file `name` (the photo, or masks[index]) to <kind>/<route>/<dest>; a name
+        taken meanwhile is replaced by a free one, recorded in the journal first."""
         folder = self.layout.folder(kind, job.route)
         target = folder / dest
+        shown = job.label if masks is None else printable(f"{job.route}/{name}")
         try:
-            st = os.stat(job.name, dir_fd=inbox, follow_symlinks=False)
+            st = os.stat(name, dir_fd=inbox, follow_symlinks=False)
         except FileNotFoundError:
             fsync_dir(folder)  # a crash may have come after the move, before its syncs
             with contextlib.suppress(OSError):
                 os.fsync(inbox)
             return self._gone(target)
-        if Identity.of(st) != job.identity:
+        if Identity.of(st) != identity:
             self.nudge()
-            return "the input was replaced while being painted; the new file stays queued", False
+            if masks is None:
+                why = "the input was replaced while being painted; the new file stays queued"
+            else:
+                why = f"its mask {name!r} was replaced meanwhile; the new file stays in the inbox"
+            return why, False
         for _ in range(100):
             try:
                 make_dirs(folder)
-                move_no_replace(job.name, target, src_dir_fd=inbox)
+                move_no_replace(name, target, src_dir_fd=inbox)
                 fsync_dir(folder)
                 with contextlib.suppress(OSError):
                     os.fsync(inbox)
                 return None, False
             except FileExistsError:
                 if os.path.samestat(st, os.lstat(target)):
-                    os.unlink(job.name, dir_fd=inbox)  # a crash came between link and unlink
+                    os.unlink(name, dir_fd=inbox)  # a crash came between link and unlink
                     fsync_dir(folder)  # on disk before the journal says done: else a power
                     os.fsync(inbox)  # cut brings the input back, and it is painted again
                     return None, False
-                dest = unique_name(folder, job.name)
+                dest = unique_name(folder, dest)
                 target = folder / dest
-                self.journal.set_moved_to(job.id, dest)
+                if masks is None:
+                    self.journal.set_moved_to(job.id, dest)
+                else:
+                    masks[index] = MaskFile(name, identity, dest)
+                    self.journal.set_masks(job.id, tuple(masks))
             except OSError as exc:
                 if is_disk_full(exc):  # left "finishing" or "failing": moved once space is freed
                     raise DiskFull(NO_SPACE) from exc
                 log.error(
                     "could not move %s to %s/: %s; it stays in the inbox and is not taken again",
-                    job.label,
+                    shown,
                     kind,
                     exc.strerror,
                 )

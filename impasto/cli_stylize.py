@@ -34,6 +34,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "styles", nargs="+", metavar="style", help="one or more artworks to paint it like"
     )
     p.add_argument("-o", "--output", required=True, help="result file: .png .jpg .webp or .tif")
+    p.add_argument(
+        "--mask",
+        action="append",
+        metavar="FILE",
+        help="where a style goes: one --mask per style, in the order of the styles; a "
+        "greyscale picture of the photo's shape (white: this style, black: the photo stays); "
+        "'none': that style over the whole picture",
+    )
     add_recipe_arguments(p)
     p.add_argument(
         "--save-every",
@@ -146,6 +154,7 @@ def build_job(args: argparse.Namespace) -> StyleJob:
     return StyleJob(
         content=args.content,
         styles=list(zip(args.styles, blend, strict=True)),
+        masks=masks(args),
         preset=args.preset,
         size=args.size,
         seed=args.seed,
@@ -155,6 +164,25 @@ def build_job(args: argparse.Namespace) -> StyleJob:
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
     )
+
+
+# `--mask none`: that style covers the whole picture (a file named "none": `--mask ./none`).
+NO_MASK = "none"
+
+
+def masks(args: argparse.Namespace) -> list | None:
+    """The --mask paths, one per style in order (None: the whole picture); check_job refuses
+    more masks than styles."""
+    given = getattr(args, "mask", None)  # `impasto batch` builds its jobs here too
+    if not given:
+        return None
+    return [None if m.lower() == NO_MASK else m for m in given]
+
+
+def inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(role, path) of every file the job reads: no output may land on one."""
+    files = [("content image", args.content), *(("style image", s) for s in args.styles)]
+    return files + [(f"mask {i}", m) for i, m in enumerate(masks(args) or [], 1) if m]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -168,10 +196,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, reporter) -> int:
     job = build_job(args)
-    inputs = [("content image", args.content), *(("style image", s) for s in args.styles)]
-    check_output_path(args.output, inputs)
+    read = inputs(args)
+    check_output_path(args.output, read)
     if args.checkpoint:
-        check_not_input(args.checkpoint, inputs, "checkpoint")
+        check_not_input(args.checkpoint, read, "checkpoint")
         check_writable(args.checkpoint, "checkpoint")
     checked = check_job(job)  # every input error surfaces here, before TensorFlow loads
     snapshots = Snapshots(
@@ -180,7 +208,7 @@ def _run(args: argparse.Namespace, reporter) -> int:
     )
     if args.save_every:
         for path in snapshots.paths(checked.recipe.total_steps):
-            check_not_input(path, inputs, "evolution image")
+            check_not_input(path, read, "evolution image")
         make_output_folder(snapshots.folder, "evolution")
 
     cancel = threading.Event()

@@ -57,7 +57,7 @@ def stylize(
         raise Unavailable("")
     with sock, sock.makefile("rb") as reader:
         try:  # the images as the server gets them: read here, by the user who named them
-            paths = [job.content, *(path for path, _ in _styles(job))]
+            paths = [job.content, *(path for path, _ in _styles(job)), *_masks(job)]
             blobs = [Path(path).read_bytes() for path in paths]
         except OSError:
             raise Unavailable("") from None  # gone since it was checked: a run alone says why
@@ -70,6 +70,11 @@ def stylize(
 def _styles(job) -> list[tuple]:
     """(path, blend weight as the user gave it) per style image."""
     return [s if isinstance(s, tuple | list) else (s, 1.0) for s in job.styles]
+
+
+def _masks(job) -> list:
+    """The paths of the styles' masks, in order, those that cover the whole picture left out."""
+    return [path for path in job.masks or [] if path is not None]
 
 
 def _run(sock, reader, checked, blobs, on_start, on_progress, cancel) -> StyleResult | None:
@@ -86,6 +91,10 @@ def _run(sock, reader, checked, blobs, on_start, on_progress, cancel) -> StyleRe
         "size": checked.size,
         "seed": job.seed,
         "preview_every": job.preview_every,
+        # One per style given a mask entry (null: the whole picture); their blobs follow the
+        # styles'. A server that does not know masks finds more blobs than images and hangs
+        # up, so this job is then painted alone, never without its masks.
+        "masks": [None if path is None else str(path) for path in job.masks or []],
     }
     server.send(sock, request, blobs)
     finished = threading.Event()

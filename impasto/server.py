@@ -13,7 +13,9 @@ The protocol: each message is one line of JSON, followed by the raw bytes of the
 
     client -> server  {"op": "run", "version", "client", "content": path,
                        "styles": [[path, weight], ...], "recipe": {...}, "size", "seed",
-                       "preview_every", "blobs": [content, style, ...]}   (the files' bytes)
+                       "preview_every", "masks": [path or null, ...] (one per style, or
+                       fewer), "blobs": [content, style, ..., mask, ...]}   (the files' bytes;
+                       a blob per mask that is not null)
                       {"op": "cancel"} (while its job runs), {"op": "status"}, {"op": "stop"}
     server -> client  {"event": "start", ...}  the start line of `--progress json`
                       {"event": "progress", ...} as --progress json, "blobs": [preview PNG]?
@@ -409,23 +411,36 @@ def _checked_job(message: dict, blobs: list[bytes]):
     from impasto.presets import recipe_from_dict
 
     try:
-        content, styles = message["content"], message["styles"]
-        if len(blobs) != 1 + len(styles):
+        content, styles, masks = message["content"], message["styles"], message.get("masks", [])
+        given = [i for i, path in enumerate(masks) if path is not None]
+        if len(blobs) != 1 + len(styles) + len(given):
             raise ProtocolError("one blob per image is expected")
+        mask_blobs = dict(zip(given, blobs[1 + len(styles) :], strict=True))
         job = StyleJob(
             content=load_image(blobs[0], "content", name=str(content)),
             styles=[
                 (load_image(blob, "style", name=str(path)), weight)
-                for (path, weight), blob in zip(styles, blobs[1:], strict=True)
+                for (path, weight), blob in zip(styles, blobs[1 : 1 + len(styles)], strict=True)
             ],
             preset=recipe_from_dict(message["recipe"], "sent to the engine server"),
             size=message["size"],
             seed=message["seed"],
             preview_every=message.get("preview_every", 0),
+            masks=[
+                None if i not in mask_blobs else _mask_image(mask_blobs[i], i, path)
+                for i, path in enumerate(masks)
+            ],
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"the engine server got a malformed job ({exc})") from None
     return check_job(job)
+
+
+def _mask_image(blob: bytes, index: int, path):
+    """Style index's mask decoded as a run alone decodes it (the same messages)."""
+    from impasto.images import load_image
+
+    return load_image(blob, f"mask {index + 1}", name=str(path))
 
 
 def serve(idle_minutes: float, stopping: threading.Event | None = None) -> int:

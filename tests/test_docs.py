@@ -80,3 +80,36 @@ def test_the_architecture_page_names_every_module():
         modules += [f"{door}/"] + [p.name for p in sorted((ROOT / door).glob("*.py"))]
     missing = [m for m in modules if f"`{m}`" not in page and m != "__init__.py"]
     assert not missing, f"docs/architecture.md does not name {missing}"
+
+
+def quoted_tables(markdown: str):
+    """(results file, table rows) for each table that follows a link to benchmarks/results/*.md
+    in the same paragraph or the one before it."""
+    out, source = [], None
+    for block in re.split(r"\n\s*\n", markdown):
+        rows = [line for line in block.splitlines() if line.startswith("|")]
+        if rows and source:
+            out.append((source, [r for r in rows if not re.match(r"^\|[-| :]+\|$", r)][1:]))
+        found = re.findall(r"\((benchmarks/results/[^)#\s]+\.md)\)", block)
+        source = found[-1] if found else (source if rows else None)
+    return out
+
+
+def figures(row: str) -> set[str]:
+    return set(re.findall(r"\d+(?:\.\d+)?", row))
+
+
+def test_figures_quoted_from_a_results_file_are_in_it():
+    """A table quoted under a link to a results file holds that file's own figures (every number
+    of a quoted row is in the file, as written there; a page may rename, merge or drop columns
+    and rows), so rerunning a benchmark cannot leave a page quoting numbers the file no longer
+    has."""
+    checked = 0
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for source, rows in quoted_tables(page.read_text()):
+            have = figures((ROOT / source).read_text())
+            for row in rows:
+                missing = figures(row) - have
+                assert not missing, f"{page.name}: {row!r}: {sorted(missing)} not in {source}"
+                checked += 1
+    assert checked >= 10, f"only {checked} quoted rows found: is the check still finding them?"

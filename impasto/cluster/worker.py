@@ -43,6 +43,8 @@ class Request:
     checkpoint_every: int = 50
     checkpoints: bool = False  # send each checkpoint back
     resume: bytes | None = None  # a checkpoint of this job to continue from
+    # Per style, in order: (name, a greyscale PNG of the checked mask) or None (whole picture)
+    masks: list[tuple[str, bytes] | None] | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @classmethod
@@ -65,6 +67,7 @@ class Request:
             checkpoint_every=job.checkpoint_every,
             checkpoints=job.checkpoint is not None,
             resume=resume,
+            masks=_mask_files(checked),
         )
 
     def materialise(self, folder: Path) -> tuple[StyleJob, dict[str, str]]:
@@ -81,6 +84,9 @@ class Request:
 
         content = put("content", *self.content)
         styles = [(put(f"style-{i}", p, d), w) for i, (p, d, w) in enumerate(self.styles)]
+        masks = None
+        if self.masks is not None:
+            masks = [m and put(f"mask-{i}", *m) for i, m in enumerate(self.masks)]
         resume = None
         if self.resume is not None:
             resume = folder / "resume.npz"
@@ -95,8 +101,28 @@ class Request:
             checkpoint=str(folder / "checkpoint.npz") if self.checkpoints else None,
             checkpoint_every=self.checkpoint_every,
             resume=resume,
+            masks=masks,
         )
         return job, names
+
+
+def _mask_files(checked: CheckedJob) -> list[tuple[str, bytes] | None] | None:
+    """The checked masks as files for the worker: whatever a door gave (a path, the bytes the
+    hot folder read, an image), each is sent as the greyscale picture the caller checked, under
+    its file name, so the worker's settings and messages name it as a run here does."""
+    import io
+
+    if checked.masks is None:
+        return None
+    files = []
+    for mask in checked.masks:
+        if mask is None:
+            files.append(None)
+            continue
+        buf = io.BytesIO()
+        mask.image.save(buf, format="PNG")  # lossless: the worker decodes the same pixels
+        files.append((os.path.basename(mask.source) or "mask.png", buf.getvalue()))
+    return files
 
 
 @ray.remote(max_restarts=0, max_task_retries=0, max_concurrency=2)

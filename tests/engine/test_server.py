@@ -23,6 +23,7 @@ from impasto import remote, server
 from impasto.config import engine_settings
 from impasto.errors import InputError
 from impasto.host import EngineHost
+from impasto.images import read_settings
 from impasto.job import StyleJob, check_job
 from impasto.presets import apply_overrides, list_presets, load_preset, recipe_from_dict
 from tests.conftest import CAT, STARRY, WAVE
@@ -162,6 +163,50 @@ def test_the_server_survives_a_client_killed_with_9_and_paints_the_next_job(tmp_
     assert status(warm)["pid"] == pid
 
 
+def half_mask(path: Path) -> Path:
+    """A mask of the cat photo's shape: its left half white."""
+    w, h = Image.open(CAT).size
+    mask = Image.new("L", (w, h), 0)
+    mask.paste(255, (0, 0, w // 2, h))
+    mask.save(path)
+    return path
+
+
+def test_a_job_with_masks_is_painted_by_the_server_as_alone(tmp_path, warm):
+    sea = half_mask(tmp_path / "sea.png")
+    args = ["stylize", CAT, STARRY, WAVE, "--mask", "none", "--mask", sea, "--size", 64]
+    args += ["--steps", 2, "--progress", "json"]
+    done_before = status(warm)["done"]
+    code, _, err = finish(impasto(*args, "-o", tmp_path / "server.png", env=warm))
+    assert code == 0, err
+    assert status(warm)["done"] == done_before + 1  # the server painted it
+    code, _, err = finish(impasto(*args, "-o", tmp_path / "alone.png", env=dict(os.environ)))
+    assert code == 0, err
+    on_server, alone = (read_settings(tmp_path / n) for n in ("server.png", "alone.png"))
+    assert on_server["masks"] == alone["masks"] == [None, "sea.png"]
+    assert on_server == alone
+
+
+def test_the_server_takes_a_mask_only_with_its_bytes(tmp_path):
+    """Masks travel as bytes after the styles'; a server that finds mask names without their
+    bytes (or, as a server that does not know masks, more bytes than images) refuses the
+    message, so a job is never painted without its masks."""
+    images = [CAT.read_bytes(), STARRY.read_bytes()]
+    message = {
+        "content": str(CAT),
+        "styles": [[str(STARRY), 1.0]],
+        "recipe": load_preset("classic").to_dict(),
+        "size": 64,
+        "seed": 0,
+        "masks": ["/home/me/sky.png"],
+    }
+    with pytest.raises(server.ProtocolError, match="one blob per image"):
+        server._checked_job(message, images)
+    checked = server._checked_job(message, [*images, half_mask(tmp_path / "m.png").read_bytes()])
+    assert checked.settings()["masks"] == ["sky.png"]
+    assert checked.masks[0].image.getpixel((0, 0)) == 255
+
+
 def test_a_socket_or_folder_others_can_open_is_refused(tmp_path, monkeypatch):
     run = tmp_path / "r"
     run.mkdir(mode=0o700)
@@ -291,3 +336,18 @@ def test_engine_settings_are_checked(tmp_path):
     path.write_text("[engine]\nidle = 3\n")
     with pytest.raises(InputError, match="unknown key 'idle'"):
         engine_settings(path)
+
+
+def test_an_editor_plugins_job_is_painted_by_the_server(tmp_path, warm, monkeypatch):
+    """The Krita and GIMP plug-ins run `impasto stylize` from the editor's own Python, with its
+    interpreter settings in the environment: the server still paints their job."""
+    from impasto.plugin import client
+    from tests.plugin.helpers import IMPASTO
+
+    for key, value in {**warm, "PYTHONHOME": "/opt/editor/python", "PYTHONPATH": "/x"}.items():
+        monkeypatch.setenv(key, value)
+    done_before = status(warm)["done"]
+    settings = client.StyleSettings(styles=[str(STARRY)], size=64, steps=2)
+    done = client.run_job([str(IMPASTO)], str(CAT), str(tmp_path / "layer.png"), settings)
+    assert Image.open(done.output).size == (64, 43)
+    assert status(warm)["done"] == done_before + 1

@@ -1,7 +1,8 @@
 """Power cuts under the hot folder: the daemon paints a stream of files on forgetfs (see
 forgetfs.py), and again and again the power goes off (kill -9, then everything not fsynced is
 dropped) at a random moment, and the daemon starts again. At the end, nothing is lost or doubled:
-every input is in exactly one place, every output is whole and belongs to a processed input,
+every input is in exactly one place (a photo's mask too, beside it), every output is whole and
+belongs to a processed input,
 the journal agrees with the folders, and a job the journal had finished when the power went off
 is still finished, the same way, after it (not forgotten, then done again).
 
@@ -25,6 +26,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from impasto.images import read_settings
+from impasto.sidecars import mask_of
 from tests.conftest import CAT, ROOT, STARRY
 
 CUTS = int(os.environ.get("IMPASTO_POWER_CUTS", "10"))
@@ -59,16 +62,24 @@ def write_durably(path: Path, data: bytes) -> None:
 
 
 def inputs(count: int) -> dict[str, bytes]:
-    """Distinct small PNGs: the cat tinted a little differently each time."""
+    """Distinct small PNGs: the cat tinted a little differently each time; every third has a
+    mask (impasto.sidecars), listed before it so that it is dropped first."""
     base = Image.open(CAT).convert("RGB")
     base.thumbnail((72, 72))
     files = {}
     for n in range(count):
-        img = Image.eval(base, lambda v, n=n: (v + 7 * n) % 256)
-        buf = io.BytesIO()
-        img.save(buf, "PNG")
-        files[f"in-{n:03d}.png"] = buf.getvalue()
+        if n % 3 == 0:
+            mask = Image.new("L", base.size, 0)
+            mask.paste(100 + n, (0, 0, base.size[0] // 2, base.size[1]))
+            files[f"in-{n:03d}.mask.png"] = png(mask)
+        files[f"in-{n:03d}.png"] = png(Image.eval(base, lambda v, n=n: (v + 7 * n) % 256))
     return files
+
+
+def png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
 
 
 def painted(data: bytes) -> Image.Image:
@@ -223,7 +234,8 @@ def check_nothing_lost_or_doubled(root: Path, files: dict[str, bytes], finished:
     forgotten = finished - finished_jobs(root)
     assert not forgotten, f"jobs finished before a power cut, and forgotten after it: {forgotten}"
     assert [r for r in rows if r[1] not in ("done", "failed")] == [], rows
-    assert sorted(r[0] for r in done) == sorted(files), f"the journal's finished jobs: {rows}"
+    photos = [name for name in files if mask_of(name) is None]  # masks are no jobs of their own
+    assert sorted(r[0] for r in done) == sorted(photos), f"the journal's finished jobs: {rows}"
     outputs = sorted(os.listdir(root / "outbox" / "paint"))
     assert outputs == sorted(r[2] for r in done), "outputs the journal does not know, or doubled"
     for name, _, output, moved_to in done:
@@ -232,6 +244,11 @@ def check_nothing_lost_or_doubled(root: Path, files: dict[str, bytes], finished:
         with Image.open(root / "outbox" / "paint" / output) as img:
             img.load()  # whole: a torn file fails here
             assert img.convert("RGB").tobytes() == painted(files[name]).tobytes(), output
+        mask = Path(name).stem + ".mask.png"
+        if mask in files:  # painted with it, and moved beside it, named after it
+            assert read_settings(root / "outbox" / "paint" / output)["masks"] == [mask]
+            beside = root / "processed" / "paint" / (Path(moved_to).stem + ".mask.png")
+            assert beside.read_bytes() == files[mask], f"{mask} is not beside {moved_to}"
 
 
 def test_power_cuts_lose_nothing_and_double_nothing(forgetfs):
