@@ -5,7 +5,8 @@ usage: python recording_engine.py RECORD_DIR stylize CONTENT STYLE... -o OUT [op
 Writes RECORD_DIR/argv.json (the arguments after RECORD_DIR), copies the content picture to
 RECORD_DIR/content.png and each --mask file to RECORD_DIR/mask-N.png (the plug-in deletes its
 own copies when the job ends), writes the content picture as the "result" and prints the JSON
-lines a run prints. Standard library only: it runs under any Python.
+lines a run prints. Anything but `stylize` (a dialog's questions about presets) goes to the
+real `impasto` beside the Python that runs this file (the project's virtual environment).
 """
 
 import json
@@ -16,6 +17,9 @@ import sys
 
 def main(argv):
     record, args = argv[0], argv[1:]
+    if args[:1] != ["stylize"]:
+        impasto = os.path.join(os.path.dirname(sys.executable), "impasto")
+        os.execv(impasto, [impasto, *args])
     os.makedirs(record, exist_ok=True)
     with open(os.path.join(record, "argv.json"), "w", encoding="utf-8") as fh:
         json.dump(args, fh)
