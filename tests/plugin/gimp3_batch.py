@@ -32,7 +32,7 @@ def _export_layer(layer, width, height, path):
     scratch.delete()
 
 
-def _scenario(spec, name, style, prepare=None, mode=None, recorded=False):
+def _scenario(spec, name, style, prepare=None, mode=None, recorded=False, steps=None):
     """prepare(image) may return the layer to stylise (else the image's only layer)."""
     entry = {}
     image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, _file(spec["content"]))
@@ -48,7 +48,7 @@ def _scenario(spec, name, style, prepare=None, mode=None, recorded=False):
     config.set_property("image", image)
     config.set_core_object_array("drawables", [source])
     config.set_property("style", _file(style))
-    config.set_property("steps", spec["steps"])
+    config.set_property("steps", steps or spec["steps"])
     config.set_property("seed", spec["seed"])
     if mode is not None:
         config.set_property("selection-mode", mode)
@@ -132,8 +132,7 @@ def _main(spec):
     run("selection", spec["style"], select_shape, mode="crop")
     run("feathered", spec["style"], select_feathered, recorded=True)
     run("patch_layer", spec["style"], patch_layer_feathered, recorded=True)
-    if spec.get("masks_honoured"):
-        run("feathered_real", spec["style"], select_feathered)
+    run("feathered_real", spec["style"], select_feathered, steps=spec["masked_steps"])
     run("sixteen_bit", spec["style"], to_16_bit)
     run("engine_error", spec["bad_style"])
     with open(spec["report"], "w", encoding="utf-8") as fh:

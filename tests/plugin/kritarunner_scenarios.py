@@ -129,8 +129,7 @@ def _run(spec, report):
     run("selection", select_shape, settings(selection_mode="crop"))
     run("feathered", select_feathered, settings(), recorded=True)
     run("patch_layer", patch_layer_feathered, settings(), recorded=True)
-    if spec.get("masks_honoured"):
-        run("feathered_real", select_feathered, settings())
+    run("feathered_real", select_feathered, settings(steps=spec["masked_steps"]))
     run("sixteen_bit", to_16_bit, settings())
     run("grey", to_grey, settings())
     run("engine_error", nothing, settings(styles=[spec["bad_style"]]))

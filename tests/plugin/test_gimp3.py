@@ -25,6 +25,7 @@ from tests.conftest import STARRY, skip_or_fail
 from tests.plugin.helpers import (
     HERE,
     IMPASTO,
+    MASKED_STEPS,
     SEED,
     STEPS,
     assert_inside_painted_outside_kept,
@@ -83,7 +84,7 @@ def gimp3(tmp_path_factory):
         "patch": PATCH,
         "plugin_dir": str(profile / "plug-ins" / "impasto"),
         "recorder": [sys.executable, str(HERE / "recording_engine.py")],
-        "masks_honoured": True,
+        "masked_steps": MASKED_STEPS,
         "out_dir": str(work / "out"),
         "report": str(work / "report.json"),
     }

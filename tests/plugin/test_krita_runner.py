@@ -21,6 +21,7 @@ from tests.conftest import STARRY, require_program
 from tests.plugin import kra
 from tests.plugin.helpers import (
     HERE,
+    MASKED_STEPS,
     SEED,
     STEPS,
     assert_inside_painted_outside_kept,
@@ -74,7 +75,7 @@ def scenarios(tmp_path_factory):
         "feather": FEATHER,
         "patch": PATCH,
         "recorder": [sys.executable, str(HERE / "recording_engine.py")],
-        "masks_honoured": True,
+        "masked_steps": MASKED_STEPS,
         "out_dir": str(out),
         "report": str(root / "report.json"),
     }
