@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import platform
 import re
+import resource
+import subprocess
 import time
 from pathlib import Path
 
@@ -28,6 +30,18 @@ def smoke(args, **tiny):
         for name, value in tiny.items():
             setattr(args, name, value)
     return args
+
+
+def timed(cmd: list[str], **kwargs) -> dict:
+    """Run a command to its end (it must succeed): its wall and CPU seconds (its own and its
+    children's, user and system)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True, **kwargs)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall": wall, "cpu": cpu}
 
 
 def machine_line() -> str:

@@ -13,7 +13,7 @@ the steps, is kept as "quiet" seconds), which shows how much a busy machine slow
 speed-ups quality.py reports do not use these: it times the tutorial's pace afresh before each
 impasto run (`--pace`), so both sides are timed under the same load.
 
-    python benchmarks/tutorial_baseline.py --sizes 384 512 --pairs 3 [--fresh]
+    python benchmarks/tutorial_baseline.py --sizes 384 512 --pairs 6 [--fresh]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import itertools
 import json
 import os
 import time
+import tomllib
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -35,11 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "benchmarks" / "data"
 STORE = RESULTS / "tutorial"
 STEPS = 4 if SMOKE else 1000  # the tutorial's steps (a smoke run: a few, in chunks of 2)
-PAIRS = [
-    ("chelsea_cat.png", "vangogh_starry_night_1889.jpg"),
-    ("astronaut_eileen_collins.png", "hokusai_great_wave_off_kanagawa_c1831.jpg"),
-    ("coffee_cup.png", "kandinsky_composition_vii_1913.jpg"),
-]
+# The photo/painting pairs, split in data/pairs.toml: PAIRS may be used for tuning (levers.py
+# does), HELD_OUT never is (quality.py judges the presets on them).
+SPLIT = tomllib.loads((DATA / "pairs.toml").read_text())
+PAIRS = [tuple(pair) for pair in SPLIT["tuning"]]
+HELD_OUT = [tuple(pair) for pair in SPLIT["held_out"]]
+ALL_PAIRS = PAIRS + HELD_OUT
 CHUNK = 50  # steps per timed chunk
 STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 
@@ -188,7 +190,13 @@ def baseline(content: str, style: str, size: int, steps: int, fresh=False):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[384, 512])
-    parser.add_argument("--pairs", type=int, default=3, choices=(1, 2, 3))
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=len(ALL_PAIRS),
+        choices=range(1, len(ALL_PAIRS) + 1),
+        help="the first N pairs of data/pairs.toml (tuning, then held-out)",
+    )
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--fresh", action="store_true", help="measure again even if stored")
     parser.add_argument(
@@ -199,10 +207,10 @@ def main() -> None:
     )
     args = smoke(parser.parse_args(), sizes=[64], pairs=1, steps=STEPS)
     if args.pace:
-        print(json.dumps(pace(*PAIRS[args.pairs - 1], args.sizes[0], args.pace)))
+        print(json.dumps(pace(*ALL_PAIRS[args.pairs - 1], args.sizes[0], args.pace)))
         return
     for size in args.sizes:
-        for content, style in PAIRS[: args.pairs]:
+        for content, style in ALL_PAIRS[: args.pairs]:
             _, meta = baseline(content, style, size, args.steps, args.fresh)
             print(
                 f"{key(content, style, size, args.steps)}: {meta['wall_seconds']} s wall, "

@@ -60,6 +60,15 @@ def is_ignored(name: str) -> bool:
     )
 
 
+def takeable(name: str) -> bool:
+    """True for a name the intake takes: not ignored, text (UTF-8) and a plain file name."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return not is_ignored(name) and safe_name(name)
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What an inbox entry is: "file" (a candidate), "refuse" (goes to failed/ with reason),
@@ -465,7 +474,7 @@ class Intake:
             mine = [
                 (m, ident, settled)
                 for (r, m), (ident, settled) in masks.items()
-                if r == route and m not in claimed[route] and mask_of(m)[0] == photo_stem(name)
+                if r == route and m not in claimed.get(r, ()) and mask_of(m)[0] == photo_stem(name)
             ]
             if not all(settled for _, _, settled in mine):
                 continue  # a mask is still being written: the photo waits for it
@@ -473,7 +482,7 @@ class Intake:
             found = tuple(MaskFile(m, ident) for m, ident, _ in sorted(mine))
             job_id = journal.enqueue(route, name, identity, found)
             if job_id is not None:
-                claimed[route] |= {m.name for m in found}
+                claimed.setdefault(route, set()).update(m.name for m in found)
                 shown = printable(f"{route}/{name}")
                 if found:
                     shown += printable(f" with {', '.join(m.name for m in found)}")

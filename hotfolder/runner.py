@@ -22,7 +22,7 @@ from pathlib import Path
 from impasto import checkpoint as checkpoints
 from impasto.errors import ImpastoError, InputError, PresetError, WeightsError, first_line
 from impasto.hotfolder.config import Config, Route
-from impasto.hotfolder.intake import Unreadable, inspect, is_ignored, read_input
+from impasto.hotfolder.intake import Unreadable, inspect, read_input, takeable
 from impasto.hotfolder.journal import Identity, Job, Journal, MaskFile
 from impasto.hotfolder.layout import (
     FolderSwapped,
@@ -215,15 +215,19 @@ class Runner:
 
     def _new_masks(self, job: Job) -> bool:
         """True when a mask for this photo lies in the inbox that the job did not queue with
-        (and no other job claims)."""
+        (and no other job claims), one the intake will take (else it would never be queued)."""
+        folder = self.layout.folder("inbox", job.route)
         try:
-            names = os.listdir(self.layout.folder("inbox", job.route))
+            names = os.listdir(folder)
         except OSError:
             return False  # reading the photo says why
         known = {m.name for m in job.masks} | self.journal.claimed_masks(job.route)
         stem = photo_stem(job.name)
         return any(
-            n not in known and not is_ignored(n) and (mask_of(n) or ("", 0))[0] == stem
+            n not in known
+            and (mask_of(n) or ("", 0))[0] == stem
+            and takeable(n)
+            and not os.path.isdir(folder / n)
             for n in names
         )
 

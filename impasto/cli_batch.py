@@ -3,8 +3,10 @@
 Every file is checked before any painting (a bad one is reported, not fatal), outputs that
 already exist are skipped (so running the same command again finishes an interrupted batch),
 each output is written atomically when its painting is complete, and the end is a summary with
-every failure's reason. With --cluster the files are painted by a pool of engine workers on a
-Ray cluster, one file per worker at a time; without it, one at a time by the engine here.
+every failure's reason. With --masks-beside each photo's masks are found beside it by the hot
+folder's naming rule (impasto.sidecars: cat.mask.png, cat.mask2.png). With --cluster the
+files are painted by a pool of engine workers on a Ray cluster, one file per worker at a time;
+without it, one at a time by the engine here.
 
 Exit codes: 0 every file painted (or already there), 2 the batch could not start or some files
 failed (each is listed), 130 Ctrl-C, 143 SIGTERM (the files under way are not written).
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import queue
 import sys
 import tempfile
@@ -32,6 +35,7 @@ from impasto.numbers import whole_number_arg
 from impasto.outputs import SaveError, check_not_input, make_output_folder, save_or_recover
 from impasto.paths import reason
 from impasto.protocol import clock
+from impasto.sidecars import mask_of, masks_by_style, photo_stem
 
 HELP = "paint many photos with one recipe, here or on a Ray cluster"  # in `impasto --help`
 
@@ -53,6 +57,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-o", "--output-dir", required=True, metavar="FOLDER", help="where outputs go")
     p.add_argument("--format", choices=FORMATS, default="png", help="output format (default png)")
+    p.add_argument(
+        "--masks-beside",
+        action="store_true",
+        help="paint each style only where the photo's own mask says: photo.mask.png beside "
+        "photo.jpg for the first style, photo.mask2.png for the second, ... (mask files are "
+        "not painted as photos)",
+    )
     add_recipe_arguments(p)
     p.add_argument(
         "--progress",
@@ -84,9 +95,12 @@ class Item:
     job: StyleJob | None = None
 
 
-def plan(inputs: list[str], outdir: Path, ext: str) -> tuple[list[Item], list[tuple[str, str]]]:
+def plan(
+    inputs: list[str], outdir: Path, ext: str, masks_beside: bool = False
+) -> tuple[list[Item], list[tuple[str, str]]]:
     """One Item per photo (a folder gives the image files in it, by extension, hidden ones
-    left out), and (name, reason) for each input that cannot get an output name. Outputs are
+    left out, and with masks_beside the masks too), and (name, reason) for each input that
+    cannot get an output name. Outputs are
     named after their photo, `cat.jpg` -> `cat.png`; photos that differ only in extension keep
     it apart, `cat_jpg.png`, so a re-run finds the same names."""
     sources: list[Path] = []
@@ -99,13 +113,16 @@ def plan(inputs: list[str], outdir: Path, ext: str) -> tuple[list[Item], list[tu
                 found = [
                     p
                     for p in path.iterdir()
-                    if not p.name.startswith(".") and p.suffix.lower() in image_exts and p.is_file()
+                    if not p.name.startswith(".")
+                    and p.suffix.lower() in image_exts
+                    and not (masks_beside and mask_of(p.name))
+                    and p.is_file()
                 ]
             except OSError as exc:
                 failed.append((text, f"folder cannot be listed ({reason(exc)})"))
                 continue
             sources += sorted(found)
-        else:
+        elif not (masks_beside and mask_of(path.name)):  # `photos/*`: the masks go with them
             sources.append(path)
     by_stem: dict[str, set[str]] = {}
     for src in sources:
@@ -146,20 +163,24 @@ def run(args: argparse.Namespace) -> int:
     check_job(dataclasses.replace(template, content=Image.new("RGB", (64, 64))))
     outdir = make_output_folder(Path(args.output_dir), "output")
     styles = [("style image", s) for s, _ in template.styles]
-    items, failed = plan(args.inputs, outdir, "." + args.format)
+    items, failed = plan(args.inputs, outdir, "." + args.format, args.masks_beside)
     report = Report(len(items) + len(failed), failed)
     todo = []
     for item in items:  # every photo is checked before anything is painted
         try:
-            check_not_input(item.output, [("content image", item.source), *styles])
+            masks = masks_beside(item.source, len(styles)) if args.masks_beside else None
+            job = dataclasses.replace(template, content=str(item.source), masks=masks)
+            read = [("content image", item.source), *styles]
+            read += [(f"mask {i}", m) for i, m in enumerate(masks or [], 1) if m]
+            check_not_input(item.output, read)
             if item.output.exists():
                 report.skipped += 1
                 continue
-            check_job(dataclasses.replace(template, content=str(item.source)))
+            check_job(job)
         except ImpastoError as exc:
             report.failed.append((str(item.source), _words(exc, item.source)))
             continue
-        item.job = dataclasses.replace(template, content=str(item.source))
+        item.job = job
         todo.append(item)
     for name, why in report.failed:
         print(f"impasto: skipping {name}: {why}", file=sys.stderr)
@@ -169,6 +190,23 @@ def run(args: argparse.Namespace) -> int:
     if report.stopped_by is not None:
         return 130 if report.stopped_by == 2 else 143  # SIGINT is 2
     return 2 if report.failed else 0
+
+
+def masks_beside(photo: Path, styles: int) -> list[str | None] | None:
+    """The photo's masks found beside it, one per style in order (None: the whole picture),
+    or None when it has none; InputError when they do not fit the styles."""
+    try:
+        names = [
+            n
+            for n in os.listdir(photo.parent)
+            if (m := mask_of(n)) and m[0] == photo_stem(photo.name) and not n.startswith(".")
+        ]
+    except OSError as exc:
+        raise InputError(f"cannot look for its masks ({reason(exc)})") from None
+    if not names:
+        return None
+    order = masks_by_style(names, styles)
+    return [None if n is None else str(photo.parent / n) for n in order]
 
 
 def _paint(args: argparse.Namespace, todo: list[Item], report: Report) -> int | None:

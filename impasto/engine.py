@@ -102,6 +102,8 @@ def memory_plans(checked: CheckedJob, precision: str) -> list[memory.Plan]:
     # finest scale's sizes, see _inputs).
     inputs = [checked.content.rgb.size, *(img.rgb.size for img, _ in checked.styles)]
     held = sum(w * h for w, h in inputs) * memory.INPUT_BYTES
+    masks = [m.image.size for m in checked.masks or () if m is not None]
+    held += sum(w * h for w, h in masks) * memory.MASK_INPUT_BYTES
     if recipe.preserve_color != "none":
         final = [scales[-1], *(style_size(checked, s, scales[-1]) for s in inputs[1:])]
         held += sum(w * h for w, h in final) * memory.COLOR_BYTES
@@ -109,7 +111,11 @@ def memory_plans(checked: CheckedJob, precision: str) -> list[memory.Plan]:
     # The largest scale first: if any does not fit, the error names the size the user asked for.
     for size in scales[::-1]:
         styles = [style_size(checked, s, size) for s in inputs[1:]]
-        plans.append(memory.choose_tile(size, halo, align, precision, budget, styles, held))
+        # The masks at this scale (mask_arrays), and their copies in the graphs and tiles.
+        regions = len(checked.masks or ()) * size[0] * size[1] * memory.MASK_BYTES
+        plans.append(
+            memory.choose_tile(size, halo, align, precision, budget, styles, held + regions)
+        )
     return plans[::-1]
 
 
@@ -186,7 +192,8 @@ def stylize(
     steps_plan = plan(checked)
     precision = resolve_precision(recipe.precision).precision  # "auto" made concrete
     plans = memory_plans(checked, precision)  # fits the budget, or refused before any work
-    objective = objective_for(terms.layout(recipe), recipe.pooling, precision)
+    regions = 0 if checked.masks is None else len(checked.masks)
+    objective = objective_for(terms.layout(recipe), recipe.pooling, precision, regions)
     content_img, style_imgs = _inputs(checked)
     resume = ckpt_io.load(job.resume, checked.settings()) if job.resume else None
     clock = _Clock(steps_plan, resume)
@@ -226,10 +233,27 @@ def _evaluator(objective, checked, precision, content, style_imgs, size, tile):
     the memory budget says so (the same loss and gradient either way; see impasto.tiling)."""
     recipe = checked.recipe
     styles = _style_arrays(checked, style_imgs, size)
+    masks = mask_arrays(checked, size)
     if tile is None:
-        return objective.at(content, styles, terms.params(recipe))
+        return objective.at(content, styles, terms.params(recipe), masks)
     log.info("scale %dx%d in tiles of up to %d px", *size, tile)
-    return tiling.TiledObjective(recipe, precision, content, styles, tile)
+    return tiling.TiledObjective(recipe, precision, content, styles, tile, masks)
+
+
+def mask_arrays(checked: CheckedJob, size: tuple[int, int]) -> np.ndarray | None:
+    """The styles' masks at a scale's (w, h), [R, h, w] in [0, 1] (a style without one covers
+    the whole picture), or None for a job without masks. Bilinear keeps a soft edge soft."""
+    if checked.masks is None:
+        return None
+    w, h = size
+    return np.stack(
+        [
+            np.ones((h, w), np.float32)
+            if m is None
+            else np.asarray(m.image.resize(size, Image.Resampling.BILINEAR), np.float32) / 255
+            for m in checked.masks
+        ]
+    )
 
 
 def _style_arrays(checked, style_imgs, size) -> list[tuple[np.ndarray, float]]:

@@ -10,7 +10,7 @@ where the step pixels are the whole picture's untiled, or one tile's crop (core 
 the style pass is the largest style picture's forward pass for its Gram matrices (whole untiled,
 one crop tiled), which runs before the steps and whose memory they reuse; `held` is what the job
 keeps besides: the decoded inputs at full resolution, the style pictures at the scale's size and
-the colour transfer's arrays (see impasto.engine.memory_plans).
+the colour transfer's arrays and the masks (see impasto.engine.memory_plans).
 The constants come from peak RSS of fresh processes (classic's layers, which reach block5 as deep
 as any shipped preset; shallower layer sets need less), rounded up for other allocators and
 layouts. Measured in bfloat16: 1024 px in 512 px tiles (672 px crops) 1.49 GB, in one 1024 px
@@ -52,6 +52,11 @@ FORWARD_BYTES = 1000
 INPUT_BYTES = 5
 STYLE_BYTES = 16
 COLOR_BYTES = 64
+# A mask: its decoded "L" image at full resolution (1 byte a pixel, and a grey copy while it is
+# checked), and per region at a scale's size its float32 array and the tiles' and graphs' copies
+# of it (pooled ones add a third).
+MASK_INPUT_BYTES = 2
+MASK_BYTES = 16
 # The tiles the doors' size limits leave room for (a 512 px crop): the halos of smaller tiles
 # cost more work than their cores.
 RESERVE_CROP = 512

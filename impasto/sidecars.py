@@ -41,8 +41,7 @@ def masks_by_style(names: list[str], styles: int) -> list[str | None]:
         _, index = mask_of(name)
         if index in by_index:
             raise InputError(
-                f"{by_index[index]!r} and {name!r} are both masks for style {index + 1}: "
-                "keep one"
+                f"{by_index[index]!r} and {name!r} are both masks for style {index + 1}: keep one"
             )
         if index >= styles:
             raise InputError(

@@ -20,6 +20,17 @@ each tile core's stats first. `split` says how a term is cut into tiles:
 Every loss is relative (divided by a norm of its target, see impasto/losses.py), so weights do
 not depend on the layer or the picture's size, and stays in float32 (float64 for W2's roots).
 
+Regions (a mask per style, Gatys et al. 2017, "Controlling Perceptual Factors"): when a job has
+masks, each style is a region with its own targets (its own picture's statistics, not a blend),
+and the style terms take weighted statistics: every position counts with the region's mask at
+the layer's resolution (the pixel mask average-pooled 2x2 as often as the layer's poolings, which
+gives exactly its positions grid). region_stats(F, m, layer), m [n, R] (one column per region),
+returns the sums (Gram: sum m f f^T and sum m; W2: also sum m f) or rows (the histogram's
+projections and the weights) that the tiles add up as before; region_loss(S, target, r) is
+region r's relative error from them. A region's loss counts blend weight x number of regions
+(region_scales), so equal weights give every region the preset's full style strength. Where no
+mask covers a position, only the content and TV terms act: the photo stays.
+
 Adding a term: a class here, an entry in TERMS, its keys in presets.Recipe (which imports no
 TensorFlow, hence not this module), and a preset that uses it.
 """
@@ -68,6 +79,28 @@ def _ftf(f: tf.Tensor) -> tf.Tensor:
     return tf.matmul(flat, flat, transpose_a=True)
 
 
+def _weighted_ftf(flat: tf.Tensor, m: tf.Tensor) -> tf.Tensor:
+    """[R, C, C]: sum over positions of m_r f f^T, one region (column of m [n, R]) at a time."""
+    return tf.stack(
+        [tf.matmul(flat * m[:, r : r + 1], flat, transpose_a=True) for r in range(m.shape[1])]
+    )
+
+
+def mask_at(masks: tf.Tensor, layer: str) -> tf.Tensor:
+    """Pixel masks [R, h, w] of a picture (or a tile's core, which lies on the pooling grid) at
+    a layer's positions, flattened as the features are: [n, R]."""
+    m = tf.transpose(masks, (1, 2, 0))[None]
+    for _ in range(level(layer)):
+        m = tf.nn.avg_pool2d(m, ksize=2, strides=2, padding="VALID")
+    return tf.reshape(m, (-1, tf.shape(masks)[0]))
+
+
+def region_scales(weights) -> list[float]:
+    """What each region's style loss counts: its blend weight (weights sum to 1) times the number
+    of regions, so equal weights give every region the preset's full style strength."""
+    return [w * len(weights) for w in weights]
+
+
 class Term:
     """One term of the objective on features (see the module doc); TV overrides the per-picture
     methods. Subclasses set name, weight_key, layers_key, source, split and the functions."""
@@ -110,11 +143,36 @@ class Term:
     def loss(self, s, target, n) -> tf.Tensor:
         raise NotImplementedError
 
-    # Per picture (or tile core): pixels is (crop, core offsets in it); layers, the term's.
-    def picture_stats(self, feats: dict, pixels, local: dict, layers) -> dict:
+    # Regions (a job with masks; only the style terms): see the module doc.
+    def region_stats(self, f: tf.Tensor, m: tf.Tensor, layer: str):
+        raise NotImplementedError
+
+    def region_loss(self, s, target, r: int) -> tf.Tensor:
+        raise NotImplementedError
+
+    def by_regions(self, regions: bool) -> bool:
+        """Whether this term works by regions in a job with (regions) or without masks: only
+        the style terms do; content and TV act on the whole picture."""
+        return regions and self.source == "style"
+
+    # Per picture (or tile core): pixels is (crop, core offsets in it); layers, the term's;
+    # masks: None, or the core's pixel masks [R, h, w].
+    def picture_stats(self, feats: dict, pixels, local: dict, layers, masks=None) -> dict:
+        if self.by_regions(masks is not None):
+            return {k: self.region_stats(feats[k], mask_at(masks, k), k) for k in layers}
         return {k: self.stats(feats[k], local.get(k), k) for k in layers}
 
-    def picture_loss(self, s: dict, targets: dict, shape, layer_weights: dict) -> tf.Tensor:
+    def picture_loss(self, s: dict, targets: dict, shape, layer_weights: dict, scales=None):
+        """The weighted loss over layers; with regions (scales: one per region, see
+        region_scales), targets hold one target per region and their losses add up."""
+        if self.by_regions(scales is not None):
+            return tf.add_n(
+                [
+                    w * scales[r] * self.region_loss(s[k], targets[k][r], r)
+                    for k, w in layer_weights.items()
+                    for r in range(len(targets[k]))
+                ]
+            )
         return tf.add_n(
             [
                 w * self.loss(s[k], targets[k], tf.cast(positions(shape, k), tf.float32))
@@ -178,6 +236,13 @@ class Gram(Term):
     def loss(self, s, target, n):
         return relative_error(s / n, target)
 
+    def region_stats(self, f, m, layer):
+        return {"ftf": _weighted_ftf(_flat(f), m), "mass": tf.reduce_sum(m, axis=0)}
+
+    def region_loss(self, s, target, r):
+        # The region's Gram: its positions' mean of f f^T, each weighing its mask.
+        return self.loss(s["ftf"][r], target, s["mass"][r] + EPS)
+
 
 class W2(Term):
     """Wasserstein-2 distance between Gaussian fits of the picture's and the style's features
@@ -233,6 +298,18 @@ class W2(Term):
         cross = tf.reduce_sum(_root(tf.linalg.eigvalsh((m + tf.transpose(m)) / 2), target["eps"]))
         w2 = tf.reduce_sum(tf.square(mean - f64(target["mean"]))) + tf.linalg.trace(cov)
         return tf.cast(w2 + f64(target["constant"]) - 2 * cross, tf.float32) / target["norm"]
+
+    def region_stats(self, f, m, layer):
+        flat = _flat(f)
+        return {
+            "sum": tf.matmul(m, flat, transpose_a=True),
+            "ftf": _weighted_ftf(flat, m),
+            "mass": tf.reduce_sum(m, axis=0),
+        }
+
+    def region_loss(self, s, target, r):
+        # The region's weighted mean and covariance, against its own style's.
+        return self.loss({"sum": s["sum"][r], "ftf": s["ftf"][r]}, target, s["mass"][r] + EPS)
 
 
 def _root(eigenvalues: tf.Tensor, eps) -> tf.Tensor:
@@ -291,6 +368,25 @@ class Histogram(Term):
         want = _resample(target, tf.shape(s)[0])
         return relative_error(tf.sort(s, axis=0), want)
 
+    def region_stats(self, f, m, layer):
+        # Rows: each position's projections and its weight in every region.
+        return {"proj": self.stats(f, None, layer), "weight": m}
+
+    def region_loss(self, s, target, r):
+        """Weighted quantile matching: the projections sorted with their weights carried along,
+        each compared with the style's quantile at its weight's cumulative position (the middle
+        of its share), the squared errors weighted, relative. With every weight 1 it is loss()."""
+        proj = tf.transpose(s["proj"])  # [K, n]
+        order = tf.argsort(proj, axis=1, stable=True)
+        values = tf.gather(proj, order, batch_dims=1)
+        weight = tf.gather(s["weight"][:, r], order)  # [K, n]
+        total = tf.reduce_sum(weight, axis=1, keepdims=True) + EPS
+        at = (tf.cumsum(weight, axis=1) - weight / 2) / total
+        want = _quantiles_at(tf.transpose(target), at)
+        return tf.reduce_sum(weight * tf.square(values - want)) / (
+            tf.reduce_sum(weight * tf.square(want)) + EPS
+        )
+
 
 def _resample(quantiles: tf.Tensor, n) -> tf.Tensor:
     """Sorted values [m, K] at the n quantiles (i + 1/2) / n, by linear interpolation."""
@@ -303,13 +399,26 @@ def _resample(quantiles: tf.Tensor, n) -> tf.Tensor:
     return tf.gather(quantiles, low) * (1 - frac) + tf.gather(quantiles, high) * frac
 
 
+def _quantiles_at(quantiles: tf.Tensor, at: tf.Tensor) -> tf.Tensor:
+    """Sorted values [K, m] (at the quantiles (i + 1/2) / m) read at fractions at [K, n] in
+    [0, 1], by linear interpolation as _resample does."""
+    m = tf.shape(quantiles)[1]
+    pos = tf.clip_by_value(at * tf.cast(m, tf.float32) - 0.5, 0.0, tf.cast(m - 1, tf.float32))
+    low = tf.cast(tf.floor(pos), tf.int32)
+    high = tf.minimum(low + 1, m - 1)
+    frac = pos - tf.floor(pos)
+    low_v = tf.gather(quantiles, low, batch_dims=1)
+    high_v = tf.gather(quantiles, high, batch_dims=1)
+    return low_v * (1 - frac) + high_v * frac
+
+
 class TV(Term):
     """Total variation: mean squared difference of neighbouring pixels (a smoothness prior; the
     paper has none). Its sums are over the pixel pairs whose first pixel is in the region."""
 
     name, weight_key, source, split = "tv", "tv_weight", None, "positions"
 
-    def picture_stats(self, feats, pixels, local, layers):
+    def picture_stats(self, feats, pixels, local, layers, masks=None):
         crop, offsets = pixels
         top, left, bottom, right = (offsets[i] for i in range(4))
         h, w = tf.shape(crop)[0], tf.shape(crop)[1]
@@ -319,7 +428,7 @@ class TV(Term):
         sum_x = tf.reduce_sum(tf.square(dx[top:bottom, left : tf.minimum(right, w - 1)]))
         return tf.stack([sum_y, sum_x])
 
-    def picture_loss(self, s, targets, shape, layer_weights):
+    def picture_loss(self, s, targets, shape, layer_weights, scales=None):
         h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
         return s[0] / tf.maximum((h - 1) * w * 3, 1.0) + s[1] / tf.maximum(h * (w - 1) * 3, 1.0)
 
@@ -339,6 +448,14 @@ def layout(recipe) -> tuple:
 def layers_of(layout: tuple) -> tuple:
     """Every layer a layout needs, in network order."""
     return tuple(sorted({k for _, ks in layout for k in ks}, key=LAYERS.index))
+
+
+def targets_of(term: Term, summaries: list, layer: str, regions: bool):
+    """A term's targets from [(summary, blend weight)]: the blend's, or with regions one per
+    style (each region aims at its own picture, whatever the weights)."""
+    if term.by_regions(regions):
+        return [term.targets([(summary, 1.0)], layer) for summary, _ in summaries]
+    return term.targets(summaries, layer)
 
 
 def params(recipe) -> dict:

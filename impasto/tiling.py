@@ -16,6 +16,9 @@ pixel, 30 GB at 4096x4096. Here the picture is cut into tiles and the same numbe
   second pass takes each tile's gradient of the surrogate <S_core, dL/dS>, whose gradient is the
   tile's share of the true one.
 - The targets' norms and every count of positions are the whole picture's, summed over tiles.
+- With masks (regions, see impasto.terms), each tile takes its core's part of the pixel masks:
+  a core lies on the pooling grid, so its pooled masks are the whole picture's at its positions,
+  and the weighted sums (and the masses) add up over tiles as the plain ones do.
 Each tile's gradient covers its crop (core and halo); the picture's gradient is their sum, because
 every feature position belongs to exactly one core. The cost is a second forward pass and the
 halos: about 1.5x to 2x the work of an untiled step.
@@ -33,7 +36,16 @@ import numpy as np
 import tensorflow as tf
 
 from impasto.model import extractor
-from impasto.terms import BY_NAME, layers_of, layout, level, params, positions
+from impasto.terms import (
+    BY_NAME,
+    layers_of,
+    layout,
+    level,
+    params,
+    positions,
+    region_scales,
+    targets_of,
+)
 from impasto.vgg19 import BLOCKS, LAYERS
 
 log = logging.getLogger(__name__)
@@ -139,12 +151,15 @@ class _TileNet:
             out[name] = feats[name][0, top:bottom, left:right, :]
         return out
 
-    def _stats(self, crop, offsets, terms):
-        """The statistics of these terms over the core: {term: {layer: ...}}."""
+    def _stats(self, crop, offsets, terms, masks=None):
+        """The statistics of these terms over the core: {term: {layer: ...}} (masks: the core's
+        pixel masks [R, h, w] of a job with regions)."""
         feats = self.core_features(crop, offsets, layers_of(terms))
-        return {n: BY_NAME[n].picture_stats(feats, (crop, offsets), {}, ks) for n, ks in terms}
+        return {
+            n: BY_NAME[n].picture_stats(feats, (crop, offsets), {}, ks, masks) for n, ks in terms
+        }
 
-    def _gradient(self, crop, offsets, terms, local, targets, p, grads, shape):
+    def _gradient(self, crop, offsets, terms, local, targets, p, grads, shape, masks=None):
         """This tile's share of the "positions" terms' weighted losses, and the gradient over its
         crop of those shares plus <S_core, dL/dS> for the other terms (grads: their dL/dS)."""
         with tf.GradientTape() as tape:
@@ -153,7 +168,7 @@ class _TileNet:
             shares, objective = {}, tf.zeros(())
             for name, layers in terms:
                 term = BY_NAME[name]
-                s = term.picture_stats(feats, (crop, offsets), local.get(name, {}), layers)
+                s = term.picture_stats(feats, (crop, offsets), local.get(name, {}), layers, masks)
                 if name in grads:
                     for a, b in zip(tf.nest.flatten(s), tf.nest.flatten(grads[name]), strict=True):
                         objective += tf.reduce_sum(a * b)
@@ -177,6 +192,18 @@ def _combine(parts: list, split: str):
     if split == "rows":
         return tf.nest.map_structure(lambda *xs: tf.concat(xs, axis=0), *parts)
     return tf.nest.map_structure(lambda *xs: tf.add_n(xs), *parts)
+
+
+def _split_rows(g, parts: list) -> list:
+    """dL/dS of stacked rows cut back into each tile's rows (g and each part: {layer: rows, or a
+    structure of rows})."""
+    out = [{} for _ in parts]
+    for k, v in g.items():
+        counts = [int(tf.nest.flatten(p[k])[0].shape[0]) for p in parts]
+        pieces = [tf.split(t, counts) for t in tf.nest.flatten(v)]
+        for i, per_tile in enumerate(out):
+            per_tile[k] = tf.nest.pack_sequence_as(v, [p[i] for p in pieces])
+    return out
 
 
 def summaries(net: _TileNet, image: np.ndarray, tile: int, terms: list) -> dict:
@@ -211,9 +238,12 @@ class TiledObjective:
         computed tile by tile too (the style picture is as large as the output at style_scale 1).
     recipe: a presets.Recipe (its terms' weights and layers, and pooling); precision: a concrete
         one.
+    masks: None, or with regions [R, H, W] in [0, 1], one per style (see impasto.terms).
     """
 
-    def __init__(self, recipe, precision: str, content: np.ndarray, styles: list, tile: int):
+    def __init__(
+        self, recipe, precision: str, content: np.ndarray, styles: list, tile: int, masks=None
+    ):
         self.layout, self.params = layout(recipe), params(recipe)
         self.terms = [(BY_NAME[name], ks) for name, ks in self.layout]
         layers = layers_of(self.layout)
@@ -237,14 +267,26 @@ class TiledObjective:
             )
         found = [(summaries(self.net, content, tile, by_source["content"]), 1.0)]
         found += [(summaries(self.net, arr, tile, by_source["style"]), w) for arr, w in styles]
+        regions = masks is not None
         self.targets = {
             term.name: {
-                k: term.targets([(s[term.name][k], w) for s, w in found if term.name in s], k)
+                k: targets_of(
+                    term, [(s[term.name][k], w) for s, w in found if term.name in s], k, regions
+                )
                 for k in ks
             }
             for term, ks in self.terms
             if ks
         }
+        # Each tile's core of the masks, and what each region's loss counts.
+        self.masks = [None] * len(self.tiles)
+        self.scales = None
+        if regions:
+            self.masks = [
+                tf.constant(masks[:, t.core[0] : t.core[2], t.core[1] : t.core[3]])
+                for t in self.tiles
+            ]
+            self.scales = region_scales([w for _, w in styles])
 
     def describe(self) -> str:
         """For the start line: how the picture is cut."""
@@ -265,8 +307,8 @@ class TiledObjective:
         losses, grads = {}, [{} for _ in self.tiles]
         if global_terms:
             parts = [
-                self.net.stats(c, t.offsets, global_terms)
-                for c, t in zip(crops, self.tiles, strict=True)
+                self.net.stats(c, t.offsets, global_terms, m)
+                for c, t, m in zip(crops, self.tiles, self.masks, strict=True)
             ]
             for name, _ in global_terms:
                 term = BY_NAME[name]
@@ -274,23 +316,25 @@ class TiledObjective:
                 with tf.GradientTape() as tape:
                     tape.watch(s)
                     loss = weights[name] * term.picture_loss(
-                        s, self.targets[name], self.shape, layer_weights[name]
+                        s, self.targets[name], self.shape, layer_weights[name], self.scales
                     )
                 losses[name] = float(loss)
-                g = tape.gradient(loss, s)
+                g = tape.gradient(loss, s, unconnected_gradients=tf.UnconnectedGradients.ZERO)
                 if term.split == "rows":
-                    rows = {k: [int(p[name][k].shape[0]) for p in parts] for k in g}
-                    split = {k: tf.split(v, rows[k]) for k, v in g.items()}
-                    for i, per_tile in enumerate(grads):
-                        per_tile[name] = {k: v[i] for k, v in split.items()}
+                    for per_tile, rows in zip(
+                        grads, _split_rows(g, [p[name] for p in parts]), strict=True
+                    ):
+                        per_tile[name] = rows
                 else:
                     for per_tile in grads:
                         per_tile[name] = g
         # Pass 2: each tile's shares of the "positions" terms, and its part of the gradient.
         gradient = np.zeros_like(x)
-        for crop, t, local, g in zip(crops, self.tiles, self.local, grads, strict=True):
+        for crop, t, local, g, m in zip(
+            crops, self.tiles, self.local, grads, self.masks, strict=True
+        ):
             shares, grad = self.net.gradient(
-                crop, t.offsets, self.layout, local, self.targets, self.params, g, shape
+                crop, t.offsets, self.layout, local, self.targets, self.params, g, shape, m
             )
             gradient[t.crop_slices] += grad.numpy()
             for name, value in shares.items():

@@ -81,3 +81,29 @@ def test_a_bad_style_stops_the_batch_before_any_painting(tmp_path):
     assert run.stderr.strip().splitlines() == [
         f"impasto: error: style image {str(tmp_path / 'nope.jpg')!r}: file not found"
     ]
+
+
+def test_masks_beside_their_photos(tmp_path):
+    """--masks-beside: cat.mask.png goes with cat.png (its name in the output's settings), is
+    not painted as a photo, and a mask for a style the batch does not have fails its photo
+    alone."""
+    from impasto.images import read_settings
+
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir()
+    for name in ("cat.png", "dog.png"):
+        photo(80).save(photos / name)
+    w, h = photo(80).size
+    mask = Image.new("L", (w, h), 0)
+    mask.paste(255, (0, 0, w // 2, h))
+    mask.save(photos / "cat.mask.png")
+    mask.save(photos / "dog.mask2.png")
+    args = ["-s", str(STARRY), "-o", str(out), "--masks-beside"]
+    run = batch(str(photos / "cat.png"), str(photos), *args)
+    assert run.returncode == 2, run.stderr
+    assert sorted(os.listdir(out)) == ["cat.png"]
+    assert read_settings(out / "cat.png")["masks"] == ["cat.mask.png"]
+    assert "impasto: 1 painted, 0 already there, 1 failed" in run.stderr
+    assert f"{photos / 'dog.png'}: mask 'dog.mask2.png' is for style 2, but there is 1 style" in (
+        run.stderr
+    )

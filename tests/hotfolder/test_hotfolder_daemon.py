@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from impasto.images import read_settings
 from tests.hotfolder.helpers import (
     CAT,
     STARRY,
@@ -248,6 +249,10 @@ steps = 400  # long enough that no job ends before the test kills it (a step at 
         originals[name] = image_bytes(cat(70 + i), "PNG")
         (inbox / name).write_bytes(originals[name])
         os.utime(inbox / name, ns=(first + i * 10**9,) * 2)  # arrival order a, b, c
+    mask = Image.new("L", cat(71).size, 0)  # b has a mask: it travels through every crash
+    mask.paste(255, (0, 0, mask.width // 2, mask.height))
+    originals["b.mask.png"] = image_bytes(mask, "PNG")
+    (inbox / "b.mask.png").write_bytes(originals["b.mask.png"])
     args = ("--polling",)
 
     # first run: a is done; killed in the middle of b
@@ -300,7 +305,8 @@ steps = 400  # long enough that no job ends before the test kills it (a step at 
     log = (root / "hotfolder.log").read_text()
     assert log.count("painted paint/a.png") == 1 and log.count("painted paint/b.png") == 1
     assert log.count("resuming from step") >= 3  # b twice, c once
-    assert files_under(root / "outbox") == {f"paint/{n}" for n in originals}
+    assert files_under(root / "outbox") == {f"paint/{n}" for n in originals if ".mask" not in n}
+    assert read_settings(root / "outbox" / "paint" / "b.png")["masks"] == ["b.mask.png"]
     assert_no_partial_outputs(root)
     assert {
         rel: (root / "processed" / rel).read_bytes() for rel in files_under(root / "processed")

@@ -149,6 +149,14 @@ def test_a_mask_dropped_after_its_photo_was_queued_is_waited_for(s):
     assert s.files("inbox") == ["cat.mask.png", "cat.png"]
 
 
+def test_what_the_intake_would_never_take_does_not_hold_a_photo_back(s):
+    (s.layout.folder("inbox", "paint") / "cat.mask2.png").mkdir()  # a folder
+    s.put(".cat.mask.png", half_mask())  # hidden
+    s.drop("cat.png")
+    assert s.run_next() == "done"
+    assert s.engine.calls[0].masks is None
+
+
 def test_a_mask_changed_after_it_was_queued_is_read_anew(s):
     s.drop("cat.png", {"cat.mask.png": half_mask()})
     s.put("cat.mask.png", half_mask(value=200))
@@ -247,18 +255,22 @@ def test_the_daemon_paints_a_photo_with_its_mask_and_leaves_a_lone_mask_alone(tm
     (inbox / "cat.mask.png").write_bytes(half_mask())
     (inbox / "cat.png").write_bytes(image_bytes(cat(), "PNG"))
     (inbox / "lone.mask.png").write_bytes(half_mask())
+    (inbox / "dog.png").write_bytes(image_bytes(cat(), "PNG"))  # and one without a mask
     route = Route(name="paint", styles=ONE_STYLE, size=64)
     engine = FakeEngine()
     assert (
         Daemon(Config(tmp_path, None, FAST, {"paint": route}), once=True, engine=engine).run() == 0
     )
-    assert [row["name"] for row in jobs(tmp_path)] == ["cat.png"]  # masks are never photos
+    assert sorted(row["name"] for row in jobs(tmp_path)) == ["cat.png", "dog.png"]  # no masks
     assert read_settings(tmp_path / "outbox" / "paint" / "cat.png")["masks"] == ["cat.mask.png"]
-    assert sorted(os.listdir(tmp_path / "processed" / "paint")) == ["cat.mask.png", "cat.png"]
+    assert "masks" not in read_settings(tmp_path / "outbox" / "paint" / "dog.png")
+    processed = sorted(os.listdir(tmp_path / "processed" / "paint"))
+    assert processed == ["cat.mask.png", "cat.png", "dog.png"]
     assert os.listdir(inbox) == ["lone.mask.png"]  # never deleted, never taken
     log = (tmp_path / "hotfolder.log").read_text()
     assert "queued paint/cat.png with cat.mask.png" in log
     assert "inbox/paint/lone.mask.png is a mask, and no photo lone.* is beside it" in log
+    assert "error" not in log.lower()
 
 
 def test_a_photo_waits_for_a_mask_that_is_still_being_written(tmp_path, monkeypatch):
@@ -290,30 +302,3 @@ def test_a_photo_waits_for_a_mask_that_is_still_being_written(tmp_path, monkeypa
     tick(5.0)  # a mask is never queued as a photo
     assert len(journal.in_state("queued")) == 1
     journal.close()
-
-
-def test_a_mask_gets_to_ray_workers_as_the_job_checked_it(tmp_path):
-    """The cluster request carries the checked mask, under its name: the worker's job has the
-    same mask pixels and the same settings as the caller's."""
-    from tests.cluster.conftest import require_ray
-
-    require_ray()
-    from impasto.cluster.worker import Request
-    from impasto.images import load_image
-    from impasto.job import StyleJob, check_job
-
-    mask = load_image(half_mask(), "mask 1", name="cat.mask.png")
-    checked = check_job(
-        StyleJob(
-            image_bytes(cat(), "PNG"),
-            [str(STARRY), str(WAVE)],
-            size=64,
-            masks=[None, mask],
-            content_name="cat.png",
-        )
-    )
-    job, names = Request.of(checked).materialise(tmp_path)
-    there = check_job(job)
-    assert there.settings() == checked.settings()
-    assert there.settings()["masks"] == [None, "cat.mask.png"]
-    assert there.masks[1].image.tobytes() == checked.masks[1].image.tobytes()

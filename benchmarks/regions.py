@@ -1,0 +1,192 @@
+"""Regions (issue 19): a photo with two paintings, each masked to its own part of the picture,
+against the same job without masks (the two paintings blended over the whole picture).
+
+The photo (the astronaut, benchmarks/data) is cut into three bands: Hokusai's Great Wave on the
+left 40%, Van Gogh's Starry Night on the right 40%, each with a soft edge into the middle 20%,
+which no mask covers (there the photo should stay). Both jobs use the default preset at --size
+px. Measured on each band's inner part (away from the masks' edges), the same way for both
+pictures and independently of the engine's own losses:
+  colour distance = half the L1 distance between colour histograms (8 bins a channel), 0 for
+    the same colours, 1 for no colour in common;
+  style distance = mean over block1..5_conv1 of ||G - Gs||^2 / ||Gs||^2 (plain VGG19, max
+    pooling, float32) of the band against the painting, as benchmarks/quality.py measures;
+  photo distance (the middle band) = mean absolute difference from the photo, in levels of 255.
+Lower is closer. Writes benchmarks/results/regions-<cpu>-<N>cores.md and a picture (photo,
+masks, without masks, with masks) regions-<cpu>-<N>cores.jpg.
+
+    python benchmarks/regions.py [--size 384]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+from PIL import Image, ImageFilter  # noqa: E402
+from report import RESULTS, smoke  # noqa: E402
+
+from impasto.machine import cpu_model  # noqa: E402
+
+DATA = Path(__file__).resolve().parent / "data"
+PHOTO = DATA / "astronaut_eileen_collins.png"
+PAINTINGS = {
+    "Hokusai": DATA / "hokusai_great_wave_off_kanagawa_c1831.jpg",
+    "Van Gogh": DATA / "vangogh_starry_night_1889.jpg",
+}
+STYLE_LAYERS = tuple(f"block{i}_conv1" for i in range(1, 6))
+
+
+def masks(size: tuple[int, int]) -> list[Image.Image]:
+    """The left 40% and the right 40%, each with a soft edge (a blur of 2% of the width)."""
+    w, h = size
+    left, right = Image.new("L", size, 0), Image.new("L", size, 0)
+    left.paste(255, (0, 0, round(0.4 * w), h))
+    right.paste(255, (round(0.6 * w), 0, w, h))
+    soft = ImageFilter.GaussianBlur(0.02 * w)
+    return [left.filter(soft), right.filter(soft)]
+
+
+def bands(a: np.ndarray) -> dict[str, np.ndarray]:
+    """The inner parts of the three bands of an [h, w, 3] picture."""
+    w = a.shape[1]
+    cut = lambda lo, hi: a[:, round(lo * w) : round(hi * w)]  # noqa: E731
+    return {"Hokusai": cut(0.0, 0.32), "none": cut(0.44, 0.56), "Van Gogh": cut(0.68, 1.0)}
+
+
+def colour_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Half the L1 distance of the 8x8x8 colour histograms of two pictures in [0, 1]."""
+
+    def hist(x):
+        q = np.clip((x.reshape(-1, 3) * 8).astype(int), 0, 7)
+        counts = np.bincount(q[:, 0] * 64 + q[:, 1] * 8 + q[:, 2], minlength=512)
+        return counts / counts.sum()
+
+    return float(np.abs(hist(a) - hist(b)).sum() / 2)
+
+
+def style_distance(a: np.ndarray, painting: np.ndarray) -> float:
+    import tensorflow as tf
+
+    from impasto.losses import gram, relative_error
+    from impasto.model import extractor
+
+    features = extractor(STYLE_LAYERS, "max", "float32")
+    fa, fp = (features(tf.constant(x[None])) for x in (a, painting))
+    return float(np.mean([relative_error(gram(fa[k]), gram(fp[k])) for k in STYLE_LAYERS]))
+
+
+def array(img: Image.Image) -> np.ndarray:
+    return np.asarray(img.convert("RGB"), np.float32) / 255
+
+
+def paint(size: int, steps, with_masks: bool) -> np.ndarray:
+    import impasto
+
+    with Image.open(PHOTO) as photo:
+        shape = photo.size
+    job = impasto.StyleJob(
+        content=PHOTO,
+        styles=list(PAINTINGS.values()),
+        size=size,
+        overrides={"steps": steps} if steps else {},
+        masks=masks(shape) if with_masks else None,
+    )
+    return array(impasto.stylize(job).image)
+
+
+def mask_picture(size: tuple[int, int]) -> Image.Image:
+    """The masks shown in colour: Hokusai's region blue, Van Gogh's yellow, the rest black."""
+    left, right = (np.asarray(m, np.float32)[..., None] / 255 for m in masks(size))
+    rgb = left * np.array([60, 110, 220]) + right * np.array([240, 200, 40])
+    return Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
+
+
+def side_by_side(pictures: list[Image.Image], height: int = 384) -> Image.Image:
+    tiles = [p.resize((round(p.width * height / p.height), height)) for p in pictures]
+    out = Image.new("RGB", (sum(t.width for t in tiles) + 8 * (len(tiles) - 1), height), "white")
+    x = 0
+    for tile in tiles:
+        out.paste(tile, (x, 0))
+        x += tile.width + 8
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=384)
+    parser.add_argument("--steps", type=int, default=0, help="steps (default: the preset's)")
+    args = smoke(parser.parse_args(), size=64, steps=2)
+    results = {flag: paint(args.size, args.steps, flag) for flag in (False, True)}
+    h, w = results[True].shape[:2]
+    with Image.open(PHOTO) as img:
+        photo = array(img.resize((w, h), Image.Resampling.LANCZOS))
+    paintings = {}
+    for name, path in PAINTINGS.items():
+        with Image.open(path) as img:
+            img.thumbnail((args.size, args.size), Image.Resampling.LANCZOS)
+            paintings[name] = array(img)
+
+    rows = []
+    for flag, label in ((False, "without masks (blended)"), (True, "with masks")):
+        part = bands(results[flag])
+        for own, other in (("Hokusai", "Van Gogh"), ("Van Gogh", "Hokusai")):
+            rows.append(
+                f"| {label} | {own}'s band | "
+                f"{colour_distance(part[own], paintings[own]):.3f} | "
+                f"{colour_distance(part[own], paintings[other]):.3f} | "
+                f"{style_distance(part[own], paintings[own]):.3f} | "
+                f"{style_distance(part[own], paintings[other]):.3f} | |"
+            )
+        middle, photo_middle = part["none"], bands(photo)["none"]
+        rows.append(
+            f"| {label} | the unmasked middle | | | | | "
+            f"{np.abs(middle - photo_middle).mean() * 255:.1f} "
+            f"(colour {colour_distance(middle, photo_middle):.3f}) |"
+        )
+
+    cpu = re.sub(r"[^A-Za-z0-9]+", "-", cpu_model()).strip("-")
+    stem = f"regions-{cpu}-{os.cpu_count()}cores"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    pictures = [photo, array(mask_picture((w, h))), results[False], results[True]]
+    sheet = side_by_side([Image.fromarray((p * 255 + 0.5).astype(np.uint8)) for p in pictures])
+    sheet.save(RESULTS / f"{stem}.jpg", quality=88)
+    steps = f"--steps {args.steps}" if args.steps else "the preset's steps"
+    text = "\n".join(
+        [
+            f"# Regions: a mask per style ({time.strftime('%Y-%m-%d')})",
+            "",
+            f"`python benchmarks/regions.py --size {args.size}"
+            + (f" --steps {args.steps}`" if args.steps else "`"),
+            f"on {cpu_model()}, {os.cpu_count()} cores.",
+            "",
+            f"The astronaut at {args.size} px with the default preset ({steps}): Hokusai masked "
+            "to the left 40%, Van Gogh to the right 40% (soft edges), the middle 20% covered by "
+            "no mask; against the same job without masks (the two paintings blended, 50/50, "
+            "over the whole picture). Each band measured on its inner part. Colour: histogram "
+            "distance (0 same colours, 1 none in common); style: Gram distance "
+            "(benchmarks/quality.py's); photo: mean absolute difference in levels of 255. "
+            "Lower is closer.",
+            "",
+            "| job | band | colour to own painting | colour to the other | style to own painting "
+            "| style to the other | to the photo |",
+            "|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+            f"Pictures (photo, masks, without masks, with masks): `{stem}.jpg`.",
+        ]
+    )
+    (RESULTS / f"{stem}.md").write_text(text + "\n")
+    print(text)
+    print("written to", RESULTS / f"{stem}.md")
+
+
+if __name__ == "__main__":
+    main()
