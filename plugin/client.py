@@ -18,11 +18,13 @@ import os
 import queue
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +49,17 @@ STYLE_STRENGTH = limits.STYLE_STRENGTH
 # The progress events a run yields (see impasto/protocol.py).
 Start, Progress, Done, Failed = protocol.Start, protocol.Progress, protocol.Done, protocol.Failed
 parse_line, one_line = protocol.parse_line, protocol.one_line
+
+# What a selection means, the dialogs' choice. "mask": the engine gets the whole canvas and the
+# selection as its mask, so the style goes inside the selection (soft edges blended) and the
+# photo stays outside; the new layer covers the canvas. "crop": only the selection's bounding
+# box is painted, on its own, and the new layer is cut to the selection (faster on a big
+# picture, and a layer holding just that part).
+SELECTION_MODES = (
+    ("mask", "Style inside the selection, photo outside"),
+    ("crop", "Only the selection's box, cut to its shape"),
+)
+DEFAULT_SELECTION_MODE = "mask"
 
 # Environment variables of the editor's own Python that must not leak into the engine's:
 # Krita and GIMP point these at their bundled interpreter, which would break the venv's.
@@ -77,6 +90,7 @@ class StyleSettings:
     style_weight: float | None = None  # absolute, for scripts; dialogs offer the strength
     preserve_color: str | None = None  # "none", "luminance", "histogram"
     seed: int = 0
+    selection_mode: str = DEFAULT_SELECTION_MODE  # what a selection means (SELECTION_MODES)
 
     def check(self) -> None:
         """Refuse what the engine would refuse, before starting it (a clearer, faster error)."""
@@ -104,6 +118,9 @@ class StyleSettings:
             raise EngineError(f"colour preservation must be one of {choices}")
         if int(self.seed) < 0:
             raise EngineError("seed must be 0 or more")
+        if self.selection_mode not in dict(SELECTION_MODES):
+            choices = ", ".join(dict(SELECTION_MODES))
+            raise EngineError(f"the selection mode must be one of {choices}")
 
     def layer_name(self) -> str:
         """What the new layer is called: the preset and the style(s), so several tries can be
@@ -117,11 +134,17 @@ def strength_setting(strength: float) -> float | None:
     return None if abs(float(strength) - 1.0) < 1e-9 else float(strength)
 
 
-def build_command(engine: list, content: str, output: str, settings: StyleSettings) -> list:
-    """The argv that runs one job with JSON progress on stdout."""
+def build_command(
+    engine: list, content: str, output: str, settings: StyleSettings, mask: str | None = None
+) -> list:
+    """The argv that runs one job with JSON progress on stdout. A mask (the selection, of the
+    content's size) goes to every style: they all paint inside it, blended as without one."""
     settings.check()
     cmd = [*engine, "stylize", str(content), *[str(s) for s in settings.styles]]
     cmd += ["-o", str(output), "--preset", settings.preset, "--seed", str(int(settings.seed))]
+    if mask is not None:
+        for _ in settings.styles:
+            cmd += ["--mask", str(mask)]
     if settings.size is not None:
         cmd += ["--size", str(int(settings.size))]
     if settings.steps is not None:
@@ -139,6 +162,43 @@ def build_command(engine: list, content: str, output: str, settings: StyleSettin
 def default_size(width: int, height: int) -> int:
     """The output size a dialog proposes for a region: its long side, within the engine's range."""
     return max(MIN_SIZE, min(MAX_SIZE, max(int(width), int(height))))
+
+
+# ----------------------------------------------------------------------------------------------
+# The selection as the engine's mask
+
+
+def selection_mask(values: bytes, width: int, height: int) -> bytes | None:
+    """An editor's selection over the picture (one byte a pixel, 255 = selected, grey = a soft
+    edge) as the mask to send, or None when it selects everything (no mask: the same picture,
+    and the engine's plain path). Refuses a selection that covers none of the picture."""
+    values = bytes(values)
+    if len(values) != int(width) * int(height):
+        raise EngineError("the editor returned no selection values for this picture")
+    if not values.strip(b"\x00"):
+        raise EngineError("the selection does not cover any of the picture")
+    return None if values.count(255) == len(values) else values
+
+
+def write_mask_png(path: str, values: bytes, width: int, height: int) -> None:
+    """Save a selection's values as an 8-bit greyscale PNG (the engine's mask), with the
+    standard library alone: both editors' Pythons have it, whatever their image modules."""
+    rows = b"".join(
+        b"\x00" + values[y * width : (y + 1) * width] for y in range(height)
+    )  # filter type 0 (none) before each row
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey, no interlace
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+    png += chunk(b"IDAT", zlib.compress(rows, 6)) + chunk(b"IEND", b"")
+    try:
+        with open(path, "wb") as fh:
+            fh.write(png)
+    except OSError as exc:
+        raise EngineError(f"cannot write the selection mask to {path}: {exc.strerror}") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -403,11 +463,12 @@ def run_job(
     settings: StyleSettings,
     on_event=None,
     cancel: threading.Event | None = None,
+    mask: str | None = None,
 ) -> Done:
     """Run one job to the end, calling on_event(event) for each progress line; for callers
     without an event loop (GIMP's plug-in process, batch scripts, tests). Setting `cancel`
     stops the engine gently and raises Cancelled."""
-    with EngineRun(build_command(engine, content, output, settings)) as run:
+    with EngineRun(build_command(engine, content, output, settings, mask)) as run:
         while not run.drained:
             if cancel is not None and cancel.is_set() and not run.cancel_requested:
                 run.cancel()

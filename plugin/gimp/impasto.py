@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """impasto for GIMP 3: Filters > Artistic > "Stylise with impasto..." paints the active layer
 (or the part of it inside the selection) in the style of an artwork, as a new layer above it.
+A selection becomes the engine's mask (its soft edges too), or, if asked, only its bounding box is
+painted and the result cut to it.
 
 GIMP runs this file as a program (plug-ins/impasto/impasto.py). It never imports impasto, whose
 TensorFlow GIMP's Python does not have: it exports the region to a PNG, runs the `impasto`
@@ -17,7 +19,8 @@ import sys
 import gi
 
 gi.require_version("Gimp", "3.0")
-from gi.repository import Gimp, Gio, GLib, GObject  # noqa: E402
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp, Gio, GLib, GObject  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # impasto_client.py sits next to this file
@@ -84,6 +87,13 @@ class ImpastoPlugIn(Gimp.PlugIn):
         names = [p["name"] for p in presets]
         default = client.DEFAULT_PRESET if client.DEFAULT_PRESET in names else names[0]
         procedure.add_choice_argument("preset", "_Preset", "Named recipe", choice, default, rw)
+        where = Gimp.Choice.new()
+        for index, (nick, label) in enumerate(client.SELECTION_MODES):
+            where.add(nick, index, label, "")
+        procedure.add_choice_argument(
+            "selection-mode", "Se_lection", "What a selection means (without one: the layer)",
+            where, client.DEFAULT_SELECTION_MODE, rw,
+        )  # fmt: skip
         procedure.add_int_argument(
             "size", "Output si_ze", "Long side in px (0: the region's own size)",
             0, client.MAX_SIZE, 0, rw,
@@ -146,35 +156,53 @@ def _settings(config, region_size):
         style_strength=client.strength_setting(config.get_property("style-strength")),
         preserve_color=None if keep == "preset" else keep,
         seed=config.get_property("seed"),
+        selection_mode=config.get_property("selection-mode"),
     )
     settings.check()
     return engine, settings
 
 
-def _region(image, layer):
-    """The layer's extent, cut to the selection's bounds when there is a selection."""
+def _region(image, layer, mode):
+    """(x, y, w, h, mask, cut): the part of the canvas to send, the selection's values over it
+    for the engine's mask (or None), and whether to cut the result to the selection. Without a
+    selection: the layer's extent. In "mask" mode: the whole canvas, the selection as the mask.
+    In "crop" mode: the layer's extent cut to the selection's bounds, the result cut to it."""
     _, lx, ly = layer.get_offsets()
     x0, y0, x1, y1 = lx, ly, lx + layer.get_width(), ly + layer.get_height()
     _, non_empty, sx0, sy0, sx1, sy1 = Gimp.Selection.bounds(image)
-    selected = bool(non_empty) and not Gimp.Selection.is_empty(image)
-    if selected:
-        x0, y0, x1, y1 = max(x0, sx0), max(y0, sy0), min(x1, sx1), min(y1, sy1)
-        if x1 <= x0 or y1 <= y0:
-            raise client.EngineError("the selection does not touch this layer")
-    return x0, y0, x1 - x0, y1 - y0, selected
+    if not non_empty or Gimp.Selection.is_empty(image):
+        return x0, y0, x1 - x0, y1 - y0, None, False
+    if mode == "mask":
+        w, h = image.get_width(), image.get_height()
+        return 0, 0, w, h, client.selection_mask(_selection_values(image, w, h), w, h), False
+    x0, y0, x1, y1 = max(x0, sx0), max(y0, sy0), min(x1, sx1), min(y1, sy1)
+    if x1 <= x0 or y1 <= y0:
+        raise client.EngineError("the selection does not touch this layer")
+    return x0, y0, x1 - x0, y1 - y0, None, True
+
+
+def _selection_values(image, w, h):
+    """The selection over the canvas, one byte a pixel. GIMP keeps a selection as a linear grey
+    channel, so "Y u8" reads its values as they are (feathered edges grey)."""
+    buffer = image.get_selection().get_buffer()
+    return buffer.get(Gegl.Rectangle.new(0, 0, w, h), 1.0, "Y u8", Gegl.AbyssPolicy.NONE)
 
 
 def _stylize(image, drawables, config):
     if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer):
         raise client.EngineError("select one layer to stylise")
     source = drawables[0]
-    x, y, w, h, selected = _region(image, source)
+    x, y, w, h, mask, cut = _region(image, source, config.get_property("selection-mode"))
     engine, settings = _settings(config, (w, h))
     tmp = client.scratch_dir("impasto-gimp-")
     try:
         content = os.path.join(tmp, "layer.png")
         output = os.path.join(tmp, "stylized.png")
         _export_region(source, x, y, w, h, content)
+        mask_path = None
+        if mask is not None:
+            mask_path = os.path.join(tmp, "selection.png")
+            client.write_mask_png(mask_path, mask, w, h)
         Gimp.progress_init("impasto: starting the engine")
 
         def on_event(event):
@@ -182,21 +210,26 @@ def _stylize(image, drawables, config):
                 Gimp.progress_set_text(event.label())
                 Gimp.progress_update(event.fraction)
 
-        client.run_job(engine, content, output, settings, on_event=on_event)
+        client.run_job(engine, content, output, settings, on_event=on_event, mask=mask_path)
         Gimp.progress_update(1.0)
-        return _add_result(image, source, output, x, y, w, h, selected, settings.layer_name())
+        return _add_result(image, source, output, x, y, w, h, cut, settings.layer_name())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _export_region(source, x, y, w, h, path):
-    """The region of the layer as an 8-bit RGB(A) PNG, through a scratch image."""
+    """The region of the layer as an 8-bit RGB(A) PNG, through a scratch image. Where the layer
+    does not reach (a canvas-wide region, a layer with offsets) the PNG is transparent, and so
+    is the engine's result."""
     scratch = Gimp.Image.new(w, h, Gimp.ImageBaseType.RGB)
     try:
         copy = Gimp.Layer.new_from_drawable(source, scratch)
         scratch.insert_layer(copy, None, 0)
         _, lx, ly = source.get_offsets()
         copy.set_offsets(lx - x, ly - y)
+        if (lx, ly, source.get_width(), source.get_height()) != (x, y, w, h):
+            copy.add_alpha()
+            copy.resize_to_image_size()
         scratch.merge_visible_layers(Gimp.MergeType.CLIP_TO_IMAGE)
         if not Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, scratch, Gio.File.new_for_path(path)):
             raise client.EngineError(f"GIMP could not write the layer to {path}")
@@ -204,7 +237,7 @@ def _export_region(source, x, y, w, h, path):
         scratch.delete()
 
 
-def _add_result(image, source, path, x, y, w, h, selected, name):
+def _add_result(image, source, path, x, y, w, h, cut, name):
     image.undo_group_start()
     try:
         layer = Gimp.file_load_layer(
@@ -217,7 +250,7 @@ def _add_result(image, source, path, x, y, w, h, selected, name):
         if (layer.get_width(), layer.get_height()) != (w, h):
             layer.scale(w, h, False)  # another output size was asked for: fit the region
         layer.set_offsets(x, y)
-        if selected:
+        if cut:
             # Keep only what the selection covers, with its soft edges.
             layer.add_alpha()
             mask = layer.create_mask(Gimp.AddMaskType.SELECTION)

@@ -23,6 +23,7 @@ IMPASTO = VENV_BIN / "impasto"
 CONTENT_SIZE = (96, 64)
 STEPS = 6
 SEED = 3
+MASKED_STEPS = 12  # a masked painting: enough steps for the inside to differ clearly
 
 
 def editor_env(root: Path) -> dict:
@@ -129,6 +130,44 @@ def engine_output(content: Path, out: Path, size: int, style: Path = STARRY) -> 
     )
     assert proc.returncode == 0, proc.stderr
     return np.asarray(Image.open(out).convert("RGB"))
+
+
+def selection_areas(shape, selection, feather: int) -> tuple:
+    """(inside, outside): boolean maps of the pixels well inside a feathered rectangular
+    selection and well outside it: a feather's width away from its edge either way, and two
+    pixels more, for the tails of GIMP's Gaussian feather (254 at the radius, measured)."""
+    x, y, w, h = selection
+    feather += 2
+    inside = np.zeros(shape, bool)
+    inside[y + feather : y + h - feather, x + feather : x + w - feather] = True
+    near = np.zeros(shape, bool)
+    near[max(0, y - feather) : y + h + feather, max(0, x - feather) : x + w + feather] = True
+    return inside, ~near
+
+
+def assert_soft_mask(mask: np.ndarray, selection, feather: int) -> None:
+    """A feathered rectangle's mask, at the selection's place: white well inside, black well
+    outside, and grey levels across its edge (the feathering kept, not thresholded)."""
+    inside, outside = selection_areas(mask.shape, selection, feather)
+    assert (mask[inside] == 255).all(), "the selection's inside is not white"
+    assert (mask[outside] == 0).all(), "outside the selection is not black"
+    x, y, w, h = selection
+    edge = mask[y + h // 2, max(0, x - feather) : x + feather]  # across its left edge
+    grey = edge[(edge > 0) & (edge < 255)]
+    assert len(grey) >= feather // 2, f"no soft edge: {edge.tolist()}"
+    assert (np.diff(edge.astype(int)) >= 0).all(), f"the edge does not rise inwards: {edge}"
+
+
+def assert_inside_painted_outside_kept(result, photo, selection, feather: int) -> None:
+    """A masked painting (MASKED_STEPS steps): well outside the selection the photo stays close,
+    well inside it the picture changed. The content and smoothness terms still act outside, so
+    it drifts a little there. Measured with the cat, Starry Night, seed 3, 12 steps: 4 levels
+    on average outside, 21 inside; without a mask, 13 outside."""
+    inside, outside = selection_areas(photo.shape[:2], selection, feather)
+    diff = np.abs(result - photo).mean(axis=-1)
+    kept, painted = diff[outside].mean(), diff[inside].mean()
+    assert kept < 8, f"outside the selection changed by {kept:.1f} levels on average"
+    assert painted > 3 * kept, f"inside changed by {painted:.1f} levels, outside {kept:.1f}"
 
 
 def process_gone(pid: int) -> bool:

@@ -36,15 +36,18 @@ def _run(spec, report):
     engine = client.read_engine_command(spec["plugin_dir"])
     out = spec["out_dir"]
 
-    def run(name, prepare, settings, cancel_after=None):
+    def run(name, prepare, settings, cancel_after=None, recorded=False):
+        """recorded: the recording stand-in plays the engine (tests/plugin/recording_engine.py),
+        its records in out/NAME/. prepare(doc) may return the layer to stylise."""
         entry = report.setdefault(name, {"events": []})
         doc = app.openDocument(spec["content"])
         node = doc.topLevelNodes()[0]
         try:
-            prepare(doc)
+            node = prepare(doc) or node
             entry["colour"] = [doc.colorModel(), doc.colorDepth()]
             doc.setActiveNode(node)
-            job = KritaJob(doc, node, settings, engine)
+            command = [*spec["recorder"], os.path.join(out, name)] if recorded else engine
+            job = KritaJob(doc, node, settings, command)
             entry["region"] = [job.region.x, job.region.y, job.region.width, job.region.height]
 
             def on_event(event):
@@ -65,6 +68,7 @@ def _run(spec, report):
                 entry["command"] = job.run.command
             entry["temp_left"] = job._tmp is not None
             entry["layers"] = [n.name() for n in doc.topLevelNodes()]
+            entry["canvas"] = [doc.width(), doc.height()]
             entry["source_depth"] = node.colorDepth()
             path = os.path.join(out, name + ".kra")
             entry["saved"] = bool(doc.saveAs(path))
@@ -95,6 +99,24 @@ def _run(spec, report):
         selection.subtract(hole)
         doc.setSelection(selection)
 
+    def select_feathered(doc):
+        # A soft selection: white inside, grey edges, nothing outside.
+        x, y, w, h = spec["selection"]
+        selection = Selection()
+        selection.select(x, y, w, h, 255)
+        selection.feather(spec["feather"])
+        doc.setSelection(selection)
+
+    def patch_layer_feathered(doc):
+        # A layer that is transparent but for an opaque patch, under a soft selection.
+        px, py, pw, ph = spec["patch"]
+        layer = doc.createNode("Patch", "paintlayer")
+        doc.rootNode().addChildNode(layer, None)
+        layer.setPixelData(bytes([40, 160, 220, 255]) * (pw * ph), px, py, pw, ph)  # BGRA
+        doc.waitForDone()
+        select_feathered(doc)
+        return layer
+
     def to_16_bit(doc):
         doc.setColorSpace("RGBA", "U16", "sRGB-elle-V2-srgbtrc.icc")
         doc.waitForDone()
@@ -104,7 +126,10 @@ def _run(spec, report):
         doc.waitForDone()
 
     run("plain", nothing, settings())
-    run("selection", select_shape, settings())
+    run("selection", select_shape, settings(selection_mode="crop"))
+    run("feathered", select_feathered, settings(), recorded=True)
+    run("patch_layer", patch_layer_feathered, settings(), recorded=True)
+    run("feathered_real", select_feathered, settings(steps=spec["masked_steps"]))
     run("sixteen_bit", to_16_bit, settings())
     run("grey", to_grey, settings())
     run("engine_error", nothing, settings(styles=[spec["bad_style"]]))

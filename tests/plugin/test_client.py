@@ -76,6 +76,38 @@ def test_bad_settings_are_refused_before_anything_starts(change, message):
         client.build_command(["impasto"], "in.png", "out.png", settings)
 
 
+def test_a_mask_goes_to_every_style_and_a_bad_selection_mode_is_refused():
+    settings = client.StyleSettings(styles=[str(STARRY), str(WAVE)])
+    cmd = client.build_command(["impasto"], "in.png", "out.png", settings, mask="sel.png")
+    assert [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--mask"] == ["sel.png", "sel.png"]
+    assert "--mask" not in client.build_command(["impasto"], "in.png", "out.png", settings)
+    settings.selection_mode = "crop"
+    client.build_command(["impasto"], "in.png", "out.png", settings)
+    settings.selection_mode = "inside"
+    with pytest.raises(client.EngineError, match="selection mode must be one of mask, crop"):
+        client.build_command(["impasto"], "in.png", "out.png", settings)
+
+
+def test_selection_values_become_a_greyscale_mask_png_the_engine_reads(tmp_path):
+    from PIL import Image
+
+    from impasto.images import load_image
+    from impasto.job import load_mask
+
+    values = bytes(x * 255 // 23 for y in range(16) for x in range(24))  # a soft ramp
+    mask = client.selection_mask(values, 24, 16)
+    path = tmp_path / "sel.png"
+    client.write_mask_png(str(path), mask, 24, 16)
+    with Image.open(path) as img:
+        assert img.mode == "L" and img.size == (24, 16)
+        assert img.tobytes() == values
+    content = load_image(Image.new("RGB", (48, 32)), "content")
+    assert load_mask(str(path), content, 0).image.tobytes() == values  # the engine takes it
+    assert client.selection_mask(b"\xff" * 384, 24, 16) is None  # everything: no mask needed
+    with pytest.raises(client.EngineError, match="does not cover any of the picture"):
+        client.selection_mask(bytes(384), 24, 16)
+
+
 def test_style_strength_is_relative_to_the_preset():
     """The dialogs send a strength; the engine, not the plug-in, multiplies the preset's weight
     (a strength of 1 sends nothing)."""

@@ -5,7 +5,8 @@ Debian mirror; .ci/run builds it, so CI runs this test and fails if it cannot). 
 test skips with that reason, as it does without root rights or unshare(1). Inside the root,
 gimp-console-3.0 runs tests/plugin/gimp3_batch.py, which calls the installed plug-in's procedure
 through GIMP's PDB; the engine is the project's own virtual environment, bind-mounted in
-(gimp3_chroot.sh).
+(gimp3_chroot.sh). Where what the plug-in sends matters more than the painting (the selection's
+mask), a recording stand-in plays the engine (tests/plugin/recording_engine.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,18 @@ import pytest
 from PIL import Image
 
 from tests.conftest import STARRY, skip_or_fail
-from tests.plugin.helpers import HERE, IMPASTO, SEED, STEPS, engine_output, log_tail, run_group
+from tests.plugin.helpers import (
+    HERE,
+    IMPASTO,
+    MASKED_STEPS,
+    SEED,
+    STEPS,
+    assert_inside_painted_outside_kept,
+    assert_soft_mask,
+    engine_output,
+    log_tail,
+    run_group,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("weights_available")]
 
@@ -28,6 +41,8 @@ ROOT_ENV = "IMPASTO_GIMP3_ROOT"
 LAYER = "impasto classic: " + STARRY.stem
 SELECTION = (16, 8, 48, 40)
 HOLE = (28, 18, 16, 12)
+FEATHER = 6  # px, the soft selection's edge
+PATCH = (50, 30, 40, 30)  # a layer of this size at this offset, x, y, w, h
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +80,11 @@ def gimp3(tmp_path_factory):
         "seed": SEED,
         "selection": SELECTION,
         "hole": HOLE,
+        "feather": FEATHER,
+        "patch": PATCH,
+        "plugin_dir": str(profile / "plug-ins" / "impasto"),
+        "recorder": [sys.executable, str(HERE / "recording_engine.py")],
+        "masked_steps": MASKED_STEPS,
         "out_dir": str(work / "out"),
         "report": str(work / "report.json"),
     }
@@ -90,7 +110,12 @@ def gimp3(tmp_path_factory):
         skip_or_fail(log_tail(log, 2))
     report = work / "report.json"
     assert report.exists(), f"GIMP wrote no report:\n{log_tail(log)}"
-    return {"report": json.loads(report.read_text()), "content": content, "log": log}
+    return {
+        "report": json.loads(report.read_text()),
+        "content": content,
+        "log": log,
+        "out": work / "out",
+    }
 
 
 def _run_impasto(*args) -> str:
@@ -119,7 +144,7 @@ def test_gimp3_adds_the_engine_output_as_a_new_layer(gimp3, tmp_path):
     assert np.array_equal(got, expected)
 
 
-def test_gimp3_selection_gives_a_layer_of_just_that_part(gimp3, tmp_path):
+def test_gimp3_crop_mode_gives_a_layer_of_just_the_selected_part(gimp3, tmp_path):
     entry = _entry(gimp3, "selection")
     assert entry["status"] == "success", entry
     x, y, w, h = SELECTION
@@ -135,6 +160,57 @@ def test_gimp3_selection_gives_a_layer_of_just_that_part(gimp3, tmp_path):
     expected = engine_output(crop, tmp_path / "ref.png", size=max(w, h))
     keep = inside[y : y + h, x : x + w]
     assert np.array_equal(got[y : y + h, x : x + w, :3][keep], expected[keep])
+
+
+def test_gimp3_feathered_selection_is_sent_as_a_soft_mask_of_the_whole_canvas(gimp3):
+    entry = _entry(gimp3, "feathered")
+    assert entry["status"] == "success", entry
+    record = gimp3["out"] / "feathered"
+    argv = json.loads((record / "argv.json").read_text())
+    assert argv.count("--mask") == 1  # one style, one mask
+    assert_soft_mask(_mask(record / "mask-1.png"), SELECTION, FEATHER)
+    sent = np.asarray(Image.open(record / "content.png").convert("RGB"))
+    photo = np.asarray(Image.open(gimp3["content"]).convert("RGB"))
+    assert np.array_equal(sent, photo)  # the whole canvas
+    # The stand-in returns the photo: the new layer holds all of it, canvas-sized at (0, 0),
+    # not cut to the selection (outside it the engine keeps the photo).
+    assert entry["new_layer"] == {"offset": [0, 0], "size": [96, 64]}
+    got = np.asarray(Image.open(entry["png"]).convert("RGBA"))
+    assert (got[..., 3] == 255).all() and np.array_equal(got[..., :3], photo)
+
+
+def test_gimp3_a_layer_with_an_offset_is_sent_aligned_with_its_transparency(gimp3):
+    entry = _entry(gimp3, "patch_layer")
+    assert entry["status"] == "success", entry
+    assert entry["layers"] == [LAYER, "Patch", "Background"]
+    record = gimp3["out"] / "patch_layer"
+    px, py, pw, ph = PATCH
+    patch = np.zeros((64, 96), bool)
+    patch[py : py + ph, px : px + pw] = True
+    sent = np.asarray(Image.open(record / "content.png").convert("RGBA"))
+    assert sent.shape == (64, 96, 4)
+    assert (sent[..., 3][patch] == 255).all() and (sent[..., 3][~patch] == 0).all()
+    assert (sent[..., :3][patch] == 255).all()  # the white layer, where it is on the canvas
+    assert_soft_mask(_mask(record / "mask-1.png"), SELECTION, FEATHER)
+    assert entry["new_layer"] == {"offset": [0, 0], "size": [96, 64]}
+    got = np.asarray(Image.open(entry["png"]).convert("RGBA"))
+    assert (got[..., 3][patch] == 255).all() and (got[..., 3][~patch] == 0).all()
+
+
+def test_gimp3_feathered_selection_paints_inside_and_keeps_the_photo_outside(gimp3):
+    entry = _entry(gimp3, "feathered_real")
+    assert entry["status"] == "success", entry
+    assert entry["new_layer"] == {"offset": [0, 0], "size": [96, 64]}
+    got = np.asarray(Image.open(entry["png"]).convert("RGBA")).astype(int)
+    assert (got[..., 3] == 255).all()
+    photo = np.asarray(Image.open(gimp3["content"]).convert("RGB")).astype(int)
+    assert_inside_painted_outside_kept(got[..., :3], photo, SELECTION, FEATHER)
+
+
+def _mask(path) -> np.ndarray:
+    with Image.open(path) as img:
+        assert img.mode == "L"
+        return np.asarray(img)
 
 
 def test_gimp3_sixteen_bit_image_gets_a_converted_layer(gimp3, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -18,8 +19,10 @@ from PIL import Image
 from tests.conftest import STARRY, require_program
 from tests.plugin import kra
 from tests.plugin.helpers import (
+    HERE,
     SEED,
     STEPS,
+    assert_soft_mask,
     editor_env,
     engine_output,
     install_krita_plugin,
@@ -34,8 +37,11 @@ LAYER = "impasto classic: " + STARRY.stem
 SCREEN = "-screen 0 1280x800x24"
 
 
-def run_krita(tmp_path, content, selftest: dict, extra_env: dict | None = None) -> dict:
-    """Start Krita on content with the self-test file; return its report."""
+def run_krita(
+    tmp_path, content, selftest: dict, extra_env: dict | None = None, engine: list | None = None
+) -> dict:
+    """Start Krita on content with the self-test file; return its report. engine: another
+    command to record in the installed plug-in's settings (a stand-in for the engine)."""
     require_program("krita")
     require_program("xvfb-run")
     env = editor_env(tmp_path / "home")
@@ -44,6 +50,10 @@ def run_krita(tmp_path, content, selftest: dict, extra_env: dict | None = None) 
     install = install_krita_plugin(env, krita_dir)
     kritarc = tmp_path / "home" / "config" / "kritarc"
     assert "enable_impasto_krita=true" in kritarc.read_text(), install.stdout
+    if engine is not None:
+        settings = krita_dir / "pykrita" / "impasto_krita" / "impasto_settings.json"
+        recorded = json.loads(settings.read_text())
+        settings.write_text(json.dumps({**recorded, "command": engine}))
 
     out = tmp_path / "out"
     out.mkdir()
@@ -93,6 +103,40 @@ def test_menu_action_adds_the_engine_output_as_a_layer(tmp_path, small_content):
     for shot in shots.values():
         with Image.open(shot) as img:
             assert img.width > 200 and img.height > 150
+
+
+def test_feathered_selection_goes_to_the_engine_as_a_soft_mask_of_the_canvas(
+    tmp_path, small_content
+):
+    """The dialog's default with a selection: the whole canvas (its size proposed) and the
+    selection as the mask. A recording stand-in plays the engine and returns the photo."""
+    selection, feather = (16, 8, 48, 40), 6
+    record = tmp_path / "record"
+    report = run_krita(
+        tmp_path,
+        small_content,
+        {
+            "dialog": {"styles": [str(STARRY)], "steps": STEPS, "seed": SEED},
+            "select": list(selection),
+            "feather": feather,
+        },
+        engine=[sys.executable, str(HERE / "recording_engine.py"), str(record)],
+    )
+    assert report["status"] == "done", report
+    assert report["dialog_size"] == 96  # the canvas's long side, not the selection's
+    assert report["region"] == [0, 0, 96, 64]
+    command = report["command"]
+    assert command.count("--mask") == 1
+    with Image.open(record / "mask-1.png") as img:
+        assert img.mode == "L" and img.size == (96, 64)
+        assert_soft_mask(np.asarray(img), selection, feather)
+    doc = kra.read_kra(report["kra"])
+    layer = doc.layer(LAYER)
+    assert (layer.x, layer.y) == (0, 0)
+    result = doc.pixels(layer)
+    assert result.shape == (64, 96, 4) and (result[..., 3] == 255).all()
+    photo = np.asarray(Image.open(small_content).convert("RGB"))
+    assert np.array_equal(result[..., :3], photo)  # the whole layer, not cut to the selection
 
 
 def test_cancel_button_stops_the_engine_and_adds_no_layer(tmp_path, small_content):

@@ -1,14 +1,17 @@
 """The Krita plug-in's own code, run for real inside Krita by kritarunner (headless).
 
-One kritarunner process runs five scenarios on documents opened from a 96 x 64 test image
+One kritarunner process runs the scenarios on documents opened from a 96 x 64 test image
 (tests/plugin/kritarunner_scenarios.py) and saves each document as .kra; the tests below read
 those files back without Krita and compare the new layer with `impasto stylize` run directly.
+Where what the plug-in sends matters more than the painting (the selection's mask), a recording
+stand-in plays the engine (tests/plugin/recording_engine.py).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -18,8 +21,11 @@ from tests.conftest import STARRY, require_program
 from tests.plugin import kra
 from tests.plugin.helpers import (
     HERE,
+    MASKED_STEPS,
     SEED,
     STEPS,
+    assert_inside_painted_outside_kept,
+    assert_soft_mask,
     editor_env,
     engine_output,
     install_krita_plugin,
@@ -32,6 +38,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("weights_available")]
 
 SELECTION = (16, 8, 48, 40)  # x, y, w, h
 HOLE = (28, 18, 16, 12)  # cut out of the selection
+FEATHER = 6  # px, the soft selection's edge
+PATCH = (50, 30, 40, 30)  # the only opaque part of a layer, x, y, w, h
 LAYER = "impasto classic: " + STARRY.stem
 
 
@@ -64,6 +72,10 @@ def scenarios(tmp_path_factory):
         "seed": SEED,
         "selection": SELECTION,
         "hole": HOLE,
+        "feather": FEATHER,
+        "patch": PATCH,
+        "recorder": [sys.executable, str(HERE / "recording_engine.py")],
+        "masked_steps": MASKED_STEPS,
         "out_dir": str(out),
         "report": str(root / "report.json"),
     }
@@ -114,7 +126,7 @@ def test_layer_comes_back_as_a_new_layer_equal_to_the_engine_output(scenarios, t
     _assert_same_picture(result[..., :3], expected)
 
 
-def test_selection_stylises_only_its_bounds_and_keeps_its_shape(scenarios, tmp_path):
+def test_crop_mode_stylises_only_the_selections_bounds_and_keeps_its_shape(scenarios, tmp_path):
     entry = _entry(scenarios, "selection")
     assert entry["status"] == "done", entry
     x, y, w, h = SELECTION
@@ -137,6 +149,61 @@ def test_selection_stylises_only_its_bounds_and_keeps_its_shape(scenarios, tmp_p
     region = result[y : y + h, x : x + w, :3]
     keep = inside[y : y + h, x : x + w]
     _assert_same_picture(region[keep], expected[keep])
+
+
+def test_feathered_selection_is_sent_as_a_soft_mask_of_the_whole_canvas(scenarios):
+    entry = _entry(scenarios, "feathered")
+    assert entry["status"] == "done", entry
+    assert entry["region"] == [0, 0, 96, 64]  # the whole canvas goes to the engine
+    record = scenarios["root"] / "out" / "feathered"
+    argv = json.loads((record / "argv.json").read_text())
+    assert argv.count("--mask") == 1  # one style, one mask
+    mask = _mask(record / "mask-1.png")
+    assert_soft_mask(mask, SELECTION, FEATHER)
+    sent = np.asarray(Image.open(record / "content.png").convert("RGB"))
+    assert np.array_equal(sent, np.asarray(Image.open(scenarios["content"]).convert("RGB")))
+
+    # The stand-in returns the photo: the new layer holds all of it, canvas-sized at (0, 0),
+    # not cut to the selection (outside it the engine keeps the photo).
+    doc = kra.read_kra(entry["kra"])
+    layer = doc.layer(LAYER)
+    assert (layer.x, layer.y) == (0, 0)
+    result = doc.pixels(layer)
+    assert result.shape == (64, 96, 4) and (result[..., 3] == 255).all()
+    assert np.array_equal(result[..., :3], sent)
+
+
+def test_a_layers_transparent_area_stays_transparent_in_the_new_layer(scenarios):
+    entry = _entry(scenarios, "patch_layer")
+    assert entry["status"] == "done", entry
+    record = scenarios["root"] / "out" / "patch_layer"
+    px, py, pw, ph = PATCH
+    patch = np.zeros((64, 96), bool)
+    patch[py : py + ph, px : px + pw] = True
+    sent = np.asarray(Image.open(record / "content.png").convert("RGBA"))
+    assert sent.shape == (64, 96, 4)
+    assert (sent[..., 3][patch] == 255).all() and (sent[..., 3][~patch] == 0).all()
+    assert_soft_mask(_mask(record / "mask-1.png"), SELECTION, FEATHER)
+    doc = kra.read_kra(entry["kra"])
+    result = doc.pixels(doc.layer(LAYER))
+    assert (result[..., 3][patch] == 255).all() and (result[..., 3][~patch] == 0).all()
+    assert (result[..., :3][patch] == (220, 160, 40)).all()  # the patch's colour, as sent
+
+
+def test_feathered_selection_paints_inside_and_keeps_the_photo_outside(scenarios):
+    entry = _entry(scenarios, "feathered_real")
+    assert entry["status"] == "done", entry
+    doc = kra.read_kra(entry["kra"])
+    result = doc.pixels(doc.layer(LAYER)).astype(int)
+    assert result.shape == (64, 96, 4) and (result[..., 3] == 255).all()
+    photo = np.asarray(Image.open(scenarios["content"]).convert("RGB")).astype(int)
+    assert_inside_painted_outside_kept(result[..., :3], photo, SELECTION, FEATHER)
+
+
+def _mask(path) -> np.ndarray:
+    with Image.open(path) as img:
+        assert img.mode == "L"
+        return np.asarray(img)
 
 
 def test_sixteen_bit_document_is_converted_and_the_layer_converted_back(scenarios, tmp_path):

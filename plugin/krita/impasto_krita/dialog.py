@@ -1,6 +1,7 @@
-"""The settings dialog: style images, preset, output size, steps, style strength, colour
-preservation and seed. It asks the engine for the preset list (never a hard-coded one) and for
-each preset's recipe, so the defaults it shows are the ones the engine will use."""
+"""The settings dialog: style images, preset, what a selection means, output size, steps, style
+strength, colour preservation and seed. It asks the engine for the preset list (never a
+hard-coded one) and for each preset's recipe, so the defaults it shows are the ones the engine
+will use."""
 
 from __future__ import annotations
 
@@ -43,12 +44,23 @@ PRESERVE_LABELS = (
 class StyleDialog(QDialog):
     """Modal; read the job with settings() after exec_() returns Accepted."""
 
-    def __init__(self, engine: list, region_size: tuple, last: dict | None = None, parent=None):
+    def __init__(
+        self,
+        engine: list,
+        canvas_size: tuple,
+        last: dict | None = None,
+        parent=None,
+        selection_box: tuple | None = None,
+    ):
+        """canvas_size: the document's (w, h); selection_box: the size of the selection's bounds
+        when there is a selection (then the dialog asks what the selection means)."""
         super().__init__(parent)
         self.engine = engine
-        self.region_size = region_size
+        # The region each selection mode paints, for the default output size.
+        self.region_sizes = {"mask": canvas_size, "crop": selection_box or canvas_size}
         self._recipes: dict = {}
         self._steps_edited = False
+        self._size_edited = False
         self.setWindowTitle("Stylise with impasto")
         self.setMinimumWidth(460)
 
@@ -77,15 +89,22 @@ class StyleDialog(QDialog):
         font.setItalic(True)
         self.preset_help.setFont(font)
 
-        w, h = region_size
+        self.selection_mode = QComboBox()
+        for value, label in client.SELECTION_MODES:
+            self.selection_mode.addItem(label, value)
+        self.selection_mode.setToolTip(
+            "Inside the selection: the whole layer goes to the engine with the selection as its "
+            "mask (soft edges blend the style into the photo); the new layer covers the canvas. "
+            "Only the selection's box: that part alone is painted, and the new layer is cut "
+            "to the selection."
+        )
+
         self.size = QSpinBox()
         self.size.setRange(client.MIN_SIZE, client.MAX_SIZE)
         self.size.setSuffix(" px")
-        self.size.setValue(client.default_size(w, h))
-        self.size.setToolTip(
-            f"Long side the engine paints at. The region is {w} \u00d7 {h} px; "
-            "a different size is scaled to fit it."
-        )
+        self._mode_changed()
+        self.size.valueChanged.connect(self._size_changed)
+        self.selection_mode.currentIndexChanged.connect(self._mode_changed)
 
         self.steps = QSpinBox()
         self.steps.setRange(1, 100000)
@@ -112,6 +131,8 @@ class StyleDialog(QDialog):
         form.addRow("Style image(s):", style_box)
         form.addRow("Preset:", self.preset)
         form.addRow("", self.preset_help)
+        if selection_box is not None:
+            form.addRow("Selection:", self.selection_mode)
         form.addRow("Output size:", self.size)
         form.addRow("Steps:", self.steps)
         form.addRow("Style strength:", self.strength)
@@ -178,6 +199,23 @@ class StyleDialog(QDialog):
     def _steps_changed(self, _value) -> None:
         self._steps_edited = True
 
+    # -- the region -------------------------------------------------------------------------
+
+    def _mode_changed(self, *_args) -> None:
+        """The output size follows the region the mode paints, until the user sets one."""
+        w, h = self.region_sizes[self.selection_mode.currentData()]
+        if not self._size_edited:
+            self.size.blockSignals(True)
+            self.size.setValue(client.default_size(w, h))
+            self.size.blockSignals(False)
+        self.size.setToolTip(
+            f"Long side the engine paints at. The region is {w} \u00d7 {h} px; "
+            "a different size is scaled to fit it."
+        )
+
+    def _size_changed(self, _value) -> None:
+        self._size_edited = True
+
     # -- style images -----------------------------------------------------------------------
 
     def _add_styles(self) -> None:
@@ -216,6 +254,7 @@ class StyleDialog(QDialog):
             style_strength=client.strength_setting(self.strength.value()),
             preserve_color=self.preserve.currentData(),
             seed=self.seed.value(),
+            selection_mode=self.selection_mode.currentData(),
         )
 
     def values(self) -> dict:
@@ -226,6 +265,7 @@ class StyleDialog(QDialog):
             "strength": self.strength.value(),
             "preserve_color": self.preserve.currentData(),
             "seed": self.seed.value(),
+            "selection_mode": self.selection_mode.currentData(),
         }
 
     def restore(self, values: dict) -> None:
@@ -236,6 +276,9 @@ class StyleDialog(QDialog):
         index = self.preset.findData(values.get("preset"))
         if index >= 0:
             self.preset.setCurrentIndex(index)
+        index = self.selection_mode.findData(values.get("selection_mode"))
+        if index >= 0:  # before the size: the mode proposes one, a given size overrides it
+            self.selection_mode.setCurrentIndex(index)
         if values.get("size"):
             self.size.setValue(int(values["size"]))
         if values.get("steps"):

@@ -56,10 +56,11 @@ class ImpastoExtension(Extension):
         if doc is None:
             raise client.EngineError("open an image first")
         node = layers.source_layer(doc)
-        region = layers.work_region(doc)
+        canvas = (doc.width(), doc.height())
+        box = layers.selection_box(doc)  # refuses a selection that covers nothing, before asking
         engine = client.read_engine_command(PLUGIN_DIR)
         last = load_last(Krita.instance().readSetting(SETTINGS_GROUP, "last", ""))
-        dialog = StyleDialog(engine, (region.width, region.height), last, parent)
+        dialog = StyleDialog(engine, canvas, last, parent, selection_box=box)
         if selftest.active():
             selftest.drive_dialog(dialog)
         if dialog.exec_() != QDialog.Accepted:

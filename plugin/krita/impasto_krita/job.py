@@ -19,14 +19,15 @@ log = logging.getLogger(__name__)
 
 
 class KritaJob:
-    """Stylise `node` of `doc` (the selection's bounds if there is one) with `settings`."""
+    """Stylise `node` of `doc` with `settings`: the whole canvas, with the selection as the
+    engine's mask if there is one (or only the selection's bounds, settings.selection_mode)."""
 
     def __init__(self, doc, node, settings: client.StyleSettings, engine: list):
         self.doc = doc
         self.node = node
         self.settings = settings
         self.engine = list(engine)
-        self.region = layers.work_region(doc)
+        self.region = layers.work_region(doc, settings.selection_mode)
         if settings.size is None:
             # Paint at the region's own size unless asked otherwise: no rescaling on the way back.
             settings.size = client.default_size(self.region.width, self.region.height)
@@ -42,7 +43,8 @@ class KritaJob:
         output = os.path.join(self._tmp, "stylized.png")
         try:
             layers.export_region(self.node, self.region, content)
-            command = client.build_command(self.engine, content, output, self.settings)
+            mask = layers.export_mask(self.region, os.path.join(self._tmp, "selection.png"))
+            command = client.build_command(self.engine, content, output, self.settings, mask)
             self.run = client.EngineRun(command)
         except Exception:
             self.cleanup()

@@ -30,14 +30,16 @@ MASK_TYPES = (
 
 @dataclass
 class Region:
-    """The rectangle to stylise (document pixels) and, for a shaped selection, its mask: one
-    byte per pixel, 255 inside."""
+    """The rectangle to stylise (document pixels), with what the selection adds: mask, its values
+    over the rectangle for the engine ("mask" mode), or cut, its values over the rectangle for
+    the result's alpha ("crop" mode, a shaped selection). One byte per pixel, 255 inside."""
 
     x: int
     y: int
     width: int
     height: int
     mask: bytes | None = None
+    cut: bytes | None = None
 
     @property
     def long_side(self) -> int:
@@ -54,24 +56,37 @@ def source_layer(doc):
     return node
 
 
-def work_region(doc) -> Region:
-    """The selection's bounds (inside the canvas) if there is a selection, else the whole canvas."""
-    width, height = doc.width(), doc.height()
+def has_selection(doc) -> bool:
     selection = doc.selection()
-    if selection is None or selection.width() <= 0 or selection.height() <= 0:
+    return selection is not None and selection.width() > 0 and selection.height() > 0
+
+
+def work_region(doc, mode: str = client.DEFAULT_SELECTION_MODE) -> Region:
+    """The whole canvas, with the selection as the engine's mask when there is one; or, in
+    "crop" mode, the selection's bounds (inside the canvas), cut to its shape."""
+    width, height = doc.width(), doc.height()
+    if not has_selection(doc):
         return Region(0, 0, width, height)
+    selection = doc.selection()
+    if mode == "mask":
+        values = selection.pixelData(0, 0, width, height)
+        return Region(0, 0, width, height, mask=client.selection_mask(values, width, height))
     x0, y0 = max(0, selection.x()), max(0, selection.y())
     x1 = min(width, selection.x() + selection.width())
     y1 = min(height, selection.y() + selection.height())
     if x1 <= x0 or y1 <= y0:
-        raise client.EngineError("the selection is outside the canvas")
+        raise client.EngineError("the selection does not cover any of the picture")
     w, h = x1 - x0, y1 - y0
-    mask = bytes(selection.pixelData(x0, y0, w, h))
-    if len(mask) != w * h or mask.count(255) == len(mask):
-        mask = None  # a plain rectangle: nothing to cut out
-    elif not mask.strip(b"\x00"):
-        raise client.EngineError("the selection is empty")
-    return Region(x0, y0, w, h, mask)
+    cut = client.selection_mask(selection.pixelData(x0, y0, w, h), w, h)
+    return Region(x0, y0, w, h, cut=cut)
+
+
+def selection_box(doc) -> tuple | None:
+    """The size of the selection's bounds inside the canvas ("crop" mode's region), or None."""
+    if not has_selection(doc):
+        return None
+    region = work_region(doc, "crop")
+    return region.width, region.height
 
 
 def _is_engine_space(node) -> bool:
@@ -96,15 +111,24 @@ def read_region(node, region: Region) -> bytes:
 
 
 def export_region(node, region: Region, path: str) -> None:
-    """Write the layer's region to a PNG the engine can read (alpha kept)."""
+    """Write the layer's region to a PNG the engine can read (alpha kept: where the layer is
+    transparent, or does not reach, so is the engine's result)."""
     data = read_region(node, region)
     image = QImage(data, region.width, region.height, region.width * 4, QImage.Format_ARGB32)
     if not image.copy().save(path, "PNG"):
         raise client.EngineError(f"cannot write the layer to {path}")
 
 
+def export_mask(region: Region, path: str) -> str | None:
+    """Write the selection mask the engine gets, if the region has one; its path or None."""
+    if region.mask is None:
+        return None
+    client.write_mask_png(path, region.mask, region.width, region.height)
+    return path
+
+
 def load_result(path: str, region: Region) -> bytes:
-    """The engine's PNG as BGRA bytes of exactly the region's size, cut to the selection."""
+    """The engine's PNG as BGRA bytes of exactly the region's size, cut to a "crop" selection."""
     image = QImage(path)
     if image.isNull():
         raise client.EngineError(f"cannot read the engine's result {path}")
@@ -119,8 +143,8 @@ def load_result(path: str, region: Region) -> bytes:
     stride = image.bytesPerLine()
     row = region.width * 4
     data = b"".join(bytes(ptr[y * stride : y * stride + row]) for y in range(region.height))
-    if region.mask is not None:
-        data = apply_mask(data, region.mask)
+    if region.cut is not None:
+        data = apply_mask(data, region.cut)
     return data
 
 

@@ -6,9 +6,11 @@ Stylise (optionally Cancel after some steps), then saves the document, writes a 
 Krita. Everything in between is the code a user runs: the same action, dialog, runner and layer
 code. The file's keys:
 
-  dialog       values for the dialog: styles, preset, size, steps, strength, preserve_color, seed
+  dialog       values for the dialog: styles, preset, selection_mode, size, steps, strength,
+               preserve_color, seed
   layer        name of the layer to make active first (default: Krita's choice)
   select       [x, y, w, h] to select before stylising (default: no selection)
+  feather      feather that selection by this many pixels (a soft selection)
   cancel_after press the progress dialog's Cancel after this many progress lines
   save_as      where to save the document afterwards (.kra)
   report       where to write the JSON report (status, message, layers, command)
@@ -120,6 +122,8 @@ def _trigger(action_id: str) -> None:
             x, y, w, h = s["select"]
             selection = Selection()
             selection.select(x, y, w, h, 255)
+            if s.get("feather"):
+                selection.feather(int(s["feather"]))
             doc.setSelection(selection)
         doc.waitForDone()
         _note("triggering the action")
@@ -135,6 +139,7 @@ def drive_dialog(dialog) -> None:
     def fill():
         try:
             dialog.restore(spec().get("dialog", {}))
+            _state["dialog_size"] = dialog.size.value()  # the default, or the value given
             QTimer.singleShot(300, press)
         except Exception:
             dialog.reject()
@@ -224,6 +229,7 @@ def job_finished(runner, status: str, message: str) -> None:
                     "engine_pid": run.process.pid if run else None,
                     "engine_returncode": run.process.returncode if run else None,
                     "message_box": _state.get("message_box"),
+                    "dialog_size": _state.get("dialog_size"),
                 }
             )
             _quit_soon()
