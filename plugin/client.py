@@ -52,9 +52,10 @@ parse_line, one_line = protocol.parse_line, protocol.one_line
 
 # What a selection means, the dialogs' choice. "mask": the engine gets the whole canvas and the
 # selection as its mask, so the style goes inside the selection (soft edges blended) and the
-# photo stays outside; the new layer covers the canvas. "crop": only the selection's bounding
-# box is painted, on its own, and the new layer is cut to the selection (faster on a big
-# picture, and a layer holding just that part).
+# photo stays outside; the new layer covers the canvas, its alpha the selection's values (the
+# engine lets a little style spill outside its mask: there the user sees the layer below).
+# "crop": only the selection's bounding box is painted, on its own, and the new layer is cut to
+# the selection the same way (faster on a big picture, and a layer holding just that part).
 SELECTION_MODES = (
     ("mask", "Style inside the selection, photo outside"),
     ("crop", "Only the selection's box, cut to its shape"),

@@ -2,7 +2,7 @@
 """impasto for GIMP 3: Filters > Artistic > "Stylise with impasto..." paints the active layer
 (or the part of it inside the selection) in the style of an artwork, as a new layer above it.
 A selection becomes the engine's mask (its soft edges too), or, if asked, only its bounding box is
-painted and the result cut to it.
+painted; either way the result is cut to the selection.
 
 GIMP runs this file as a program (plug-ins/impasto/impasto.py). It never imports impasto, whose
 TensorFlow GIMP's Python does not have: it exports the region to a PNG, runs the `impasto`
@@ -166,7 +166,9 @@ def _region(image, layer, mode):
     """(x, y, w, h, mask, cut): the part of the canvas to send, the selection's values over it
     for the engine's mask (or None), and whether to cut the result to the selection. Without a
     selection: the layer's extent. In "mask" mode: the whole canvas, the selection as the mask.
-    In "crop" mode: the layer's extent cut to the selection's bounds, the result cut to it."""
+    In "crop" mode: the layer's extent cut to the selection's bounds. With a selection the
+    result is cut to it in both modes: in "mask" mode deep features spill a little style past
+    the mask's edge, and outside the selection the user must see the layer below exactly."""
     _, lx, ly = layer.get_offsets()
     x0, y0, x1, y1 = lx, ly, lx + layer.get_width(), ly + layer.get_height()
     _, non_empty, sx0, sy0, sx1, sy1 = Gimp.Selection.bounds(image)
@@ -174,7 +176,8 @@ def _region(image, layer, mode):
         return x0, y0, x1 - x0, y1 - y0, None, False
     if mode == "mask":
         w, h = image.get_width(), image.get_height()
-        return 0, 0, w, h, client.selection_mask(_selection_values(image, w, h), w, h), False
+        mask = client.selection_mask(_selection_values(image, w, h), w, h)
+        return 0, 0, w, h, mask, mask is not None
     x0, y0, x1, y1 = max(x0, sx0), max(y0, sy0), min(x1, sx1), min(y1, sy1)
     if x1 <= x0 or y1 <= y0:
         raise client.EngineError("the selection does not touch this layer")

@@ -170,6 +170,24 @@ def assert_inside_painted_outside_kept(result, photo, selection, feather: int) -
     assert painted > 3 * kept, f"inside changed by {painted:.1f} levels, outside {kept:.1f}"
 
 
+def over(layer: np.ndarray, photo: np.ndarray) -> np.ndarray:
+    """What the user sees: an RGBA layer (0-255) composited over an opaque RGB photo."""
+    alpha = layer[..., 3:].astype(float) / 255
+    return np.round(layer[..., :3] * alpha + photo * (1 - alpha)).astype(int)
+
+
+def assert_composite_keeps_photo_outside(layer, photo, selection, feather: int) -> None:
+    """A masked painting's new layer: its alpha the selection's (0 well outside, 255 well inside,
+    grey across the soft edge), so over the photo it shows the photo exactly wherever the
+    selection does not reach, and the painting well inside."""
+    alpha = layer[..., 3]
+    assert_soft_mask(alpha, selection, feather)
+    seen = over(layer, photo)
+    untouched = alpha == 0
+    assert np.array_equal(seen[untouched], photo[untouched]), "the photo changed outside"
+    assert_inside_painted_outside_kept(seen, photo, selection, feather)
+
+
 def process_gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -28,11 +28,12 @@ from tests.plugin.helpers import (
     MASKED_STEPS,
     SEED,
     STEPS,
-    assert_inside_painted_outside_kept,
+    assert_composite_keeps_photo_outside,
     assert_soft_mask,
     engine_output,
     log_tail,
     run_group,
+    selection_areas,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("weights_available")]
@@ -172,11 +173,13 @@ def test_gimp3_feathered_selection_is_sent_as_a_soft_mask_of_the_whole_canvas(gi
     sent = np.asarray(Image.open(record / "content.png").convert("RGB"))
     photo = np.asarray(Image.open(gimp3["content"]).convert("RGB"))
     assert np.array_equal(sent, photo)  # the whole canvas
-    # The stand-in returns the photo: the new layer holds all of it, canvas-sized at (0, 0),
-    # not cut to the selection (outside it the engine keeps the photo).
+    # The stand-in returns the photo, opaque: the new layer holds it, canvas-sized at (0, 0),
+    # with the selection's values as its alpha (what is seen outside is the layer below).
     assert entry["new_layer"] == {"offset": [0, 0], "size": [96, 64]}
     got = np.asarray(Image.open(entry["png"]).convert("RGBA"))
-    assert (got[..., 3] == 255).all() and np.array_equal(got[..., :3], photo)
+    assert np.array_equal(got[..., 3], _mask(record / "mask-1.png"))
+    seen = got[..., 3] > 0
+    assert np.array_equal(got[..., :3][seen], photo[seen])
 
 
 def test_gimp3_a_layer_with_an_offset_is_sent_aligned_with_its_transparency(gimp3):
@@ -192,9 +195,12 @@ def test_gimp3_a_layer_with_an_offset_is_sent_aligned_with_its_transparency(gimp
     assert (sent[..., 3][patch] == 255).all() and (sent[..., 3][~patch] == 0).all()
     assert (sent[..., :3][patch] == 255).all()  # the white layer, where it is on the canvas
     assert_soft_mask(_mask(record / "mask-1.png"), SELECTION, FEATHER)
+    # The layer's own alpha times the selection's: the patch, cut to the selection.
+    inside, outside = selection_areas(patch.shape, SELECTION, FEATHER)
     assert entry["new_layer"] == {"offset": [0, 0], "size": [96, 64]}
-    got = np.asarray(Image.open(entry["png"]).convert("RGBA"))
-    assert (got[..., 3][patch] == 255).all() and (got[..., 3][~patch] == 0).all()
+    alpha = np.asarray(Image.open(entry["png"]).convert("RGBA"))[..., 3]
+    assert (alpha[patch & inside] == 255).all() and (alpha[~patch | outside] == 0).all()
+    assert 0 < alpha[patch].mean() < 255  # the patch's part across the soft edge
 
 
 def test_gimp3_feathered_selection_paints_inside_and_keeps_the_photo_outside(gimp3):
@@ -202,9 +208,8 @@ def test_gimp3_feathered_selection_paints_inside_and_keeps_the_photo_outside(gim
     assert entry["status"] == "success", entry
     assert entry["new_layer"] == {"offset": [0, 0], "size": [96, 64]}
     got = np.asarray(Image.open(entry["png"]).convert("RGBA")).astype(int)
-    assert (got[..., 3] == 255).all()
     photo = np.asarray(Image.open(gimp3["content"]).convert("RGB")).astype(int)
-    assert_inside_painted_outside_kept(got[..., :3], photo, SELECTION, FEATHER)
+    assert_composite_keeps_photo_outside(got, photo, SELECTION, FEATHER)
 
 
 def _mask(path) -> np.ndarray:

@@ -24,7 +24,7 @@ from tests.plugin.helpers import (
     MASKED_STEPS,
     SEED,
     STEPS,
-    assert_inside_painted_outside_kept,
+    assert_composite_keeps_photo_outside,
     assert_soft_mask,
     editor_env,
     engine_output,
@@ -32,6 +32,7 @@ from tests.plugin.helpers import (
     log_tail,
     process_gone,
     run_group,
+    selection_areas,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("weights_available")]
@@ -163,14 +164,16 @@ def test_feathered_selection_is_sent_as_a_soft_mask_of_the_whole_canvas(scenario
     sent = np.asarray(Image.open(record / "content.png").convert("RGB"))
     assert np.array_equal(sent, np.asarray(Image.open(scenarios["content"]).convert("RGB")))
 
-    # The stand-in returns the photo: the new layer holds all of it, canvas-sized at (0, 0),
-    # not cut to the selection (outside it the engine keeps the photo).
+    # The stand-in returns the photo, opaque: the new layer holds it, canvas-sized at (0, 0),
+    # with the selection's values as its alpha (what is seen outside is the layer below).
     doc = kra.read_kra(entry["kra"])
     layer = doc.layer(LAYER)
     assert (layer.x, layer.y) == (0, 0)
     result = doc.pixels(layer)
-    assert result.shape == (64, 96, 4) and (result[..., 3] == 255).all()
-    assert np.array_equal(result[..., :3], sent)
+    assert result.shape == (64, 96, 4)
+    assert np.array_equal(result[..., 3], mask)
+    seen = result[..., 3] > 0
+    assert np.array_equal(result[..., :3][seen], sent[seen])
 
 
 def test_a_layers_transparent_area_stays_transparent_in_the_new_layer(scenarios):
@@ -184,9 +187,13 @@ def test_a_layers_transparent_area_stays_transparent_in_the_new_layer(scenarios)
     assert sent.shape == (64, 96, 4)
     assert (sent[..., 3][patch] == 255).all() and (sent[..., 3][~patch] == 0).all()
     assert_soft_mask(_mask(record / "mask-1.png"), SELECTION, FEATHER)
+    # The layer's own alpha times the selection's: the patch, cut to the selection.
+    inside, outside = selection_areas(patch.shape, SELECTION, FEATHER)
     doc = kra.read_kra(entry["kra"])
     result = doc.pixels(doc.layer(LAYER))
-    assert (result[..., 3][patch] == 255).all() and (result[..., 3][~patch] == 0).all()
+    alpha = result[..., 3]
+    assert (alpha[patch & inside] == 255).all() and (alpha[~patch | outside] == 0).all()
+    assert 0 < alpha[patch].mean() < 255  # the patch's part across the soft edge
     assert (result[..., :3][patch] == (220, 160, 40)).all()  # the patch's colour, as sent
 
 
@@ -195,9 +202,9 @@ def test_feathered_selection_paints_inside_and_keeps_the_photo_outside(scenarios
     assert entry["status"] == "done", entry
     doc = kra.read_kra(entry["kra"])
     result = doc.pixels(doc.layer(LAYER)).astype(int)
-    assert result.shape == (64, 96, 4) and (result[..., 3] == 255).all()
+    assert result.shape == (64, 96, 4)
     photo = np.asarray(Image.open(scenarios["content"]).convert("RGB")).astype(int)
-    assert_inside_painted_outside_kept(result[..., :3], photo, SELECTION, FEATHER)
+    assert_composite_keeps_photo_outside(result, photo, SELECTION, FEATHER)
 
 
 def _mask(path) -> np.ndarray:

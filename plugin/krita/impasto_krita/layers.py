@@ -31,8 +31,8 @@ MASK_TYPES = (
 @dataclass
 class Region:
     """The rectangle to stylise (document pixels), with what the selection adds: mask, its values
-    over the rectangle for the engine ("mask" mode), or cut, its values over the rectangle for
-    the result's alpha ("crop" mode, a shaped selection). One byte per pixel, 255 inside."""
+    over the rectangle for the engine ("mask" mode), and cut, its values over the rectangle for
+    the result's alpha (both modes). One byte per pixel, 255 inside."""
 
     x: int
     y: int
@@ -63,14 +63,17 @@ def has_selection(doc) -> bool:
 
 def work_region(doc, mode: str = client.DEFAULT_SELECTION_MODE) -> Region:
     """The whole canvas, with the selection as the engine's mask when there is one; or, in
-    "crop" mode, the selection's bounds (inside the canvas), cut to its shape."""
+    "crop" mode, the selection's bounds (inside the canvas). Either way the result is cut to the
+    selection's shape."""
     width, height = doc.width(), doc.height()
     if not has_selection(doc):
         return Region(0, 0, width, height)
     selection = doc.selection()
     if mode == "mask":
-        values = selection.pixelData(0, 0, width, height)
-        return Region(0, 0, width, height, mask=client.selection_mask(values, width, height))
+        values = client.selection_mask(selection.pixelData(0, 0, width, height), width, height)
+        # Cut too: deep features spill a little style past the mask's edge, and outside the
+        # selection the user must see the layer below exactly.
+        return Region(0, 0, width, height, mask=values, cut=values)
     x0, y0 = max(0, selection.x()), max(0, selection.y())
     x1 = min(width, selection.x() + selection.width())
     y1 = min(height, selection.y() + selection.height())
@@ -128,7 +131,7 @@ def export_mask(region: Region, path: str) -> str | None:
 
 
 def load_result(path: str, region: Region) -> bytes:
-    """The engine's PNG as BGRA bytes of exactly the region's size, cut to a "crop" selection."""
+    """The engine's PNG as BGRA bytes of exactly the region's size, cut to the selection."""
     image = QImage(path)
     if image.isNull():
         raise client.EngineError(f"cannot read the engine's result {path}")
