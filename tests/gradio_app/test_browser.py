@@ -7,6 +7,7 @@ pressed, and the finished picture appears at the size asked for. Saves a screens
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -65,6 +66,11 @@ class Page:
 
     def find(self, css: str):
         return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def shown(self, elem_id: str) -> bool:
+        """Whether the component is on the page and visible (Gradio leaves hidden ones out)."""
+        found = self.driver.find_elements(By.CSS_SELECTOR, f"#{elem_id}")
+        return bool(found) and found[0].is_displayed()
 
     def upload(self, elem_id: str, path: Path) -> None:
         self.find(f"#{elem_id} input[type=file]").send_keys(str(path))
@@ -184,3 +190,50 @@ def test_clicking_the_example_fills_in_the_photo_and_the_style(served, browser):
         page.find(f"#{e} img").get_attribute("src") for e in ("impasto-content", "impasto-style-1")
     ]
     assert sources[0].endswith("content.jpg") and sources[1].endswith("style.png")
+
+
+TIME_TEXT = re.compile(r"\b\d+:\d\d\b|\bleft\b|\b\d+ ?(s|sec|seconds?|min|minutes?|h|hours?)\b")
+
+
+def box(driver, element) -> dict:
+    return driver.execute_script("return arguments[0].getBoundingClientRect().toJSON()", element)
+
+
+def test_a_first_time_visitor_sees_a_clear_page(served, browser, tmp_path):
+    """Run and Cancel the same size, Cancel enabled only while a job runs, no time said before
+    Run, the blend weights only with two styles, the preset's sample captioned and not an upload
+    box, and the picture filling its box."""
+    page = Page(browser, served.url)
+    run, cancel = page.find("#impasto-run"), page.find("#impasto-cancel")
+    run_box, cancel_box = box(browser, run), box(browser, cancel)
+    assert (run_box["width"], run_box["height"]) == (cancel_box["width"], cancel_box["height"])
+    assert run.is_enabled() and not cancel.is_enabled()
+    body = page.find("body").text
+    assert not TIME_TEXT.search(body), TIME_TEXT.search(body)
+    sample = page.find("#impasto-preset-sample")
+    parts = sample.find_elements(By.CSS_SELECTOR, "input[type=file], label")
+    assert not [e for e in parts if e.is_displayed()]  # no upload box, no label
+    assert "Sample: this preset" in page.find("#impasto-sample-caption").text
+
+    page.upload("impasto-content", CAT)
+    page.upload("impasto-style-1", STARRY)
+    assert not page.shown("impasto-weight-1")  # one style: nothing to blend
+    browser.find_element(By.XPATH, "//*[normalize-space(text())='Blend more styles']").click()
+    page.upload("impasto-style-2", STARRY)
+    page.wait(10).until(lambda d: page.shown("impasto-weight-1"))
+    assert page.shown("impasto-weight-2")
+
+    page.set_number("impasto-size", 64)
+    page.set_number("impasto-steps", 60)
+    page.run()
+    page.wait(60).until(lambda d: cancel.is_enabled())  # while the job runs
+    page.finished_picture_size()
+    page.wait(10).until(lambda d: not cancel.is_enabled())  # and off again after it
+    img = page.find("#impasto-result img")
+    frame = box(browser, page.find("#impasto-result"))
+    shown = browser.execute_script(
+        "const r = arguments[0].getBoundingClientRect(); return [r.width, r.height]", img
+    )
+    # A 64×43 picture, drawn to fill its box (contained: one side fills it).
+    assert shown[0] >= 0.9 * frame["width"] or shown[1] >= 0.75 * frame["height"], (shown, frame)
+    save_screenshot(browser, tmp_path)

@@ -44,7 +44,7 @@ def upload(base_url: str, path: Path) -> str:
 
 def refusal(exc: ValidationError) -> str:
     """The app's one line in gradio_client's report of a refused job."""
-    return str(exc).splitlines()[-1].removeprefix("- values: ")
+    return str(exc).splitlines()[-1].removeprefix("- photo: ")  # shown at the first input
 
 
 def call(base_url: str, api_name: str, body: str) -> tuple[str, object]:
