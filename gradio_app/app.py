@@ -26,7 +26,14 @@ import pandas as pd
 import impasto
 from impasto.gradio_app import quiet_refusals
 from impasto.gradio_app.cli import JOBS_PER_VISITOR
-from impasto.gradio_app.form import FormJob, Limits, job_from_form, public_message
+from impasto.gradio_app.form import (
+    FormJob,
+    Limits,
+    job_from_form,
+    public_message,
+    region_mask,
+    upload_path,
+)
 from impasto.gradio_app.guard import UPLOAD_QUOTA, Guard
 from impasto.gradio_app.presets_view import (
     PresetView,
@@ -55,6 +62,11 @@ JUST_CHECKED = 5.0
 # default, about 70 kB each: 0.7 GB when full). The most recent ones are plenty for a page with
 # no per-visitor state; a visitor whose session was dropped loses only a refreshed preset list.
 SESSIONS_KEPT = 100
+REGIONS_HELP = (
+    "Paint over the photo where a style goes (any brush colour: only where you paint counts; "
+    "the eraser takes strokes back). A style left unpainted goes everywhere; where no painted "
+    "style reaches, the photo stays as it is."
+)
 SAMPLE_CAPTION = "<small>Sample: this preset on a cat photo and *The Starry Night*</small>"
 PLOT_CAPTION = (
     "The picture is painted small first, then larger: each size has its own line, falling from "
@@ -222,6 +234,8 @@ class Page:
 
     content: gr.Image
     styles: list[tuple[gr.Image, gr.Slider]]  # up to three (style image, blend weight) pairs
+    regions: list[gr.ImageEditor]  # where each style goes, painted over the photo
+    masks: list[gr.Image]  # the same as image files, for the API (not shown)
     preset: gr.Dropdown
     sample: gr.Column  # the preset's sample picture and its caption
     tile: gr.Image
@@ -239,8 +253,8 @@ class Page:
     plot: gr.LinePlot
 
     def form_inputs(self) -> list:
-        """What Run sends, in the order of WebApp.run_job's parameters, which name /stylize's
-        parameters in the API."""
+        """The form's values, in the order of WebApp.run_job's parameters, which name
+        /stylize's parameters in the API (the masks or painted regions follow)."""
         return [
             self.content,
             *(c for pair in self.styles for c in pair),
@@ -307,10 +321,14 @@ class WebApp:
         )
         return gr.update(choices=[(v.name, v.name) for v in fresh], value=value)
 
-    def form(self, values: tuple) -> FormJob:
-        """The job the form's values describe, in run_job's order (see gradio_app.form; raises
-        ImpastoError)."""
-        photo, s1, w1, s2, w2, s3, w3, preset, size, steps, strength, colours, seed = values
+    def form(self, values: tuple, painted: bool = False) -> FormJob:
+        """The job the form's values describe, in run_job's order, then one mask per style
+        (image files from the API, or with painted, the page's region editors): see
+        gradio_app.form; raises ImpastoError."""
+        photo, s1, w1, s2, w2, s3, w3, preset, size, steps, strength, colours, seed = values[:13]
+        masks = list(values[13:])
+        if painted:
+            masks = [region_mask(m, n, self.uploads) for n, m in enumerate(masks, start=1)]
         return job_from_form(
             photo,
             [(s1, w1), (s2, w2), (s3, w3)],
@@ -322,36 +340,26 @@ class WebApp:
             seed,
             self.limits,
             upload_folder=self.uploads,
+            masks=masks,
         )
 
-    def check_run(
-        self,
-        photo,
-        style_1,
-        weight_1,
-        style_2,
-        weight_2,
-        style_3,
-        weight_3,
-        preset,
-        size,
-        steps,
-        style_strength,
-        colours,
-        seed,
-        request: gr.Request,
-    ):
-        """Run's validator (for the page and the API alike): Gradio calls it with run_job's
-        values before the job joins the engine's queue, outside the engine's one slot, so a bad
-        upload (an EPS named .jpg, a damaged file) or a visitor over their limit is refused at
-        once, even while another visitor's job paints. The refusal is shown at the photo (the
-        first input); the message names the field."""
-        values = (photo, style_1, weight_1, style_2, weight_2, style_3, weight_3)
-        values += (preset, size, steps, style_strength, colours, seed)
+    def check_page(self, request: gr.Request, *values):
+        """Run's validator for the page: check_run's, with the painted regions."""
+        return self._check(values, request, painted=True)
+
+    def check_run(self, request: gr.Request, *values):
+        """/stylize's validator (and the page's, see check_page): Gradio calls it with
+        run_job's values before the job joins the engine's queue, outside the engine's one
+        slot, so a bad upload (an EPS named .jpg, a damaged file, a mask of another shape) or a
+        visitor over their limit is refused at once, even while another visitor's job paints.
+        The refusal is shown at the photo (the first input); the message names the field."""
+        return self._check(values, request)
+
+    def _check(self, values: tuple, request, painted: bool = False) -> list:
         paths: list[str] = []
         verdict = [gr.validate(True, "") for _ in values]
         try:
-            form = self.form(values)
+            form = self.form(values, painted)
             paths = form.paths
             impasto.check_job(form.job)
             self._count_visitor_job(_visitor(request))
@@ -400,6 +408,9 @@ class WebApp:
         style_strength=None,
         colours=None,
         seed=None,
+        mask_1=None,
+        mask_2=None,
+        mask_3=None,
         request: gr.Request = None,
         progress=gr.Progress(),  # noqa: B008  (Gradio's way of asking for a progress bar)
     ):
@@ -420,15 +431,31 @@ class WebApp:
             style_strength: times the preset's style weight, 0.25 to 4
             colours: none (the painting's), luminance (the photo's) or histogram (its palette)
             seed: the random seed, a whole number
+            mask_1: where style_1 goes: a greyscale image of the photo's shape (white: this
+                style, grey: a soft edge; transparent pixels cover nothing); none: everywhere
+            mask_2: where style_2 goes
+            mask_3: where style_3 goes
         """
-        page = self.page
         values = (photo, style_1, weight_1, style_2, weight_2, style_3, weight_3)
-        values += (preset, size, steps, style_strength, colours, seed)
+        values += (preset, size, steps, style_strength, colours, seed, mask_1, mask_2, mask_3)
+        yield from self._paint(values, request, progress)
+
+    def run_page(
+        self,
+        request: gr.Request,
+        progress=gr.Progress(),  # noqa: B008
+        *values,
+    ):
+        """Run on the page: run_job's values with the painted regions in place of the masks."""
+        yield from self._paint(values, request, progress, painted=True)
+
+    def _paint(self, values: tuple, request, progress, painted: bool = False):
+        page = self.page
         paths: list[str] = []
         try:
             # Checked again (check_run refused what is wrong before it queued): the engine
             # needs the checked job, and the uploads are the same files, quick to check again.
-            form = self.form(values)
+            form = self.form(values, painted)
             paths = form.paths
             checked = impasto.check_job(form.job)
             plan = self.runner.describe(checked)
@@ -469,7 +496,7 @@ class WebApp:
             if outcome is None:
                 yield {page.status: "Cancelled before it started.", page.cancel: _IDLE}
                 return
-            name = _output_name(paths[0], preset, form.job.seed)
+            name = _output_name(paths[0], form.job.preset.name, form.job.seed)
             path = outcome.save(folder / name)
             preview.unlink(missing_ok=True)
         except impasto.ImpastoError as exc:
@@ -489,6 +516,16 @@ class WebApp:
         there is nothing to blend."""
         blending = sum(1 for style in styles if style) >= 2
         return [gr.update(visible=blending and bool(style)) for style in styles]
+
+    def photo_changed(self, photo):
+        """The region editors show the photo to paint on, their strokes cleared: a region
+        painted over another photo would not fit this one."""
+        try:
+            path = upload_path(photo, "photo", self.uploads)
+        except impasto.ImpastoError:
+            path = None
+        value = {"background": path, "layers": [], "composite": path} if path else None
+        return [value for _ in self.page.regions]
 
     def cancel_job(self, request: gr.Request):
         """Stop this page's running job after its current step; it keeps the best picture."""
@@ -570,19 +607,39 @@ def build_app(
                 queue=False,
                 api_visibility="private",
             )
+        page.content.change(
+            app.photo_changed,
+            inputs=page.content,
+            outputs=page.regions,
+            preprocess=False,  # its path is checked (see form.upload_path)
+            queue=False,
+            api_visibility="private",
+        )
+        job = {
+            # Cancel is a button: Gradio leaves it out of the API's answer.
+            "outputs": [page.status, page.result, page.download, page.plot, page.cancel],
+            "preprocess": False,  # see impasto.gradio_app.form: the engine judges the uploads
+            "concurrency_id": ENGINE_QUEUE,
+            "concurrency_limit": 1,
+            "show_progress": "full",
+            "show_progress_on": [page.status],
+        }
+        # The page paints regions in editors; the API takes masks as images: two events with
+        # the same checks, the same queue and the same painting.
         page.run.click(
+            app.run_page,
+            validator=app.check_page,
+            inputs=[*page.form_inputs(), *page.regions],
+            api_visibility="private",
+            **job,
+        ).then(_idle, outputs=page.cancel, queue=False, api_visibility="private")  # if it failed
+        gr.Button(visible=False).click(  # never shown: the API's door
             app.run_job,
             validator=app.check_run,
-            inputs=page.form_inputs(),
-            # Cancel is a button: Gradio leaves it out of the API's answer.
-            outputs=[page.status, page.result, page.download, page.plot, page.cancel],
+            inputs=[*page.form_inputs(), *page.masks],
             api_name="stylize",
-            preprocess=False,  # see impasto.gradio_app.form: the engine judges the uploads
-            concurrency_id=ENGINE_QUEUE,
-            concurrency_limit=1,
-            show_progress="full",
-            show_progress_on=[page.status],
-        ).then(_idle, outputs=page.cancel, queue=False, api_visibility="private")  # if it failed
+            **job,
+        )
         page.cancel.click(
             app.cancel_job,
             outputs=page.status,
@@ -620,6 +677,16 @@ def _layout(app: WebApp, examples_dir: Path | None) -> Page:
                         styles.append(
                             (_upload(f"Style {n}", f"impasto-style-{n}", 140), _weight(n))
                         )
+            with gr.Accordion(
+                "Where each style goes (optional)", open=False, elem_id="impasto-regions"
+            ):
+                gr.Markdown(REGIONS_HELP)
+                regions = []
+                with gr.Tabs():
+                    for n in (1, 2, 3):
+                        with gr.Tab(f"Style {n}", elem_id=f"impasto-region-tab-{n}"):
+                            regions.append(_region(n))
+            masks = [gr.Image(type="filepath", label=f"Mask {n}", visible=False) for n in (1, 2, 3)]
             with gr.Row(equal_height=True):
                 preset = gr.Dropdown(
                     choices=[(name, name) for name in app.views],
@@ -722,6 +789,8 @@ def _layout(app: WebApp, examples_dir: Path | None) -> Page:
     return Page(
         content=content,
         styles=styles,
+        regions=regions,
+        masks=masks,
         preset=preset,
         sample=sample,
         tile=tile,
@@ -747,6 +816,21 @@ def _upload(label: str, elem_id: str, height: int) -> gr.Image:
         sources=["upload", "clipboard"],
         height=height,
         elem_id=elem_id,
+    )
+
+
+def _region(n: int) -> gr.ImageEditor:
+    """A brush over the photo (set by WebApp.photo_changed): what it paints is style n's."""
+    return gr.ImageEditor(
+        label=f"Style {n} goes here",
+        type="filepath",
+        sources=[],  # painted over the photo, never uploaded
+        layers=False,
+        transforms=[],
+        brush=gr.Brush(colors=["#ff3d9a"], color_mode="fixed", default_size=24),
+        eraser=gr.Eraser(default_size=24),
+        height=320,
+        elem_id=f"impasto-region-{n}",
     )
 
 

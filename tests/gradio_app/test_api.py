@@ -26,9 +26,14 @@ from tests.conftest import CAT, ROOT, STARRY, WAVE, require_program
 from tests.gradio_app.conftest import free_port
 
 
-def stylize(client: Client, content, *styles, size=64, steps=3, preset="classic", submit=False):
-    """Call /stylize by its parameters' names; styles are (path, weight) pairs or paths."""
+def stylize(
+    client: Client, content, *styles, size=64, steps=3, preset="classic", submit=False, masks=()
+):
+    """Call /stylize by its parameters' names; styles are (path, weight) pairs or paths, masks
+    paths (or None) in the styles' order."""
     named = {"photo": handle_file(str(content)), "style_1": None}
+    for n, mask in enumerate(masks, start=1):
+        named[f"mask_{n}"] = handle_file(str(mask)) if mask else None
     for n, style in enumerate(styles, start=1):
         path, weight = style if isinstance(style, tuple) else (style, 1.0)
         named |= {f"style_{n}": handle_file(str(path)), f"weight_{n}": weight}
@@ -77,11 +82,46 @@ def test_the_api_names_its_parameters(client):
     assert names == [
         "photo", "style_1", "weight_1", "style_2", "weight_2", "style_3", "weight_3",
         "preset", "size", "steps", "style_strength", "colours", "seed",
+        "mask_1", "mask_2", "mask_3",
     ]  # fmt: skip
     required = [
         p["parameter_name"] for p in endpoint["parameters"] if not p["parameter_has_default"]
     ]
     assert required == ["photo", "style_1"]
+
+
+def test_masks_reach_the_engine_one_per_style(client, served, tmp_path):
+    """The engine's contract (StyleJob.masks): the job the API builds carries them, checked."""
+    w, h = Image.open(CAT).size
+    left = tmp_path / "left.png"
+    mask = Image.new("L", (w // 4, h // 4), 0)
+    mask.paste(255, (0, 0, w // 8, h // 4))
+    mask.save(left)
+    status, image, _, _ = stylize(client, CAT, STARRY, WAVE, steps=2, masks=[left, None])
+    assert status.startswith("Done")
+    masks = served.engine.last.masks
+    assert masks[1] is None and masks[0].image.size == (w // 4, h // 4)
+    assert masks[0].image.getpixel((1, 1)) == 255 and masks[0].image.getpixel((w // 4 - 1, 1)) == 0
+    assert read_settings(image)["masks"] == ["left.png", None]
+
+
+def test_a_mask_of_another_shape_gets_one_clear_line(client, served, tmp_path):
+    square = tmp_path / "square.png"
+    Image.new("L", (64, 64), 255).save(square)
+    before = served.engine.calls
+    with pytest.raises(ValidationError) as refused:
+        stylize(client, CAT, STARRY, masks=[square])
+    message = str(refused.value).splitlines()[-1]
+    assert message.endswith(
+        "Mask 1 'square.png': 64x64 does not have the photo's shape (512x341); a mask must "
+        "have the photo's aspect ratio (any size)".replace(
+            "512x341", "x".join(map(str, Image.open(CAT).size))
+        )
+    )
+    assert served.engine.calls == before  # refused before it queued
+    wide = tmp_path / "wide.png"
+    Image.new("L", Image.open(CAT).size, 255).save(wide)
+    assert stylize(client, CAT, STARRY, steps=1, masks=[wide])[0].startswith("Done")  # control
 
 
 def test_the_docs_python_example_runs_as_written(client, served, tmp_path, monkeypatch):

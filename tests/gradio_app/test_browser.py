@@ -12,9 +12,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -71,6 +73,23 @@ class Page:
         """Whether the component is on the page and visible (Gradio leaves hidden ones out)."""
         found = self.driver.find_elements(By.CSS_SELECTOR, f"#{elem_id}")
         return bool(found) and found[0].is_displayed()
+
+    def paint(self, n: int) -> None:
+        """A brush stroke across the middle of style n's region (its tab opened first)."""
+        self.find(f"#impasto-region-tab-{n}-button").click()
+        editor = f"#impasto-region-{n}"
+        self.wait(30).until(
+            lambda d: [
+                c for c in d.find_elements(By.CSS_SELECTOR, f"{editor} canvas") if c.is_displayed()
+            ]
+        )
+        canvas = [
+            c
+            for c in self.driver.find_elements(By.CSS_SELECTOR, f"{editor} canvas")
+            if c.is_displayed()
+        ][0]
+        chain = ActionChains(self.driver).move_to_element(canvas).click_and_hold()
+        chain.move_by_offset(25, 0).move_by_offset(25, 4).release().perform()
 
     def upload(self, elem_id: str, path: Path) -> None:
         self.find(f"#{elem_id} input[type=file]").send_keys(str(path))
@@ -237,3 +256,33 @@ def test_a_first_time_visitor_sees_a_clear_page(served, browser, tmp_path):
     # A 64×43 picture, drawn to fill its box (contained: one side fills it).
     assert shown[0] >= 0.9 * frame["width"] or shown[1] >= 0.75 * frame["height"], (shown, frame)
     save_screenshot(browser, tmp_path)
+
+
+def test_a_visitor_paints_where_each_style_goes(served, browser):
+    """A brush stroke over the photo becomes the style's mask in the job the page builds; a
+    region painted for a style that has no image is explained in the page, and the same job
+    with that style's image added runs (the engine honours masks elsewhere: this tests the
+    page's wiring)."""
+    page = Page(browser, served.url)
+    page.upload("impasto-content", CAT)
+    page.upload("impasto-style-1", STARRY)
+    page.find("#impasto-regions").click()  # the accordion
+    page.paint(1)
+    page.paint(2)
+    page.set_number("impasto-size", 64)
+    page.set_number("impasto-steps", 2)
+    before = served.engine.calls
+    page.run()
+    assert page.shows("Mask 2 is for style 2, which has no image")
+    assert served.engine.calls == before
+
+    browser.find_element(By.XPATH, "//*[normalize-space(text())='Blend more styles']").click()
+    page.upload("impasto-style-2", STARRY)
+    page.run()
+    assert page.finished_picture_size() == (64, 43)
+    masks = served.engine.last.masks
+    assert [m is not None for m in masks] == [True, True]
+    for mask in masks:
+        low, high = mask.image.getextrema()
+        assert (low, high) == (0, 255)  # a stroke: painted here, not there
+        assert mask.image.size == Image.open(CAT).size  # the photo's shape
