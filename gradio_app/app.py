@@ -496,7 +496,7 @@ class WebApp:
             if outcome is None:
                 yield {page.status: "Cancelled before it started.", page.cancel: _IDLE}
                 return
-            name = _output_name(paths[0], form.job.preset.name, form.job.seed)
+            name = _output_name(paths[0], values[7], form.job.seed)  # the preset's name
             path = outcome.save(folder / name)
             preview.unlink(missing_ok=True)
         except impasto.ImpastoError as exc:

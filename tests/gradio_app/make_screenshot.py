@@ -1,8 +1,8 @@
 """Make the docs' screenshot of the web app: python -m tests.gradio_app.make_screenshot [OUT]
 
 Not a test (pytest does not collect it): it serves the app, paints the cat in the style of the
-Starry Night at a size worth looking at, and saves the page as docs/img/web-app.png, at 2/3 of its size and
-in 256 colours so that the repository stays small.
+Starry Night at a size worth looking at, and saves the page as docs/img/web-app.png, at 2/3 of
+its size and in 256 colours so that the repository stays small.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from PIL import Image
 
 from impasto import ProgressEvent
 from impasto.gradio_app.app import (
+    _APPS,
     STEADY_STEPS,
     LossHistory,
     TimeLeft,
@@ -149,3 +150,19 @@ def test_every_size_of_the_job_is_in_the_plot_from_its_first_update():
     assert frame[frame["size"] == "16×16"]["loss"].isna().all()
     history.add(event(11, 2, 9.0))
     assert history.frame()["loss"].notna().all()  # once reached, only real values
+
+
+def test_the_region_editors_show_only_a_photo_uploaded_to_this_server():
+    """The page puts the photo under the region brushes: a payload naming another file of the
+    server's (/etc/passwd) shows nothing; the uploaded photo is shown in every editor."""
+    demo = build_app(examples_dir=None)
+    try:
+        app = _APPS[demo]
+        assert app.photo_changed({"path": "/etc/passwd"}) == [None, None, None]
+        photo = app.uploads / "cat.png"
+        shutil.copy(CAT, photo)
+        shown = app.photo_changed({"path": str(photo)})
+        assert [v["background"] for v in shown] == [str(photo)] * 3
+        assert all(v["layers"] == [] for v in shown)  # strokes start afresh
+    finally:
+        close(demo)
