@@ -76,7 +76,9 @@ class Page:
 
     def paint(self, n: int) -> None:
         """A brush stroke across the middle of style n's region (its tab opened first)."""
-        self.find(f"#impasto-region-tab-{n}-button").click()
+        tab = f"#impasto-region-tab-{n}-button"
+        self.wait(30).until(lambda d: d.find_elements(By.CSS_SELECTOR, tab))  # rendered on opening
+        self.find(tab).click()
         editor = f"#impasto-region-{n}"
         self.wait(30).until(
             lambda d: [
@@ -92,7 +94,11 @@ class Page:
         chain.move_by_offset(25, 0).move_by_offset(25, 4).release().perform()
 
     def upload(self, elem_id: str, path: Path) -> None:
-        self.find(f"#{elem_id} input[type=file]").send_keys(str(path))
+        field = f"#{elem_id} input[type=file]"
+        self.wait(30).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, field)
+        )  # e.g. in an accordion
+        self.find(field).send_keys(str(path))
         self.wait(30).until(lambda d: d.find_elements(By.CSS_SELECTOR, f"#{elem_id} img"))
 
     def pick_preset(self, name: str) -> None:
