@@ -26,7 +26,14 @@ import pandas as pd
 import impasto
 from impasto.gradio_app import quiet_refusals
 from impasto.gradio_app.cli import JOBS_PER_VISITOR
-from impasto.gradio_app.form import FormJob, Limits, job_from_form, public_message
+from impasto.gradio_app.form import (
+    FormJob,
+    Limits,
+    job_from_form,
+    public_message,
+    region_mask,
+    upload_path,
+)
 from impasto.gradio_app.guard import UPLOAD_QUOTA, Guard
 from impasto.gradio_app.presets_view import (
     PresetView,
@@ -55,6 +62,18 @@ JUST_CHECKED = 5.0
 # default, about 70 kB each: 0.7 GB when full). The most recent ones are plenty for a page with
 # no per-visitor state; a visitor whose session was dropped loses only a refreshed preset list.
 SESSIONS_KEPT = 100
+REGIONS_HELP = (
+    "Paint over the photo where a style goes (any brush colour: only where you paint counts; "
+    "the eraser takes strokes back). A style left unpainted goes everywhere; where no painted "
+    "style reaches, the photo stays as it is."
+)
+SAMPLE_CAPTION = "<small>Sample: this preset on a cat photo and *The Starry Night*</small>"
+PLOT_CAPTION = (
+    "The picture is painted small first, then larger: each size has its own line, falling from "
+    "100 % as the painting settles."
+)
+# The picture fills its box at any size (a 64 px preview was shown at its own, tiny size).
+CSS = "#impasto-result img { width: 100%; height: 100%; object-fit: contain; }"
 COLOR_CHOICES = [
     ("the painting's colours", "none"),
     ("the photo's colours (luminance)", "luminance"),
@@ -62,24 +81,70 @@ COLOR_CHOICES = [
 ]
 
 
-class LossHistory:
-    """The loss terms over the steps, thinned for the plot."""
+# The engine's first steps include tracing the graph: until it has timed this many steps of its
+# own, the time left comes from describe()'s estimate for the whole job (see TimeLeft).
+STEADY_STEPS = 3
 
-    def __init__(self) -> None:
+
+class LossHistory:
+    """The total loss over the steps, one line per size the engine paints at, each as a
+    percentage of where that size began, thinned for the plot. The raw loss jumps at every
+    change of size (more pixels, larger sums), which reads as an error; per size, every line
+    falls from 100."""
+
+    def __init__(self, sizes: list | None = None) -> None:
+        """sizes: the job's (w, h, steps) per scale (describe()'s "scales"), where known."""
         self.rows: list[tuple[int, str, float]] = []
+        self.start: dict[int, float] = {}  # scale -> its first total loss
+        labels = [_size_label(w, h, len(sizes)) for w, h, _ in sizes or []]
+        # The page's plot fixes its colours from its first data: every size is named in it
+        # from the start (with no value, so nothing is drawn), or later sizes are not drawn.
+        self.placeholders = [(1, label, float("nan")) for label in labels]
 
     def add(self, event: impasto.ProgressEvent) -> None:
-        # The job's active terms (impasto.terms), whatever the preset mixes, and the total.
-        for term, value in event.losses.items():
-            self.rows.append((event.step, term, float(value)))
+        total = float(event.losses["total"])
+        start = self.start.setdefault(event.scale, total)
+        percent = 100 * total / start if start else 0.0
+        self.rows.append((event.step, _size_label(*event.size, event.scales), percent))
 
     def frame(self) -> pd.DataFrame:
-        df = pd.DataFrame(self.rows, columns=["step", "term", "loss"])
+        seen = {label for _, label, _ in self.rows}
+        rows = [r for r in self.placeholders if r[1] not in seen] + self.rows
+        df = pd.DataFrame(rows, columns=["step", "size", "loss"])
         steps = df["step"].unique()
         if len(steps) > PLOT_POINTS:
             stride = -(-len(steps) // PLOT_POINTS)
             df = df[df["step"].isin(set(steps[::stride]) | {steps[-1]})]
         return df
+
+
+def _size_label(w: int, h: int, scales: int) -> str:
+    return f"{w}×{h}" if scales > 1 else "loss"
+
+
+class TimeLeft:
+    """The seconds left that the progress line shows. describe()'s estimate for the whole job
+    (from this machine's speed) less the time spent, until the engine has timed STEADY_STEPS
+    steps; then the engine's own measure. The engine's first step also traces the graph, so a
+    rate taken from it alone said "119:39 left" for a job of minutes. None: no estimate yet (a
+    GPU, no probe)."""
+
+    def __init__(self, estimate: float | None):
+        self.estimate = estimate
+
+    def __call__(self, event: impasto.ProgressEvent) -> float | None:
+        if event.step > STEADY_STEPS:
+            return event.eta
+        if self.estimate is None:
+            return None
+        return max(self.estimate - event.elapsed, 0.0)
+
+
+def _progress_line(event: impasto.ProgressEvent, left: float | None) -> str:
+    w, h = event.size
+    sizes = f"size {event.scale} of {event.scales} ({w}×{h}) · " if event.scales > 1 else ""
+    when = f"about {clock(left)} left" if left is not None else "timing the first steps…"
+    return f"{sizes}step {event.step} of {event.total} · {when}"
 
 
 class ServerFolder:
@@ -169,7 +234,10 @@ class Page:
 
     content: gr.Image
     styles: list[tuple[gr.Image, gr.Slider]]  # up to three (style image, blend weight) pairs
+    regions: list[gr.ImageEditor]  # where each style goes, painted over the photo
+    masks: list[gr.Image]  # the same as image files, for the API (not shown)
     preset: gr.Dropdown
+    sample: gr.Column  # the preset's sample picture and its caption
     tile: gr.Image
     preset_md: gr.Markdown
     size: gr.Slider
@@ -184,10 +252,10 @@ class Page:
     download: gr.DownloadButton
     plot: gr.LinePlot
 
-    def form_inputs(self) -> set:
-        """What Run sends, as one dict handed to the handler. Gradio orders a set's values by
-        creation, which is also the order of /stylize's 13 API values (see _layout)."""
-        return {
+    def form_inputs(self) -> list:
+        """The form's values, in the order of WebApp.run_job's parameters, which name
+        /stylize's parameters in the API (the masks or painted regions follow)."""
+        return [
             self.content,
             *(c for pair in self.styles for c in pair),
             self.preset,
@@ -196,7 +264,7 @@ class Page:
             self.strength,
             self.color,
             self.seed,
-        }
+        ]
 
 
 class WebApp:
@@ -236,7 +304,8 @@ class WebApp:
         tile_path = str(view.tile) if view and view.tile else None
         shown = [
             describe_markdown(view, recipe),
-            gr.update(value=tile_path, visible=tile_path is not None),
+            gr.update(visible=tile_path is not None),
+            tile_path,
         ]
         if recipe is None:
             return [*shown, gr.skip(), gr.skip(), gr.skip()]
@@ -252,38 +321,52 @@ class WebApp:
         )
         return gr.update(choices=[(v.name, v.name) for v in fresh], value=value)
 
-    def form(self, values: dict) -> FormJob:
-        """The job the form's values describe (see gradio_app.form; raises ImpastoError)."""
-        page = self.page
+    def form(self, values: tuple, painted: bool = False) -> FormJob:
+        """The job the form's values describe, in run_job's order, then one mask per style
+        (image files from the API, or with painted, the page's region editors): see
+        gradio_app.form; raises ImpastoError."""
+        photo, s1, w1, s2, w2, s3, w3, preset, size, steps, strength, colours, seed = values[:13]
+        masks = list(values[13:])
+        if painted:
+            masks = [region_mask(m, n, self.uploads) for n, m in enumerate(masks, start=1)]
         return job_from_form(
-            values[page.content],
-            [(values[image], values[weight]) for image, weight in page.styles],
-            values[page.preset],
-            values[page.size],
-            values[page.steps],
-            values[page.strength],
-            values[page.color],
-            values[page.seed],
+            photo,
+            [(s1, w1), (s2, w2), (s3, w3)],
+            preset,
+            size,
+            steps,
+            strength,
+            colours,
+            seed,
             self.limits,
             upload_folder=self.uploads,
+            masks=masks,
         )
 
-    def check_run(self, values: dict, request: gr.Request):
-        """Run's validator: Gradio calls it before the job joins the engine's queue, outside the
-        engine's one slot, so a bad upload (an EPS named .jpg, a damaged file) or a visitor over
-        their limit is refused at once, even while another visitor's job paints. The refusal is
-        shown at the photo (the first input); the message names the field."""
+    def check_page(self, request: gr.Request, *values):
+        """Run's validator for the page: check_run's, with the painted regions."""
+        return self._check(values, request, painted=True)
+
+    def check_run(self, request: gr.Request, *values):
+        """/stylize's validator (and the page's, see check_page): Gradio calls it with
+        run_job's values before the job joins the engine's queue, outside the engine's one
+        slot, so a bad upload (an EPS named .jpg, a damaged file, a mask of another shape) or a
+        visitor over their limit is refused at once, even while another visitor's job paints.
+        The refusal is shown at the photo (the first input); the message names the field."""
+        return self._check(values, request)
+
+    def _check(self, values: tuple, request, painted: bool = False) -> list:
         paths: list[str] = []
-        verdict = {value: gr.validate(True, "") for value in self.page.form_inputs()}
+        verdict = [gr.validate(True, "") for _ in values]
         try:
-            form = self.form(values)
+            form = self.form(values, painted)
             paths = form.paths
             impasto.check_job(form.job)
             self._count_visitor_job(_visitor(request))
         except impasto.ImpastoError as exc:
-            verdict[self.page.content] = gr.validate(False, _message(exc, paths, "refused a job"))
+            verdict[0] = gr.validate(False, _message(exc, paths, "refused a job"))
         except Exception as exc:  # noqa: BLE001 - a bug: the details go to the log only
-            verdict[self.page.content] = gr.validate(False, _bug(exc).message)
+            verdict[0] = gr.validate(False, _bug(exc).message)
         return verdict
 
     def _count_visitor_job(self, visitor: str) -> None:
@@ -310,20 +393,73 @@ class WebApp:
 
     def run_job(
         self,
-        values: dict,
-        request: gr.Request,
+        photo,
+        style_1,
+        # Gradio always passes every value (an API caller's defaults are the form's own); None
+        # here lets the API show style_2 and style_3 as optional.
+        weight_1=None,
+        style_2=None,
+        weight_2=None,
+        style_3=None,
+        weight_3=None,
+        preset=None,
+        size=None,
+        steps=None,
+        style_strength=None,
+        colours=None,
+        seed=None,
+        mask_1=None,
+        mask_2=None,
+        mask_3=None,
+        request: gr.Request = None,
         progress=gr.Progress(),  # noqa: B008  (Gradio's way of asking for a progress bar)
     ):
-        """Paint the photo in the style of the style images (blended by weight). Streams the
-        picture every few steps; the last update carries the PNG with its settings embedded."""
+        """Paint the photo in the style of one to three paintings, blended by weight. Streams
+        the picture every few steps; the last update carries the PNG with its settings.
+
+        Parameters:
+            photo: the photo to paint (the content image)
+            style_1: the painting whose style is applied
+            weight_1: blend weight of style_1, 0 to 1 (weights are relative)
+            style_2: an optional second painting to blend in
+            weight_2: blend weight of style_2
+            style_3: an optional third painting
+            weight_3: blend weight of style_3
+            preset: the name of a preset of this server (e.g. classic, quick-draft)
+            size: output size, the long side in px (this server's limit applies)
+            steps: the number of steps (more: more painted, slower)
+            style_strength: times the preset's style weight, 0.25 to 4
+            colours: none (the painting's), luminance (the photo's) or histogram (its palette)
+            seed: the random seed, a whole number
+            mask_1: where style_1 goes: a greyscale image of the photo's shape (white: this
+                style, grey: a soft edge; transparent pixels cover nothing); none: everywhere
+            mask_2: where style_2 goes
+            mask_3: where style_3 goes
+        """
+        values = (photo, style_1, weight_1, style_2, weight_2, style_3, weight_3)
+        values += (preset, size, steps, style_strength, colours, seed, mask_1, mask_2, mask_3)
+        yield from self._paint(values, request, progress)
+
+    def run_page(
+        self,
+        request: gr.Request,
+        progress=gr.Progress(),  # noqa: B008
+        *values,
+    ):
+        """Run on the page: run_job's values with the painted regions in place of the masks."""
+        yield from self._paint(values, request, progress, painted=True)
+
+    def _paint(self, values: tuple, request, progress, painted: bool = False):
         page = self.page
         paths: list[str] = []
         try:
             # Checked again (check_run refused what is wrong before it queued): the engine
             # needs the checked job, and the uploads are the same files, quick to check again.
-            form = self.form(values)
+            form = self.form(values, painted)
             paths = form.paths
             checked = impasto.check_job(form.job)
+            plan = self.runner.describe(checked)
+            left = TimeLeft(plan.get("estimate_seconds"))
         except impasto.ImpastoError as exc:
             raise _error(exc, paths, "refused a job") from None
         except Exception as exc:
@@ -334,8 +470,9 @@ class WebApp:
             page.result: None,
             page.download: gr.update(value=None, visible=False),
             page.plot: None,
+            page.cancel: gr.update(interactive=True),
         }
-        history = LossHistory()
+        history = LossHistory(plan.get("scales"))
         session = request.session_hash if request is not None else ""
         outcome = None
         try:
@@ -349,13 +486,7 @@ class WebApp:
                     outcome = item
                     break
                 history.add(item)
-                w, h = item.size
-                progress(
-                    (item.step, item.total),
-                    desc=f"scale {item.scale}/{item.scales} ({w}×{h}) · step {item.step}/"
-                    f"{item.total} · about {clock(item.eta)} left",
-                    unit="steps",
-                )
+                progress((item.step, item.total), desc=_progress_line(item, left(item)))
                 if item.preview is not None:
                     # Written here, atomically, and handed over as a file: Gradio would rewrite
                     # its cached copy of a PIL image in place, under the feet of whoever is
@@ -363,9 +494,9 @@ class WebApp:
                     save_image(item.preview, preview)
                     yield {page.status: "", page.result: str(preview), page.plot: history.frame()}
             if outcome is None:
-                yield {page.status: "Cancelled before it started."}
+                yield {page.status: "Cancelled before it started.", page.cancel: _IDLE}
                 return
-            name = _output_name(paths[0], values[page.preset], form.job.seed)
+            name = _output_name(paths[0], values[7], form.job.seed)  # the preset's name
             path = outcome.save(folder / name)
             preview.unlink(missing_ok=True)
         except impasto.ImpastoError as exc:
@@ -377,13 +508,37 @@ class WebApp:
             page.result: str(path),
             page.download: gr.update(value=str(path), visible=True),
             page.plot: history.frame(),
+            page.cancel: _IDLE,
         }
+
+    def styles_changed(self, *styles):
+        """The blend weights of the styles given, shown only with two styles or more: with one
+        there is nothing to blend."""
+        blending = sum(1 for style in styles if style) >= 2
+        return [gr.update(visible=blending and bool(style)) for style in styles]
+
+    def photo_changed(self, photo):
+        """The region editors show the photo to paint on, their strokes cleared: a region
+        painted over another photo would not fit this one."""
+        try:
+            path = upload_path(photo, "photo", self.uploads)
+        except impasto.ImpastoError:
+            path = None
+        value = {"background": path, "layers": [], "composite": path} if path else None
+        return [value for _ in self.page.regions]
 
     def cancel_job(self, request: gr.Request):
         """Stop this page's running job after its current step; it keeps the best picture."""
         asked = self.runner.cancel(request.session_hash if request is not None else "")
         # Said in the status, not in a pop-up, so that API callers get the answer too.
         return "Stopping after this step…" if asked else "Nothing of yours is running."
+
+
+_IDLE = gr.update(interactive=False)  # Cancel while nothing of the page's runs
+
+
+def _idle():
+    return _IDLE
 
 
 # Each built page's handlers (with its private folder, which close() removes, and its limits,
@@ -431,7 +586,7 @@ def build_app(
         page.preset.change(
             app.preset_changed,
             inputs=page.preset,
-            outputs=[page.preset_md, page.tile, page.size, page.steps, page.color],
+            outputs=[page.preset_md, page.sample, page.tile, page.size, page.steps, page.color],
             queue=False,
             api_visibility="private",
         )
@@ -442,17 +597,48 @@ def build_app(
             queue=False,
             api_visibility="private",
         )
+        style_images = [image for image, _ in page.styles]
+        for image in style_images:
+            image.change(
+                app.styles_changed,
+                inputs=style_images,
+                outputs=[weight for _, weight in page.styles],
+                preprocess=False,  # only whether each is there
+                queue=False,
+                api_visibility="private",
+            )
+        page.content.change(
+            app.photo_changed,
+            inputs=page.content,
+            outputs=page.regions,
+            preprocess=False,  # its path is checked (see form.upload_path)
+            queue=False,
+            api_visibility="private",
+        )
+        job = {
+            # Cancel is a button: Gradio leaves it out of the API's answer.
+            "outputs": [page.status, page.result, page.download, page.plot, page.cancel],
+            "preprocess": False,  # see impasto.gradio_app.form: the engine judges the uploads
+            "concurrency_id": ENGINE_QUEUE,
+            "concurrency_limit": 1,
+            "show_progress": "full",
+            "show_progress_on": [page.status],
+        }
+        # The page paints regions in editors; the API takes masks as images: two events with
+        # the same checks, the same queue and the same painting.
         page.run.click(
+            app.run_page,
+            validator=app.check_page,
+            inputs=[*page.form_inputs(), *page.regions],
+            api_visibility="private",
+            **job,
+        ).then(_idle, outputs=page.cancel, queue=False, api_visibility="private")  # if it failed
+        gr.Button(visible=False).click(  # never shown: the API's door
             app.run_job,
             validator=app.check_run,
-            inputs=page.form_inputs(),
-            outputs=[page.status, page.result, page.download, page.plot],
+            inputs=[*page.form_inputs(), *page.masks],
             api_name="stylize",
-            preprocess=False,  # see impasto.gradio_app.form: the engine judges the uploads
-            concurrency_id=ENGINE_QUEUE,
-            concurrency_limit=1,
-            show_progress="full",
-            show_progress_on=[page.status],
+            **job,
         )
         page.cancel.click(
             app.cancel_job,
@@ -484,11 +670,23 @@ def _layout(app: WebApp, examples_dir: Path | None) -> Page:
             with gr.Row():
                 content = _upload("Photo (content)", "impasto-content", 220)
                 with gr.Column():
-                    styles = [(_upload("Style", "impasto-style-1", 160), _weight())]
+                    styles = [(_upload("Style", "impasto-style-1", 160), _weight(1))]
             with gr.Accordion("Blend more styles", open=False), gr.Row():
                 for n in (2, 3):
                     with gr.Column():
-                        styles.append((_upload(f"Style {n}", f"impasto-style-{n}", 140), _weight()))
+                        styles.append(
+                            (_upload(f"Style {n}", f"impasto-style-{n}", 140), _weight(n))
+                        )
+            with gr.Accordion(
+                "Where each style goes (optional)", open=False, elem_id="impasto-regions"
+            ):
+                gr.Markdown(REGIONS_HELP)
+                regions = []
+                with gr.Tabs():
+                    for n in (1, 2, 3):
+                        with gr.Tab(f"Style {n}", elem_id=f"impasto-region-tab-{n}"):
+                            regions.append(_region(n))
+            masks = [gr.Image(type="filepath", label=f"Mask {n}", visible=False) for n in (1, 2, 3)]
             with gr.Row(equal_height=True):
                 preset = gr.Dropdown(
                     choices=[(name, name) for name in app.views],
@@ -497,15 +695,18 @@ def _layout(app: WebApp, examples_dir: Path | None) -> Page:
                     elem_id="impasto-preset",
                     scale=3,
                 )
-                tile = gr.Image(
-                    value=first_tile,
-                    label="Preset sample",
-                    interactive=False,
-                    visible=first_tile is not None,
-                    height=110,
-                    scale=1,
-                    buttons=[],
-                )
+                # A sample, not an input: small, captioned, no box or label around it.
+                with gr.Column(scale=1, min_width=120, visible=first_tile is not None) as sample:
+                    tile = gr.Image(
+                        value=first_tile,
+                        interactive=False,
+                        show_label=False,
+                        container=False,
+                        height=80,
+                        buttons=[],
+                        elem_id="impasto-preset-sample",
+                    )
+                    gr.Markdown(SAMPLE_CAPTION, elem_id="impasto-sample-caption")
             preset_md = gr.Markdown(
                 describe_markdown(first_view, first_recipe), elem_id="impasto-preset-info"
             )
@@ -550,10 +751,18 @@ def _layout(app: WebApp, examples_dir: Path | None) -> Page:
             if examples_dir is not None:
                 _add_examples(examples_dir, content, styles[0][0])
         with gr.Column(scale=1):
-            with gr.Row():
-                run = gr.Button("Run", variant="primary", elem_id="impasto-run")
-                cancel = gr.Button("Cancel", variant="stop", elem_id="impasto-cancel")
-            status = gr.Markdown("Ready.", elem_id="impasto-status", min_height=72, padding=True)
+            with gr.Row(equal_height=True):
+                run = gr.Button("Run", variant="primary", elem_id="impasto-run", scale=1)
+                cancel = gr.Button(
+                    "Cancel",
+                    variant="stop",
+                    interactive=False,  # enabled while a job of this page runs
+                    elem_id="impasto-cancel",
+                    scale=1,
+                )
+            status = gr.Markdown(
+                "Ready.", label="Status", elem_id="impasto-status", min_height=72, padding=True
+            )
             result = gr.Image(
                 label="Picture",
                 interactive=False,
@@ -571,14 +780,19 @@ def _layout(app: WebApp, examples_dir: Path | None) -> Page:
             plot = gr.LinePlot(
                 x="step",
                 y="loss",
-                color="term",
-                label="Loss over the steps",  # no height: a set height cuts off the legend
+                color="size",
+                y_title="loss, % of its start",
+                label="How the painting settles",  # no height: a set height cuts off the legend
+                caption=PLOT_CAPTION,
                 elem_id="impasto-plot",
             )
     return Page(
         content=content,
         styles=styles,
+        regions=regions,
+        masks=masks,
         preset=preset,
+        sample=sample,
         tile=tile,
         preset_md=preset_md,
         size=size,
@@ -605,8 +819,32 @@ def _upload(label: str, elem_id: str, height: int) -> gr.Image:
     )
 
 
-def _weight() -> gr.Slider:
-    return gr.Slider(0, 1, value=1.0, step=0.05, label="Blend weight")
+def _region(n: int) -> gr.ImageEditor:
+    """A brush over the photo (set by WebApp.photo_changed): what it paints is style n's."""
+    return gr.ImageEditor(
+        label=f"Style {n} goes here",
+        type="filepath",
+        sources=[],  # painted over the photo, never uploaded
+        layers=False,
+        transforms=[],
+        brush=gr.Brush(colors=["#ff3d9a"], color_mode="fixed", default_size=24),
+        eraser=gr.Eraser(default_size=24),
+        height=320,
+        elem_id=f"impasto-region-{n}",
+    )
+
+
+def _weight(n: int) -> gr.Slider:
+    # Shown with two styles or more (see WebApp.styles_changed).
+    return gr.Slider(
+        0,
+        1,
+        value=1.0,
+        step=0.05,
+        label="Blend weight",
+        visible=False,
+        elem_id=f"impasto-weight-{n}",
+    )
 
 
 def _add_examples(folder: Path, content, style) -> None:
@@ -636,6 +874,7 @@ def launch(demo: gr.Blocks, **options):
         "share": False,
         "show_error": False,
         "state_session_capacity": SESSIONS_KEPT,
+        "css": CSS,
     }
     settings.update(options)
     return demo.launch(**settings)

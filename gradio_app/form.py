@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from impasto import StyleJob
 from impasto.errors import InputError, PresetError
+from impasto.images import LoadedImage, load_image
 from impasto.limits import (
     PRESERVE_COLOR,
     WEB_MAX_SEED,
@@ -84,6 +85,21 @@ def _show(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
+def region_mask(payload, n: int, folder: Path | None = None) -> LoadedImage | None:
+    """Style n's mask from the page's region editor (the photo with a brush layer over it): the
+    strokes' opacity, whatever the brush's colour (the layer is transparent where nothing was
+    painted). None when nothing was painted: that style covers the whole picture."""
+    if not isinstance(payload, dict) or not payload.get("layers"):
+        return None
+    path = upload_path(payload["layers"][0], f"region of style {n}", folder)
+    if path is None:
+        return None
+    layer = load_image(path, f"region of style {n}")
+    if layer.alpha is None or layer.alpha.getextrema()[1] == 0:
+        return None
+    return replace(load_image(layer.alpha, "mask"), source=f"painted region of style {n}")
+
+
 @dataclass
 class FormJob:
     job: StyleJob
@@ -102,19 +118,29 @@ def job_from_form(
     seed,
     limits: Limits,
     upload_folder: Path | None = None,
+    masks: list | None = None,
 ) -> FormJob:
     """A StyleJob from the form. Images only from upload_folder (where given), the preset by
     name from the server's library only (anything else is refused before a file is opened),
-    every number that costs time or memory held to the server's limits. Raises an
-    ImpastoError to show."""
+    every number that costs time or memory held to the server's limits. masks: one per style
+    slot, each an uploaded image's payload (the API), a mask image (the page's painted region,
+    see region_mask) or None (the whole picture). Raises an ImpastoError to show."""
     content_path = upload_path(content, "photo", upload_folder)
     if content_path is None:
         raise InputError("add a photo (the content image) first")
-    chosen = []
-    for n, (payload, weight) in enumerate(styles, start=1):
+    chosen, chosen_masks, mask_paths = [], [], []
+    masks = list(masks or [])
+    masks += [None] * (len(styles) - len(masks))
+    for n, ((payload, weight), mask) in enumerate(zip(styles, masks, strict=True), start=1):
         path = upload_path(payload, f"style image {n}", upload_folder)
+        if not isinstance(mask, LoadedImage):
+            mask = upload_path(mask, f"mask {n}", upload_folder)
+            mask_paths += [mask] if mask else []
+        if path is None and mask is not None:
+            raise InputError(f"mask {n} is for style {n}, which has no image: add one or drop it")
         if path is not None:
             chosen.append((path, number(weight, f"blend weight of style {n}", 0, 1)))
+            chosen_masks.append(mask)
     if not chosen:
         raise InputError("add at least one style image")
     if preset is None or preset == "":
@@ -146,8 +172,9 @@ def job_from_form(
         seed=seed,
         overrides=overrides,
         preview_every=max(1, steps // PREVIEWS_PER_JOB),
+        masks=chosen_masks if any(m is not None for m in chosen_masks) else None,
     )
-    return FormJob(job, [content_path, *(path for path, _ in chosen)], notes)
+    return FormJob(job, [content_path, *(path for path, _ in chosen), *mask_paths], notes)
 
 
 def public_message(message: str, paths: list[str]) -> str:

@@ -68,13 +68,24 @@ def recipe_or_none(name: object) -> Recipe | None:
         return None
 
 
+COLOURS_IN_WORDS = {
+    "none": "the painting's colours",
+    "luminance": "the photo's colours",
+    "histogram": "the photo's palette",
+}
+
+
 def describe_markdown(view: PresetView | None, recipe: Recipe | None) -> str:
-    """The few lines under the dropdown: what the preset is for and what it will cost."""
+    """The few lines under the dropdown: what the preset is for and what it does, in a
+    photographer's words; the recipe's terms (steps per scale, precision) in a tooltip."""
     if view is None or recipe is None:
         return "*This preset cannot be loaded; pick another.*"
-    steps = " + ".join(str(s) for s in recipe.steps if s)
+    steps = [s for s in recipe.steps if s]
+    sizes = f", small first, then larger ({len(steps)} sizes)" if len(steps) > 1 else ""
+    colours = COLOURS_IN_WORDS.get(recipe.preserve_color, recipe.preserve_color)
+    details = f"steps per size: {' + '.join(map(str, steps))} · precision: {recipe.precision}"
     return (
         f"{view.description}\n\n"
-        f"<small>{recipe.size} px by default · {recipe.total_steps} steps ({steps}) · "
-        f"colour: {recipe.preserve_color} · {recipe.precision}</small>"
+        f'<small title="{details}">Paints {recipe.size} px pictures (long side) by default, in '
+        f"{recipe.total_steps} steps{sizes}; keeps {colours}.</small>"
     )

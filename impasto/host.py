@@ -156,8 +156,10 @@ class EngineHost:
     # -- the engine's contract, painted on the host's thread --------------------------------
 
     def describe(self, checked) -> dict:
+        """The engine's describe(checked); {} from a bare stylize callable, which has none."""
         self.load()
-        return self._engine.describe(checked)
+        describe = getattr(self._engine, "describe", None)
+        return describe(checked) if describe is not None else {}
 
     def stylize(self, checked, on_progress=None, cancel=None, client: str = "") -> StyleResult:
         """impasto.engine.stylize, on the engine thread: on_progress is called in the caller's

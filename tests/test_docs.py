@@ -48,7 +48,7 @@ def test_the_manual_builds_strictly(tmp_path):
     for name in ("classic.png", "quick-draft.png"):
         assert (site / "presets" / "gallery" / name).is_file()
     assert (site / "benchmarks" / "results" / "quality-512.jpg").is_file()
-    assert (site / "img" / "gradio-app.png").is_file()
+    assert (site / "img" / "web-app.png").is_file()
 
 
 def test_the_readme_is_short_and_every_relative_link_leads_to_a_file():

@@ -193,3 +193,11 @@ def test_an_error_in_the_callers_on_progress_cancels_the_job_not_the_callers_eve
     while engine.running and time.monotonic() < deadline:
         time.sleep(0.01)
     assert engine.running == 0 and not stop.is_set()
+
+
+def test_a_bare_stylize_callable_describes_nothing():
+    """describe() of a host around a bare stylize (a stand-in engine): {} rather than an
+    AttributeError, so a door that shows the engine's estimate runs with any engine."""
+    from impasto.host import EngineHost
+
+    assert EngineHost(lambda checked, on_progress=None, cancel=None: None).describe(None) == {}

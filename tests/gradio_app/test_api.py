@@ -5,6 +5,9 @@ other, bad uploads get a clear message without breaking the app, and Cancel keep
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -19,20 +22,26 @@ from impasto import StyleResult
 from impasto.gradio_app.app import build_app, close, launch
 from impasto.gradio_app.runner import EngineRunner
 from impasto.images import read_settings
-from tests.conftest import CAT, STARRY, WAVE
+from tests.conftest import CAT, ROOT, STARRY, WAVE, require_program
 from tests.gradio_app.conftest import free_port
 
 
-def stylize(client: Client, content, *styles, size=64, steps=3, preset="classic", submit=False):
-    """Call /stylize with the form's 13 values; styles are (path, weight) pairs or paths."""
-    slots = []
-    for style in (*styles, None, None, None)[:3]:
+def stylize(
+    client: Client, content, *styles, size=64, steps=3, preset="classic", submit=False, masks=()
+):
+    """Call /stylize by its parameters' names; styles are (path, weight) pairs or paths, masks
+    paths (or None) in the styles' order."""
+    named = {"photo": handle_file(str(content)), "style_1": None}
+    for n, mask in enumerate(masks, start=1):
+        named[f"mask_{n}"] = handle_file(str(mask)) if mask else None
+    for n, style in enumerate(styles, start=1):
         path, weight = style if isinstance(style, tuple) else (style, 1.0)
-        slots += [handle_file(str(path)) if path else None, weight]
-    args = [handle_file(str(content)), *slots, preset, size, steps, 1.0, "none", 0]
+        named |= {f"style_{n}": handle_file(str(path)), f"weight_{n}": weight}
+    named |= {"preset": preset, "size": size, "steps": steps, "style_strength": 1.0}
+    named |= {"colours": "none", "seed": 0}
     if submit:
-        return client.submit(*args, api_name="/stylize")
-    return client.predict(*args, api_name="/stylize")
+        return client.submit(**named, api_name="/stylize")
+    return client.predict(**named, api_name="/stylize")
 
 
 @pytest.fixture
@@ -50,8 +59,6 @@ def test_a_job_completes_with_the_size_asked_for_and_its_settings(client):
     assert settings["size"] == 96 and settings["recipe"]["steps"][-1] >= 1
     assert settings["content"] == CAT.name  # the visitor's file name, not the server's path
     assert Path(download["value"]).name == Path(image).name
-    terms = {row[1] for row in plot["data"]}
-    assert terms == {"total", "style", "content", "tv"}
     assert max(row[0] for row in plot["data"]) == 4  # the plot covers every step
 
 
@@ -61,6 +68,126 @@ def test_two_styles_are_blended_by_their_weights(client):
     styles = read_settings(image)["styles"]
     assert [name for name, _ in styles] == [STARRY.name, WAVE.name]
     assert [round(w, 3) for _, w in styles] == [0.75, 0.25]
+
+
+def test_the_api_names_its_parameters(client):
+    (endpoint,) = [
+        info
+        for name, info in client.view_api(print_info=False, return_format="dict")[
+            "named_endpoints"
+        ].items()
+        if name == "/stylize"
+    ]
+    names = [p["parameter_name"] for p in endpoint["parameters"]]
+    assert names == [
+        "photo", "style_1", "weight_1", "style_2", "weight_2", "style_3", "weight_3",
+        "preset", "size", "steps", "style_strength", "colours", "seed",
+        "mask_1", "mask_2", "mask_3",
+    ]  # fmt: skip
+    required = [
+        p["parameter_name"] for p in endpoint["parameters"] if not p["parameter_has_default"]
+    ]
+    assert required == ["photo", "style_1"]
+
+
+def test_masks_reach_the_engine_one_per_style(client, served, tmp_path):
+    """The engine's contract (StyleJob.masks): the job the API builds carries them, checked."""
+    w, h = Image.open(CAT).size
+    left = tmp_path / "left.png"
+    mask = Image.new("L", (w // 4, h // 4), 0)
+    mask.paste(255, (0, 0, w // 8, h // 4))
+    mask.save(left)
+    status, image, _, _ = stylize(client, CAT, STARRY, WAVE, steps=2, masks=[left, None])
+    assert status.startswith("Done")
+    masks = served.engine.last.masks
+    assert masks[1] is None and masks[0].image.size == (w // 4, h // 4)
+    assert masks[0].image.getpixel((1, 1)) == 255 and masks[0].image.getpixel((w // 4 - 1, 1)) == 0
+    assert read_settings(image)["masks"] == ["left.png", None]
+
+
+def test_a_mask_of_another_shape_gets_one_clear_line(client, served, tmp_path):
+    square = tmp_path / "square.png"
+    Image.new("L", (64, 64), 255).save(square)
+    before = served.engine.calls
+    with pytest.raises(ValidationError) as refused:
+        stylize(client, CAT, STARRY, masks=[square])
+    message = str(refused.value).splitlines()[-1]
+    assert message.endswith(
+        "Mask 1 'square.png': 64x64 does not have the photo's shape (512x341); a mask must "
+        "have the photo's aspect ratio (any size)".replace(
+            "512x341", "x".join(map(str, Image.open(CAT).size))
+        )
+    )
+    assert served.engine.calls == before  # refused before it queued
+    wide = tmp_path / "wide.png"
+    Image.new("L", Image.open(CAT).size, 255).save(wide)
+    assert stylize(client, CAT, STARRY, steps=1, masks=[wide])[0].startswith("Done")  # control
+
+
+def test_the_docs_python_example_runs_as_written(client, served, tmp_path, monkeypatch):
+    """docs/web-app.md's gradio_client example, with the cat and the Starry Night, a tiny size
+    and few steps: it gets a picture."""
+    code = _docs_example("python")
+    code = code.replace("http://127.0.0.1:7860/", served.url)
+    code = code.replace('"photo.jpg"', repr(str(CAT))).replace('"starry.jpg"', repr(str(STARRY)))
+    code = code.replace("size=512", "size=64").replace("steps=200", "steps=2")
+    scope: dict = {}
+    exec(compile(code, "web-app.md", "exec"), scope)  # noqa: S102 - our own docs
+    assert scope["status"].startswith("Done: 64×43")
+    with Image.open(scope["picture"]) as img:
+        assert img.size == (64, 43)
+
+
+def test_the_docs_curl_example_runs_as_written(served, tmp_path):
+    """docs/web-app.md's curl example, run by sh with the server's address, the test images and
+    a tiny job: its last line is the stream's "complete" event with the picture."""
+    curl = require_program("curl")
+    require_program("jq")
+    script = _docs_example("sh").replace("http://127.0.0.1:7860", served.url.rstrip("/"))
+    script = script.replace("photo.jpg", str(CAT)).replace("starry.jpg", str(STARRY))
+    script = script.replace(", 512, 200,", ", 64, 2,")
+    done = subprocess.run(
+        ["sh", "-eu", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PATH": f"{Path(curl).parent}:{os.environ['PATH']}"},
+    )
+    assert done.returncode == 0, done.stderr
+    events = [line for line in done.stdout.splitlines() if line.startswith("event:")]
+    assert events[-1] == "event: complete", done.stdout[-500:]
+    last_data = done.stdout.strip().splitlines()[-1]
+    status, picture, *_ = json.loads(last_data.removeprefix("data:"))
+    assert status.startswith("Done: 64×43")
+    assert picture["path"].endswith(".png")
+
+
+def test_the_curl_example_with_a_bad_size_gets_one_clear_error(served):
+    """The same HTTP calls with a size beyond the server's limit: one line saying what is
+    allowed (the test above is the positive control)."""
+    curl = require_program("curl")
+    require_program("jq")
+    script = _docs_example("sh").replace("http://127.0.0.1:7860", served.url.rstrip("/"))
+    script = script.replace("photo.jpg", str(CAT)).replace("starry.jpg", str(STARRY))
+    script = script.replace(", 512, 200,", ", 4096, 2,")
+    done = subprocess.run(
+        ["sh", "-u", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PATH": f"{Path(curl).parent}:{os.environ['PATH']}"},
+    )
+    assert (
+        "Output size must be a whole number from 64 to 256, not 4096" in done.stdout + done.stderr
+    )
+
+
+def _docs_example(language: str) -> str:
+    """The first ```language block of docs/web-app.md's API section."""
+    text = (ROOT / "docs" / "web-app.md").read_text()
+    section = text[text.index("## Its API") :]
+    start = section.index(f"```{language}\n") + len(language) + 4
+    return section[start : section.index("```", start)]
 
 
 def test_three_jobs_at_once_all_complete_one_engine_run_at_a_time(served):

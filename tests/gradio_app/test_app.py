@@ -11,7 +11,15 @@ import gradio as gr
 from PIL import Image
 
 from impasto import ProgressEvent
-from impasto.gradio_app.app import LossHistory, build_app, close
+from impasto.gradio_app.app import (
+    _APPS,
+    STEADY_STEPS,
+    LossHistory,
+    TimeLeft,
+    _progress_line,
+    build_app,
+    close,
+)
 from impasto.gradio_app.presets_view import describe_markdown, preset_views
 from impasto.presets import load_preset, shipped_preset_dir, user_preset_dir
 from tests.conftest import CAT, STARRY
@@ -62,12 +70,19 @@ def test_a_tile_may_live_in_a_gallery_folder_beside_the_presets():
     assert views["classic"].tile is None or views["classic"].tile.is_file()
 
 
-def test_the_description_says_what_the_preset_will_cost():
+def test_the_description_says_what_the_preset_does_in_words():
     (view,) = [v for v in preset_views() if v.name == "classic"]
     recipe = load_preset("classic")
     text = describe_markdown(view, recipe)
     assert view.description in text
     assert f"{recipe.total_steps} steps" in text and f"{recipe.size} px" in text
+    scales = [s for s in recipe.steps if s]
+    assert f"small first, then larger ({len(scales)} sizes)" in text
+    assert "keeps the painting's colours" in text
+    # The recipe's terms are in the tooltip, not in the text a visitor reads.
+    shown = re.sub(r"<[^>]*>", "", text)
+    assert " + ".join(map(str, scales)) not in shown and "auto" not in shown
+    assert f'title="steps per size: {" + ".join(map(str, scales))}' in text
 
 
 def test_examples_appear_when_examples_has_them(tmp_path):
@@ -86,12 +101,68 @@ def test_examples_appear_when_examples_has_them(tmp_path):
         close(demo)
 
 
-def test_the_loss_plot_keeps_every_term_and_at_most_200_steps():
+def event(step, scale, losses_total, eta=0.0, elapsed=0.0, scales=2, total=1000):
+    size = (8 * scale, 8 * scale)
+    return ProgressEvent(step, total, scale, scales, size, {"total": losses_total}, elapsed, eta)
+
+
+def test_the_loss_plot_has_one_line_per_size_falling_from_100_and_at_most_200_steps():
+    """Each size's loss as a percentage of where that size began: the raw loss jumps up at a
+    change of size (more pixels), which looked like an error."""
     history = LossHistory()
     for step in range(1, 1001):
-        losses = {"content": 1.0, "style": 2.0, "tv": 0.1, "total": 3.1}
-        history.add(ProgressEvent(step, 1000, 1, 1, (8, 8), losses, 0.0, 0.0))
+        scale, first = (1, 1) if step <= 500 else (2, 501)
+        raw = (10.0 if scale == 1 else 400.0) / (1 + step - first)  # a jump at the new size
+        history.add(event(step, scale, raw))
     frame = history.frame()
-    assert set(frame["term"]) == {"content", "style", "tv", "total"}
+    assert list(frame["size"].unique()) == ["8×8", "16×16"]
+    for _, line in frame.groupby("size"):
+        assert line["loss"].iloc[0] == 100 and line["loss"].max() <= 100  # never above its start
     steps = sorted(set(frame["step"]))
     assert len(steps) <= 201 and steps[0] == 1 and steps[-1] == 1000
+
+
+def test_the_time_left_comes_from_the_estimate_until_the_engine_has_timed_its_steps():
+    """The engine's first step also traces the graph: its own rate then says hours for a job
+    of minutes. The estimate less the time spent is shown until the rate is steady."""
+    left = TimeLeft(estimate=120.0)
+    assert left(event(1, 1, 1.0, eta=7179.0, elapsed=9.0)) == 111.0  # not 119:39
+    assert left(event(STEADY_STEPS, 1, 1.0, eta=5000.0, elapsed=12.0)) == 108.0
+    assert left(event(STEADY_STEPS + 1, 1, 1.0, eta=95.0, elapsed=13.0)) == 95.0  # measured
+    assert TimeLeft(estimate=None)(event(1, 1, 1.0, eta=7179.0)) is None  # no guess shown
+    assert TimeLeft(estimate=10.0)(event(2, 1, 1.0, elapsed=30.0)) == 0.0  # never negative
+
+
+def test_the_progress_line_says_sizes_and_steps_in_words():
+    line = _progress_line(event(12, 1, 1.0, scales=3, total=50), 95.0)
+    assert line == "size 1 of 3 (8×8) · step 12 of 50 · about 1:35 left"
+    single = _progress_line(event(1, 1, 1.0, scales=1, total=50), None)
+    assert single == "step 1 of 50 · timing the first steps…"
+
+
+def test_every_size_of_the_job_is_in_the_plot_from_its_first_update():
+    """The page's plot fixes its colours from the first data it gets: a size first seen later
+    was not drawn. Sizes not reached yet are named, without a value to draw."""
+    history = LossHistory([[8, 8, 10], [16, 16, 5]])
+    history.add(event(1, 1, 4.0))
+    frame = history.frame()
+    assert set(frame["size"]) == {"8×8", "16×16"}
+    assert frame[frame["size"] == "16×16"]["loss"].isna().all()
+    history.add(event(11, 2, 9.0))
+    assert history.frame()["loss"].notna().all()  # once reached, only real values
+
+
+def test_the_region_editors_show_only_a_photo_uploaded_to_this_server():
+    """The page puts the photo under the region brushes: a payload naming another file of the
+    server's (/etc/passwd) shows nothing; the uploaded photo is shown in every editor."""
+    demo = build_app(examples_dir=None)
+    try:
+        app = _APPS[demo]
+        assert app.photo_changed({"path": "/etc/passwd"}) == [None, None, None]
+        photo = app.uploads / "cat.png"
+        shutil.copy(CAT, photo)
+        shown = app.photo_changed({"path": str(photo)})
+        assert [v["background"] for v in shown] == [str(photo)] * 3
+        assert all(v["layers"] == [] for v in shown)  # strokes start afresh
+    finally:
+        close(demo)

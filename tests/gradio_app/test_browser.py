@@ -7,13 +7,16 @@ pressed, and the finished picture appears at the size asked for. Saves a screens
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -66,8 +69,36 @@ class Page:
     def find(self, css: str):
         return self.driver.find_element(By.CSS_SELECTOR, css)
 
+    def shown(self, elem_id: str) -> bool:
+        """Whether the component is on the page and visible (Gradio leaves hidden ones out)."""
+        found = self.driver.find_elements(By.CSS_SELECTOR, f"#{elem_id}")
+        return bool(found) and found[0].is_displayed()
+
+    def paint(self, n: int) -> None:
+        """A brush stroke across the middle of style n's region (its tab opened first)."""
+        tab = f"#impasto-region-tab-{n}-button"
+        self.wait(30).until(lambda d: d.find_elements(By.CSS_SELECTOR, tab))  # rendered on opening
+        self.find(tab).click()
+        editor = f"#impasto-region-{n}"
+        self.wait(30).until(
+            lambda d: [
+                c for c in d.find_elements(By.CSS_SELECTOR, f"{editor} canvas") if c.is_displayed()
+            ]
+        )
+        canvas = [
+            c
+            for c in self.driver.find_elements(By.CSS_SELECTOR, f"{editor} canvas")
+            if c.is_displayed()
+        ][0]
+        chain = ActionChains(self.driver).move_to_element(canvas).click_and_hold()
+        chain.move_by_offset(25, 0).move_by_offset(25, 4).release().perform()
+
     def upload(self, elem_id: str, path: Path) -> None:
-        self.find(f"#{elem_id} input[type=file]").send_keys(str(path))
+        field = f"#{elem_id} input[type=file]"
+        self.wait(30).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, field)
+        )  # e.g. in an accordion
+        self.find(field).send_keys(str(path))
         self.wait(30).until(lambda d: d.find_elements(By.CSS_SELECTOR, f"#{elem_id} img"))
 
     def pick_preset(self, name: str) -> None:
@@ -184,3 +215,80 @@ def test_clicking_the_example_fills_in_the_photo_and_the_style(served, browser):
         page.find(f"#{e} img").get_attribute("src") for e in ("impasto-content", "impasto-style-1")
     ]
     assert sources[0].endswith("content.jpg") and sources[1].endswith("style.png")
+
+
+TIME_TEXT = re.compile(r"\b\d+:\d\d\b|\bleft\b|\b\d+ ?(s|sec|seconds?|min|minutes?|h|hours?)\b")
+
+
+def box(driver, element) -> dict:
+    return driver.execute_script("return arguments[0].getBoundingClientRect().toJSON()", element)
+
+
+def test_a_first_time_visitor_sees_a_clear_page(served, browser, tmp_path):
+    """Run and Cancel the same size, Cancel enabled only while a job runs, no time said before
+    Run, the blend weights only with two styles, the preset's sample captioned and not an upload
+    box, and the picture filling its box."""
+    page = Page(browser, served.url)
+    run, cancel = page.find("#impasto-run"), page.find("#impasto-cancel")
+    run_box, cancel_box = box(browser, run), box(browser, cancel)
+    assert (run_box["width"], run_box["height"]) == (cancel_box["width"], cancel_box["height"])
+    assert run.is_enabled() and not cancel.is_enabled()
+    body = page.find("body").text
+    assert not TIME_TEXT.search(body), TIME_TEXT.search(body)
+    sample = page.find("#impasto-preset-sample")
+    parts = sample.find_elements(By.CSS_SELECTOR, "input[type=file], label")
+    assert not [e for e in parts if e.is_displayed()]  # no upload box, no label
+    assert "Sample: this preset" in page.find("#impasto-sample-caption").text
+
+    page.upload("impasto-content", CAT)
+    page.upload("impasto-style-1", STARRY)
+    assert not page.shown("impasto-weight-1")  # one style: nothing to blend
+    browser.find_element(By.XPATH, "//*[normalize-space(text())='Blend more styles']").click()
+    page.upload("impasto-style-2", STARRY)
+    page.wait(10).until(lambda d: page.shown("impasto-weight-1"))
+    assert page.shown("impasto-weight-2")
+
+    page.set_number("impasto-size", 64)
+    page.set_number("impasto-steps", 60)
+    page.run()
+    page.wait(60).until(lambda d: cancel.is_enabled())  # while the job runs
+    page.finished_picture_size()
+    page.wait(10).until(lambda d: not cancel.is_enabled())  # and off again after it
+    img = page.find("#impasto-result img")
+    frame = box(browser, page.find("#impasto-result"))
+    shown = browser.execute_script(
+        "const r = arguments[0].getBoundingClientRect(); return [r.width, r.height]", img
+    )
+    # A 64×43 picture, drawn to fill its box (contained: one side fills it).
+    assert shown[0] >= 0.9 * frame["width"] or shown[1] >= 0.75 * frame["height"], (shown, frame)
+    save_screenshot(browser, tmp_path)
+
+
+def test_a_visitor_paints_where_each_style_goes(served, browser):
+    """A brush stroke over the photo becomes the style's mask in the job the page builds; a
+    region painted for a style that has no image is explained in the page, and the same job
+    with that style's image added runs (the engine honours masks elsewhere: this tests the
+    page's wiring)."""
+    page = Page(browser, served.url)
+    page.upload("impasto-content", CAT)
+    page.upload("impasto-style-1", STARRY)
+    page.find("#impasto-regions").click()  # the accordion
+    page.paint(1)
+    page.paint(2)
+    page.set_number("impasto-size", 64)
+    page.set_number("impasto-steps", 2)
+    before = served.engine.calls
+    page.run()
+    assert page.shows("Mask 2 is for style 2, which has no image")
+    assert served.engine.calls == before
+
+    browser.find_element(By.XPATH, "//*[normalize-space(text())='Blend more styles']").click()
+    page.upload("impasto-style-2", STARRY)
+    page.run()
+    assert page.finished_picture_size() == (64, 43)
+    masks = served.engine.last.masks
+    assert [m is not None for m in masks] == [True, True]
+    for mask in masks:
+        low, high = mask.image.getextrema()
+        assert (low, high) == (0, 255)  # a stroke: painted here, not there
+        assert mask.image.size == Image.open(CAT).size  # the photo's shape

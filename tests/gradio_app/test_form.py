@@ -3,11 +3,20 @@ No server, no TensorFlow."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
+from PIL import Image, ImageDraw
 
 from impasto import check_job
 from impasto.errors import ImpastoError
-from impasto.gradio_app.form import Limits, job_from_form, public_message, upload_path
+from impasto.gradio_app.form import (
+    Limits,
+    job_from_form,
+    public_message,
+    region_mask,
+    upload_path,
+)
 from impasto.presets import load_preset
 from tests.conftest import CAT, STARRY, WAVE
 
@@ -135,3 +144,71 @@ def test_messages_drop_the_folder_when_repr_escapes_the_name(name):
     message = public_message(text, [server_path])
     assert message == f"Content image {name!r}: damaged or truncated image (broken data stream)"
     assert "/tmp" not in message
+
+
+def painted_layer(path, size, stroke=None) -> dict:
+    """What the page's region editor sends: its brush layer, transparent but for the stroke
+    (a box), as an uploaded RGBA PNG."""
+    layer = Image.new("RGBA", size, (0, 0, 0, 0))
+    if stroke:
+        ImageDraw.Draw(layer).rectangle(stroke, fill=(255, 60, 140, 255))
+    layer.save(path)
+    return {"background": upload(CAT), "layers": [upload(path)], "composite": None}
+
+
+def test_a_painted_region_becomes_the_styles_mask_and_an_unpainted_one_none(tmp_path):
+    w, h = Image.open(CAT).size
+    painted = region_mask(painted_layer(tmp_path / "a.png", (w, h), (0, 0, w // 2, h)), 1)
+    assert painted.source == "painted region of style 1"
+    assert painted.rgb.getpixel((2, 2)) == (255, 255, 255)  # the stroke, whatever its colour
+    assert painted.rgb.getpixel((w - 2, 2)) == (0, 0, 0)  # not painted: not this style
+    assert region_mask(painted_layer(tmp_path / "b.png", (w, h)), 1) is None  # nothing painted
+    assert region_mask(None, 1) is None
+    made = form(
+        styles=[(upload(STARRY), 1.0), (upload(WAVE), 1.0), (None, 1.0)],
+        masks=[painted, None, None],
+    )
+    assert made.job.masks == [painted, None]  # one per style, in the styles' order
+    checked = check_job(made.job)
+    assert checked.masks[0].image.getpixel((2, 2)) == 255 and checked.masks[1] is None
+
+
+def test_masks_through_the_api_are_uploaded_images_of_the_photos_shape(tmp_path):
+    w, h = Image.open(CAT).size
+    good, bad = tmp_path / "good.png", tmp_path / "bad.png"
+    Image.new("L", (w // 4, h // 4), 255).save(good)  # any size with the photo's shape
+    Image.new("L", (64, 64), 255).save(bad)  # square: not the cat's 3:2
+    made = form(masks=[upload(good)])
+    assert made.job.masks == [str(good)]
+    assert check_job(made.job).masks[0].image.size == (w // 4, h // 4)  # positive control
+    with pytest.raises(ImpastoError) as refused:
+        check_job(form(masks=[upload(bad)]).job)
+    message = public_message(str(refused.value), form(masks=[upload(bad)]).paths)
+    assert message == (
+        "Mask 1 'bad.png': 64x64 does not have the photo's shape (512x341); a mask must have "
+        "the photo's aspect ratio (any size)"
+    ).replace("512x341", f"{w}x{h}")
+    assert str(tmp_path) not in message
+
+
+def test_a_mask_for_a_style_slot_without_an_image_is_refused(tmp_path):
+    mask = tmp_path / "m.png"
+    Image.new("L", Image.open(CAT).size, 255).save(mask)
+    with pytest.raises(ImpastoError, match="^mask 2 is for style 2, which has no image"):
+        form(masks=[None, upload(mask)])
+    assert form(masks=[upload(mask), None]).job.masks == [str(mask)]  # positive control
+
+
+def test_a_mask_not_uploaded_to_this_server_is_refused(tmp_path):
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    photo, style = uploads / CAT.name, uploads / STARRY.name
+    shutil.copy(CAT, photo)
+    shutil.copy(STARRY, style)
+    outside, inside = tmp_path / "m.png", uploads / "m.png"
+    for mask in (outside, inside):
+        Image.new("L", Image.open(CAT).size, 255).save(mask)
+    given = {"content": upload(photo), "styles": [(upload(style), 1.0)], "upload_folder": uploads}
+    with pytest.raises(ImpastoError, match="mask 1 was not uploaded to this server"):
+        form(masks=[upload(outside)], **given)
+    assert form(masks=[upload(inside)], **given).job.masks == [str(inside)]  # positive control

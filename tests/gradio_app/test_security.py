@@ -106,7 +106,7 @@ def test_one_visitor_cannot_fill_the_queue(held):
     engine.wait_started()
     second = stylize(client_of(demo), CAT, STARRY, submit=True)  # another tab, same visitor
     with pytest.raises(ValidationError, match="You already have 2 jobs waiting or painting"):
-        stylize(client_of(demo), CAT, STARRY, submit=True).result(timeout=5)
+        stylize(client_of(demo), CAT, STARRY, submit=True).result(timeout=30)
     assert engine.calls == 1
     engine.go.set()
     assert first.result(timeout=60)[0].startswith("Done")

@@ -44,7 +44,7 @@ def upload(base_url: str, path: Path) -> str:
 
 def refusal(exc: ValidationError) -> str:
     """The app's one line in gradio_client's report of a refused job."""
-    return str(exc).splitlines()[-1].removeprefix("- values: ")
+    return str(exc).splitlines()[-1].removeprefix("- photo: ")  # shown at the first input
 
 
 def call(base_url: str, api_name: str, body: str) -> tuple[str, object]:
@@ -66,17 +66,18 @@ def call(base_url: str, api_name: str, body: str) -> tuple[str, object]:
     return event, json.loads(data)
 
 
-PRESET, SIZE, STEPS = 7, 8, 9  # positions in /stylize's 13 values
+PRESET, SIZE, STEPS = 7, 8, 9  # positions in /stylize's 16 values
 
 
 def form_data(photo, style, changes: dict[int, object] | None = None) -> list:
-    """The 13 values of /stylize as plain JSON, images as Gradio file payloads; changes replace
-    values by position."""
+    """The 16 values of /stylize as plain JSON (no masks), images as Gradio file payloads;
+    changes replace values by position."""
 
     def file(path):
         return {"path": path, "meta": {"_type": "gradio.FileData"}}
 
     data = [file(photo), file(style), 1.0, None, 1.0, None, 1.0, "classic", 64, 2, 1.0, "none", 0]
+    data += [None, None, None]
     for index, value in (changes or {}).items():
         data[index] = value
     return data
