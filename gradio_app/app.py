@@ -81,11 +81,6 @@ COLOR_CHOICES = [
 ]
 
 
-# The engine's first steps include tracing the graph: until it has timed this many steps of its
-# own, the time left comes from describe()'s estimate for the whole job (see TimeLeft).
-STEADY_STEPS = 3
-
-
 class LossHistory:
     """The total loss over the steps, one line per size the engine paints at, each as a
     percentage of where that size began, thinned for the plot. The raw loss jumps at every
@@ -122,29 +117,12 @@ def _size_label(w: int, h: int, scales: int) -> str:
     return f"{w}×{h}" if scales > 1 else "loss"
 
 
-class TimeLeft:
-    """The seconds left that the progress line shows. describe()'s estimate for the whole job
-    (from this machine's speed) less the time spent, until the engine has timed STEADY_STEPS
-    steps; then the engine's own measure. The engine's first step also traces the graph, so a
-    rate taken from it alone said "119:39 left" for a job of minutes. None: no estimate yet (a
-    GPU, no probe)."""
-
-    def __init__(self, estimate: float | None):
-        self.estimate = estimate
-
-    def __call__(self, event: impasto.ProgressEvent) -> float | None:
-        if event.step > STEADY_STEPS:
-            return event.eta
-        if self.estimate is None:
-            return None
-        return max(self.estimate - event.elapsed, 0.0)
-
-
-def _progress_line(event: impasto.ProgressEvent, left: float | None) -> str:
+def _progress_line(event: impasto.ProgressEvent) -> str:
+    """The engine's time left starts from its estimate for the job (the first steps, which
+    trace the graph, would say hours), then follows its measured rate."""
     w, h = event.size
     sizes = f"size {event.scale} of {event.scales} ({w}×{h}) · " if event.scales > 1 else ""
-    when = f"about {clock(left)} left" if left is not None else "timing the first steps…"
-    return f"{sizes}step {event.step} of {event.total} · {when}"
+    return f"{sizes}step {event.step} of {event.total} · about {clock(event.eta)} left"
 
 
 class ServerFolder:
@@ -459,7 +437,6 @@ class WebApp:
             paths = form.paths
             checked = impasto.check_job(form.job)
             plan = self.runner.describe(checked)
-            left = TimeLeft(plan.get("estimate_seconds"))
         except impasto.ImpastoError as exc:
             raise _error(exc, paths, "refused a job") from None
         except Exception as exc:
@@ -486,7 +463,7 @@ class WebApp:
                     outcome = item
                     break
                 history.add(item)
-                progress((item.step, item.total), desc=_progress_line(item, left(item)))
+                progress((item.step, item.total), desc=_progress_line(item))
                 if item.preview is not None:
                     # Written here, atomically, and handed over as a file: Gradio would rewrite
                     # its cached copy of a PIL image in place, under the feet of whoever is

@@ -190,13 +190,18 @@ def stylize(
     if log.isEnabledFor(logging.INFO):  # describe() plans the tiles and estimates: only if shown
         log.info("stylizing: %s", describe(checked))
     steps_plan = plan(checked)
-    precision = resolve_precision(recipe.precision).precision  # "auto" made concrete
+    resolved = resolve_precision(recipe.precision)
+    precision = resolved.precision  # "auto" made concrete
     plans = memory_plans(checked, precision)  # fits the budget, or refused before any work
+    layers = terms.layers_of(terms.layout(recipe))
+    # The time left starts from the estimate; only from a probe already made ("auto"): a forced
+    # precision would otherwise measure one here, seconds added to the job.
+    estimate = estimate_seconds(steps_plan, plans, resolved, layers) if resolved.probe else None
     regions = 0 if checked.masks is None else len(checked.masks)
     objective = objective_for(terms.layout(recipe), recipe.pooling, precision, regions)
     content_img, style_imgs = _inputs(checked)
     resume = ckpt_io.load(job.resume, checked.settings()) if job.resume else None
-    clock = _Clock(steps_plan, resume)
+    clock = _Clock(steps_plan, resume, estimate)
     save = _Checkpoints(job, checked.settings())
     opt, losses, cancelled, evaluations = None, {}, False, 0
     for index, (size, steps) in enumerate(steps_plan):
@@ -273,11 +278,18 @@ def _start_scale(opt, recipe, content, seed, size, resume, index):
     return opt.grown(size), 0
 
 
+# A scale's first step also traces the graph and computes the targets: a rate taken from the
+# first steps said "119:39 left" for a job of minutes. Until this many steady steps are timed,
+# the time left is the job's estimate (estimate_seconds) less the time spent.
+STEADY_STEPS = 2
+
+
 class _Clock:
     """Steps done and the time left. Work is counted in pixel-steps (a step at 512 px costs
-    about four at 256 px); the rate leaves out each scale's first step, which also traces."""
+    about four at 256 px); the rate leaves out each scale's first step, which also traces.
+    estimate: estimate_seconds() for the whole job, or None (no probe, a GPU)."""
 
-    def __init__(self, steps_plan, resume):
+    def __init__(self, steps_plan, resume, estimate=None):
         self.steps_plan, self.started = steps_plan, time.perf_counter()
         self.total = sum(steps for _, steps in steps_plan)
         self.total_work = sum(w * h * n for (w, h), n in steps_plan)
@@ -288,7 +300,11 @@ class _Clock:
             (w, h), _ = steps_plan[resume.scale]
             self.work += w * h * resume.scale_step
         self.work_at_start = self.work
+        # What is left of the estimate for a resumed job: its share of the work still to do.
+        share = 1 - self.work / max(self.total_work, 1)
+        self.estimate = None if estimate is None else estimate * share
         self.steady_seconds = self.steady_work = 0.0
+        self.steady_steps = 0
         self.last, self.first_in_scale = self.started, True
 
     def new_scale(self):
@@ -301,9 +317,12 @@ class _Clock:
         if not self.first_in_scale:
             self.steady_seconds += now - self.last
             self.steady_work += size[0] * size[1]
+            self.steady_steps += 1
         self.last, self.first_in_scale = now, False
 
     def eta(self) -> float:
+        if self.steady_steps < STEADY_STEPS and self.estimate is not None:
+            return max(self.estimate - (self.last - self.started), 0.0)
         if self.steady_work:
             rate = self.steady_seconds / self.steady_work
         else:

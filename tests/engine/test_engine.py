@@ -246,3 +246,32 @@ def test_bfloat16_and_float32_agree_roughly():
     a = impasto.stylize(job(overrides={"steps": 5, "precision": "float32"})).image
     b = impasto.stylize(job(overrides={"steps": 5, "precision": "bfloat16"})).image
     assert np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean() < 12
+
+
+def test_the_time_left_starts_from_the_estimate_then_follows_the_measured_rate(monkeypatch):
+    """A scale's first step also traces the graph: a rate taken from it said "119:39 left" for
+    a job of minutes. Until STEADY_STEPS steady steps are timed the time left is the job's
+    estimate less the time spent; then the rate of the steady steps."""
+    from impasto import engine
+
+    now = [0.0]
+    monkeypatch.setattr(engine.time, "perf_counter", lambda: now[0])
+    plan = [((10, 10), 4), ((20, 20), 4)]  # work: 400 + 1600 pixel-steps
+    clock = engine._Clock(plan, None, estimate=120.0)
+    now[0] = 9.0  # the first step: tracing, the targets
+    clock.tick((10, 10))
+    assert clock.eta() == 111.0  # the estimate less the time spent, not ~2000 pixel-steps at 9 s
+    for _ in range(engine.STEADY_STEPS):
+        now[0] += 0.1
+        clock.tick((10, 10))
+    # measured: 0.1 s per 100 pixel-steps, 1700 pixel-steps left
+    assert clock.eta() == pytest.approx(1.7)
+    assert engine._Clock(plan, None, estimate=None).eta() >= 0  # no estimate: the rate alone
+
+
+def test_a_resumed_jobs_estimate_counts_only_the_work_left():
+    from impasto import engine
+
+    resume = type("Resume", (), {"step": 4, "scale": 1, "scale_step": 0})()
+    plan = [((10, 10), 4), ((20, 20), 4)]
+    assert engine._Clock(plan, resume, estimate=100.0).estimate == pytest.approx(80.0)

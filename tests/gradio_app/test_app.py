@@ -13,9 +13,7 @@ from PIL import Image
 from impasto import ProgressEvent
 from impasto.gradio_app.app import (
     _APPS,
-    STEADY_STEPS,
     LossHistory,
-    TimeLeft,
     _progress_line,
     build_app,
     close,
@@ -122,22 +120,11 @@ def test_the_loss_plot_has_one_line_per_size_falling_from_100_and_at_most_200_st
     assert len(steps) <= 201 and steps[0] == 1 and steps[-1] == 1000
 
 
-def test_the_time_left_comes_from_the_estimate_until_the_engine_has_timed_its_steps():
-    """The engine's first step also traces the graph: its own rate then says hours for a job
-    of minutes. The estimate less the time spent is shown until the rate is steady."""
-    left = TimeLeft(estimate=120.0)
-    assert left(event(1, 1, 1.0, eta=7179.0, elapsed=9.0)) == 111.0  # not 119:39
-    assert left(event(STEADY_STEPS, 1, 1.0, eta=5000.0, elapsed=12.0)) == 108.0
-    assert left(event(STEADY_STEPS + 1, 1, 1.0, eta=95.0, elapsed=13.0)) == 95.0  # measured
-    assert TimeLeft(estimate=None)(event(1, 1, 1.0, eta=7179.0)) is None  # no guess shown
-    assert TimeLeft(estimate=10.0)(event(2, 1, 1.0, elapsed=30.0)) == 0.0  # never negative
-
-
 def test_the_progress_line_says_sizes_and_steps_in_words():
-    line = _progress_line(event(12, 1, 1.0, scales=3, total=50), 95.0)
+    line = _progress_line(event(12, 1, 1.0, scales=3, total=50, eta=95.0))
     assert line == "size 1 of 3 (8×8) · step 12 of 50 · about 1:35 left"
-    single = _progress_line(event(1, 1, 1.0, scales=1, total=50), None)
-    assert single == "step 1 of 50 · timing the first steps…"
+    single = _progress_line(event(1, 1, 1.0, scales=1, total=50, eta=61.0))
+    assert single == "step 1 of 50 · about 1:01 left"
 
 
 def test_every_size_of_the_job_is_in_the_plot_from_its_first_update():
