@@ -1,10 +1,11 @@
 """Regions (issue 19): a photo with two paintings, each masked to its own part of the picture,
 against the same job without masks (the two paintings blended over the whole picture).
 
-The photo (the astronaut, benchmarks/data) is cut into three bands: Hokusai's Great Wave on the
-left 40%, Van Gogh's Starry Night on the right 40%, each with a soft edge into the middle 20%,
-which no mask covers (there the photo should stay). Both jobs use the default preset at --size
-px. Measured on each band's inner part (away from the masks' edges), the same way for both
+Three photos of benchmarks/data, each cut into three bands: one painting on the left 40%, another
+on the right 40% (the astronaut: Hokusai's Great Wave and Van Gogh's Starry Night; the cat: Van
+Gogh and Kandinsky; the coffee cup: Kandinsky and Hokusai), each with a soft edge into the middle
+20%, which no mask covers (there the photo should stay). Both jobs use the default preset at
+--size px. Measured on each band's inner part (away from the masks' edges), the same way for both
 pictures and independently of the engine's own losses:
   colour distance = half the L1 distance between colour histograms (8 bins a channel), 0 for
     the same colours, 1 for no colour in common;
@@ -36,11 +37,17 @@ from report import RESULTS, smoke  # noqa: E402
 from impasto.machine import cpu_model  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
-PHOTO = DATA / "astronaut_eileen_collins.png"
 PAINTINGS = {
     "Hokusai": DATA / "hokusai_great_wave_off_kanagawa_c1831.jpg",
     "Van Gogh": DATA / "vangogh_starry_night_1889.jpg",
+    "Kandinsky": DATA / "kandinsky_composition_vii_1913.jpg",
 }
+# photo, the painting on its left, the one on its right
+CASES = [
+    ("astronaut", DATA / "astronaut_eileen_collins.png", "Hokusai", "Van Gogh"),
+    ("cat", DATA / "chelsea_cat.png", "Van Gogh", "Kandinsky"),
+    ("coffee cup", DATA / "coffee_cup.png", "Kandinsky", "Hokusai"),
+]
 STYLE_LAYERS = tuple(f"block{i}_conv1" for i in range(1, 6))
 
 
@@ -58,7 +65,7 @@ def bands(a: np.ndarray) -> dict[str, np.ndarray]:
     """The inner parts of the three bands of an [h, w, 3] picture."""
     w = a.shape[1]
     cut = lambda lo, hi: a[:, round(lo * w) : round(hi * w)]  # noqa: E731
-    return {"Hokusai": cut(0.0, 0.32), "none": cut(0.44, 0.56), "Van Gogh": cut(0.68, 1.0)}
+    return {"left": cut(0.0, 0.32), "none": cut(0.44, 0.56), "right": cut(0.68, 1.0)}
 
 
 def colour_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -87,14 +94,14 @@ def array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), np.float32) / 255
 
 
-def paint(size: int, steps, with_masks: bool) -> np.ndarray:
+def paint(photo_path: Path, styles: list, size: int, steps, with_masks: bool) -> np.ndarray:
     import impasto
 
-    with Image.open(PHOTO) as photo:
+    with Image.open(photo_path) as photo:
         shape = photo.size
     job = impasto.StyleJob(
-        content=PHOTO,
-        styles=list(PAINTINGS.values()),
+        content=photo_path,
+        styles=[PAINTINGS[name] for name in styles],
         size=size,
         overrides={"steps": steps} if steps else {},
         masks=masks(shape) if with_masks else None,
@@ -103,7 +110,8 @@ def paint(size: int, steps, with_masks: bool) -> np.ndarray:
 
 
 def mask_picture(size: tuple[int, int]) -> Image.Image:
-    """The masks shown in colour: Hokusai's region blue, Van Gogh's yellow, the rest black."""
+    """The masks shown in colour: the left painting's region blue, the right's yellow, the rest
+    black."""
     left, right = (np.asarray(m, np.float32)[..., None] / 255 for m in masks(size))
     rgb = left * np.array([60, 110, 220]) + right * np.array([240, 200, 40])
     return Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
@@ -123,41 +131,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=384)
     parser.add_argument("--steps", type=int, default=0, help="steps (default: the preset's)")
-    args = smoke(parser.parse_args(), size=64, steps=2)
-    results = {flag: paint(args.size, args.steps, flag) for flag in (False, True)}
-    h, w = results[True].shape[:2]
-    with Image.open(PHOTO) as img:
-        photo = array(img.resize((w, h), Image.Resampling.LANCZOS))
-    paintings = {}
-    for name, path in PAINTINGS.items():
-        with Image.open(path) as img:
-            img.thumbnail((args.size, args.size), Image.Resampling.LANCZOS)
-            paintings[name] = array(img)
-
-    rows = []
-    for flag, label in ((False, "without masks (blended)"), (True, "with masks")):
-        part = bands(results[flag])
-        for own, other in (("Hokusai", "Van Gogh"), ("Van Gogh", "Hokusai")):
-            rows.append(
-                f"| {label} | {own}'s band | "
-                f"{colour_distance(part[own], paintings[own]):.3f} | "
-                f"{colour_distance(part[own], paintings[other]):.3f} | "
-                f"{style_distance(part[own], paintings[own]):.3f} | "
-                f"{style_distance(part[own], paintings[other]):.3f} | |"
-            )
-        middle, photo_middle = part["none"], bands(photo)["none"]
-        rows.append(
-            f"| {label} | the unmasked middle | | | | | "
-            f"{np.abs(middle - photo_middle).mean() * 255:.1f} "
-            f"(colour {colour_distance(middle, photo_middle):.3f}) |"
-        )
-
+    parser.add_argument("--cases", type=int, default=len(CASES), help="the first N photos")
+    args = smoke(parser.parse_args(), size=64, steps=2, cases=1)
+    rows, sheets = [], []
+    for name, photo_path, left, right in CASES[: args.cases]:
+        case_rows, sheet = measure(name, photo_path, left, right, args)
+        rows += case_rows
+        sheets.append(sheet)
     cpu = re.sub(r"[^A-Za-z0-9]+", "-", cpu_model()).strip("-")
     stem = f"regions-{cpu}-{os.cpu_count()}cores"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    pictures = [photo, array(mask_picture((w, h))), results[False], results[True]]
-    sheet = side_by_side([Image.fromarray((p * 255 + 0.5).astype(np.uint8)) for p in pictures])
-    sheet.save(RESULTS / f"{stem}.jpg", quality=88)
+    stacked = Image.new(
+        "RGB", (max(s.width for s in sheets), sum(s.height + 8 for s in sheets) - 8)
+    )
+    y = 0
+    for sheet in sheets:
+        stacked.paste(sheet, (0, y))
+        y += sheet.height + 8
+    stacked.save(RESULTS / f"{stem}.jpg", quality=88)
     steps = f"--steps {args.steps}" if args.steps else "the preset's steps"
     text = "\n".join(
         [
@@ -167,25 +158,59 @@ def main() -> None:
             + (f" --steps {args.steps}`" if args.steps else "`"),
             f"on {cpu_model()}, {os.cpu_count()} cores.",
             "",
-            f"The astronaut at {args.size} px with the default preset ({steps}): Hokusai masked "
-            "to the left 40%, Van Gogh to the right 40% (soft edges), the middle 20% covered by "
-            "no mask; against the same job without masks (the two paintings blended, 50/50, "
-            "over the whole picture). Each band measured on its inner part. Colour: histogram "
-            "distance (0 same colours, 1 none in common); style: Gram distance "
-            "(benchmarks/quality.py's); photo: mean absolute difference in levels of 255. "
-            "Lower is closer.",
+            f"Each photo at {args.size} px with the default preset ({steps}): one painting "
+            "masked to the left 40%, another to the right 40% (soft edges), the middle 20% "
+            "covered by no mask; against the same job without masks (the two paintings "
+            "blended, 50/50, over the whole picture). Each band measured on its inner part. "
+            "Colour: histogram distance (0 same colours, 1 none in common); style: Gram "
+            "distance (benchmarks/quality.py's); photo: mean absolute difference in levels of "
+            "255. Lower is closer.",
             "",
-            "| job | band | colour to own painting | colour to the other | style to own painting "
-            "| style to the other | to the photo |",
-            "|---|---|---|---|---|---|---|",
+            "| photo | job | band | colour to own painting | colour to the other "
+            "| style to own painting | style to the other | to the photo |",
+            "|---|---|---|---|---|---|---|---|",
             *rows,
             "",
-            f"Pictures (photo, masks, without masks, with masks): `{stem}.jpg`.",
+            f"Pictures (a row per photo: photo, masks, without masks, with masks): `{stem}.jpg`.",
         ]
     )
     (RESULTS / f"{stem}.md").write_text(text + "\n")
     print(text)
     print("written to", RESULTS / f"{stem}.md")
+
+
+def measure(name: str, photo_path: Path, left: str, right: str, args) -> tuple[list, Image.Image]:
+    """One photo's rows of the table, and its row of pictures."""
+    styles = [left, right]
+    results = {flag: paint(photo_path, styles, args.size, args.steps, flag) for flag in (0, 1)}
+    h, w = results[True].shape[:2]
+    with Image.open(photo_path) as img:
+        photo = array(img.resize((w, h), Image.Resampling.LANCZOS))
+    paintings = {}
+    for painter in styles:
+        with Image.open(PAINTINGS[painter]) as img:
+            img.thumbnail((args.size, args.size), Image.Resampling.LANCZOS)
+            paintings[painter] = array(img)
+    rows = []
+    for flag, label in ((False, "without masks (blended)"), (True, "with masks")):
+        part = bands(results[flag])
+        for band, own, other in (("left", left, right), ("right", right, left)):
+            rows.append(
+                f"| {name} | {label} | {own}'s band | "
+                f"{colour_distance(part[band], paintings[own]):.3f} | "
+                f"{colour_distance(part[band], paintings[other]):.3f} | "
+                f"{style_distance(part[band], paintings[own]):.3f} | "
+                f"{style_distance(part[band], paintings[other]):.3f} | |"
+            )
+        middle, photo_middle = part["none"], bands(photo)["none"]
+        rows.append(
+            f"| {name} | {label} | the unmasked middle | | | | | "
+            f"{np.abs(middle - photo_middle).mean() * 255:.1f} "
+            f"(colour {colour_distance(middle, photo_middle):.3f}) |"
+        )
+    pictures = [photo, array(mask_picture((w, h))), results[False], results[True]]
+    sheet = side_by_side([Image.fromarray((p * 255 + 0.5).astype(np.uint8)) for p in pictures])
+    return rows, sheet
 
 
 if __name__ == "__main__":
