@@ -141,9 +141,8 @@ def main() -> None:
     cpu = re.sub(r"[^A-Za-z0-9]+", "-", cpu_model()).strip("-")
     stem = f"regions-{cpu}-{os.cpu_count()}cores"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stacked = Image.new(
-        "RGB", (max(s.width for s in sheets), sum(s.height + 8 for s in sheets) - 8)
-    )
+    width, height = max(s.width for s in sheets), sum(s.height + 8 for s in sheets) - 8
+    stacked = Image.new("RGB", (width, height), "white")
     y = 0
     for sheet in sheets:
         stacked.paste(sheet, (0, y))
