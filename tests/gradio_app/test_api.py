@@ -141,18 +141,7 @@ def test_the_docs_python_example_runs_as_written(client, served, tmp_path, monke
 def test_the_docs_curl_example_runs_as_written(served, tmp_path):
     """docs/web-app.md's curl example, run by sh with the server's address, the test images and
     a tiny job: its last line is the stream's "complete" event with the picture."""
-    curl = require_program("curl")
-    require_program("jq")
-    script = _docs_example("sh").replace("http://127.0.0.1:7860", served.url.rstrip("/"))
-    script = script.replace("photo.jpg", str(CAT)).replace("starry.jpg", str(STARRY))
-    script = script.replace(", 512, 200,", ", 64, 2,")
-    done = subprocess.run(
-        ["sh", "-eu", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PATH": f"{Path(curl).parent}:{os.environ['PATH']}"},
-    )
+    done = _run_curl_example(served, ", 64, 2,", "-eu", timeout=300)
     assert done.returncode == 0, done.stderr
     events = [line for line in done.stdout.splitlines() if line.startswith("event:")]
     assert events[-1] == "event: complete", done.stdout[-500:]
@@ -165,20 +154,26 @@ def test_the_docs_curl_example_runs_as_written(served, tmp_path):
 def test_the_curl_example_with_a_bad_size_gets_one_clear_error(served):
     """The same HTTP calls with a size beyond the server's limit: one line saying what is
     allowed (the test above is the positive control)."""
+    done = _run_curl_example(served, ", 4096, 2,", "-u", timeout=120)
+    assert (
+        "Output size must be a whole number from 64 to 256, not 4096" in done.stdout + done.stderr
+    )
+
+
+def _run_curl_example(served, size_and_steps: str, flags: str, timeout: float):
+    """docs/web-app.md's curl example run by sh against this server, with the test images and
+    the documented ", 512, 200," (size, steps) replaced by size_and_steps."""
     curl = require_program("curl")
     require_program("jq")
     script = _docs_example("sh").replace("http://127.0.0.1:7860", served.url.rstrip("/"))
     script = script.replace("photo.jpg", str(CAT)).replace("starry.jpg", str(STARRY))
-    script = script.replace(", 512, 200,", ", 4096, 2,")
-    done = subprocess.run(
-        ["sh", "-u", "-c", script],
+    script = script.replace(", 512, 200,", size_and_steps)
+    return subprocess.run(
+        ["sh", flags, "-c", script],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         env={**os.environ, "PATH": f"{Path(curl).parent}:{os.environ['PATH']}"},
-    )
-    assert (
-        "Output size must be a whole number from 64 to 256, not 4096" in done.stdout + done.stderr
     )
 
 

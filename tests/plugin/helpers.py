@@ -145,6 +145,13 @@ def selection_areas(shape, selection, feather: int) -> tuple:
     return inside, ~near
 
 
+def sent_mask(path) -> np.ndarray:
+    """The greyscale mask a plug-in sent the engine (recorded by recording_engine.py)."""
+    with Image.open(path) as img:
+        assert img.mode == "L"
+        return np.asarray(img)
+
+
 def assert_soft_mask(mask: np.ndarray, selection, feather: int) -> None:
     """A feathered rectangle's mask, at the selection's place: white well inside, black well
     outside, and grey levels across its edge (the feathering kept, not thresholded)."""

@@ -34,6 +34,7 @@ from tests.plugin.helpers import (
     log_tail,
     run_group,
     selection_areas,
+    sent_mask,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("weights_available")]
@@ -169,7 +170,7 @@ def test_gimp3_feathered_selection_is_sent_as_a_soft_mask_of_the_whole_canvas(gi
     record = gimp3["out"] / "feathered"
     argv = json.loads((record / "argv.json").read_text())
     assert argv.count("--mask") == 1  # one style, one mask
-    assert_soft_mask(_mask(record / "mask-1.png"), SELECTION, FEATHER)
+    assert_soft_mask(sent_mask(record / "mask-1.png"), SELECTION, FEATHER)
     sent = np.asarray(Image.open(record / "content.png").convert("RGB"))
     photo = np.asarray(Image.open(gimp3["content"]).convert("RGB"))
     assert np.array_equal(sent, photo)  # the whole canvas
@@ -177,7 +178,7 @@ def test_gimp3_feathered_selection_is_sent_as_a_soft_mask_of_the_whole_canvas(gi
     # with the selection's values as its alpha (what is seen outside is the layer below).
     assert entry["new_layer"] == {"offset": [0, 0], "size": [96, 64]}
     got = np.asarray(Image.open(entry["png"]).convert("RGBA"))
-    assert np.array_equal(got[..., 3], _mask(record / "mask-1.png"))
+    assert np.array_equal(got[..., 3], sent_mask(record / "mask-1.png"))
     seen = got[..., 3] > 0
     assert np.array_equal(got[..., :3][seen], photo[seen])
 
@@ -194,7 +195,7 @@ def test_gimp3_a_layer_with_an_offset_is_sent_aligned_with_its_transparency(gimp
     assert sent.shape == (64, 96, 4)
     assert (sent[..., 3][patch] == 255).all() and (sent[..., 3][~patch] == 0).all()
     assert (sent[..., :3][patch] == 255).all()  # the white layer, where it is on the canvas
-    assert_soft_mask(_mask(record / "mask-1.png"), SELECTION, FEATHER)
+    assert_soft_mask(sent_mask(record / "mask-1.png"), SELECTION, FEATHER)
     # The layer's own alpha times the selection's: the patch, cut to the selection.
     inside, outside = selection_areas(patch.shape, SELECTION, FEATHER)
     assert entry["new_layer"] == {"offset": [0, 0], "size": [96, 64]}
@@ -210,12 +211,6 @@ def test_gimp3_feathered_selection_paints_inside_and_keeps_the_photo_outside(gim
     got = np.asarray(Image.open(entry["png"]).convert("RGBA")).astype(int)
     photo = np.asarray(Image.open(gimp3["content"]).convert("RGB")).astype(int)
     assert_composite_keeps_photo_outside(got, photo, SELECTION, FEATHER)
-
-
-def _mask(path) -> np.ndarray:
-    with Image.open(path) as img:
-        assert img.mode == "L"
-        return np.asarray(img)
 
 
 def test_gimp3_sixteen_bit_image_gets_a_converted_layer(gimp3, tmp_path):

@@ -33,6 +33,7 @@ from tests.plugin.helpers import (
     process_gone,
     run_group,
     selection_areas,
+    sent_mask,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("weights_available")]
@@ -159,7 +160,7 @@ def test_feathered_selection_is_sent_as_a_soft_mask_of_the_whole_canvas(scenario
     record = scenarios["root"] / "out" / "feathered"
     argv = json.loads((record / "argv.json").read_text())
     assert argv.count("--mask") == 1  # one style, one mask
-    mask = _mask(record / "mask-1.png")
+    mask = sent_mask(record / "mask-1.png")
     assert_soft_mask(mask, SELECTION, FEATHER)
     sent = np.asarray(Image.open(record / "content.png").convert("RGB"))
     assert np.array_equal(sent, np.asarray(Image.open(scenarios["content"]).convert("RGB")))
@@ -186,7 +187,7 @@ def test_a_layers_transparent_area_stays_transparent_in_the_new_layer(scenarios)
     sent = np.asarray(Image.open(record / "content.png").convert("RGBA"))
     assert sent.shape == (64, 96, 4)
     assert (sent[..., 3][patch] == 255).all() and (sent[..., 3][~patch] == 0).all()
-    assert_soft_mask(_mask(record / "mask-1.png"), SELECTION, FEATHER)
+    assert_soft_mask(sent_mask(record / "mask-1.png"), SELECTION, FEATHER)
     # The layer's own alpha times the selection's: the patch, cut to the selection.
     inside, outside = selection_areas(patch.shape, SELECTION, FEATHER)
     doc = kra.read_kra(entry["kra"])
@@ -205,12 +206,6 @@ def test_feathered_selection_paints_inside_and_keeps_the_photo_outside(scenarios
     assert result.shape == (64, 96, 4)
     photo = np.asarray(Image.open(scenarios["content"]).convert("RGB")).astype(int)
     assert_composite_keeps_photo_outside(result, photo, SELECTION, FEATHER)
-
-
-def _mask(path) -> np.ndarray:
-    with Image.open(path) as img:
-        assert img.mode == "L"
-        return np.asarray(img)
 
 
 def test_sixteen_bit_document_is_converted_and_the_layer_converted_back(scenarios, tmp_path):
