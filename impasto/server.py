@@ -258,11 +258,17 @@ class Server:
         """Serve on folder's socket until stopped or idle (the caller holds folder's lock)."""
         path = folder / SOCKET
         path.unlink(missing_ok=True)  # a dead server's: the lock says none is alive
+        # Bound under a temporary name, made 0600 and listening, then renamed into place: a
+        # client never sees the socket before it is private and ready (a client that checked
+        # between bind and chmod was refused as "open to other users").
+        staging = folder / f".{SOCKET}.{os.getpid()}"
+        staging.unlink(missing_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(path))
-        os.chmod(path, 0o600)  # the 0700 folder already keeps others out; this says so too
+        listener.bind(str(staging))
+        os.chmod(staging, 0o600)  # the 0700 folder already keeps others out; this says so too
         listener.listen(16)
         listener.settimeout(1.0)
+        os.rename(staging, path)
         inode = os.stat(path).st_ino
         log.info("engine server ready on %s (pid %d)", path, os.getpid())
         try:

@@ -119,3 +119,21 @@ def isolated_user_folders(tmp_path_factory, monkeypatch, request):
 def weights_available():
     if not _WEIGHTS:
         pytest.fail("VGG19 weights are not installed: run `impasto weights install` (make does)")
+
+
+def pytest_unconfigure(config):
+    """A test that fails while a non-daemon thread of its own still runs (a server thread it
+    meant to stop) would keep the interpreter waiting for that thread for ever after the
+    summary: CI then times out instead of showing the failure. Give such threads a moment,
+    then name them and leave with a failing status."""
+    import threading
+
+    stray = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    for thread in stray:
+        thread.join(10)
+    stray = [t.name for t in stray if t.is_alive()]
+    if stray:
+        sys.stderr.write(f"tests left threads running, exiting without them: {stray}\n")
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(1)

@@ -35,7 +35,7 @@ def test_cancel_from_the_actors_other_thread_stops_the_job(tmp_path):
     items = worker.run(request)
     kind, event = next(items)
     assert kind == "progress"
-    threading.Thread(target=worker.cancel, args=(request.id,)).start()
+    threading.Thread(target=worker.cancel, args=(request.id,), daemon=True).start()
     *_, (kind, result) = list(items)
     assert kind == "result" and result.cancelled and result.stats["steps"] < 10_000
     assert worker.cancels == {}  # nothing of the job left behind

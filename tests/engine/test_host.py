@@ -65,7 +65,9 @@ def test_jobs_from_many_pages_run_one_at_a_time():
     runner = EngineHost(engine)
     results = []
     threads = [
-        threading.Thread(target=lambda n=n: results.append(list(runner.run(n, f"tab{n}"))[-1]))
+        threading.Thread(
+            target=lambda n=n: results.append(list(runner.run(n, f"tab{n}"))[-1]), daemon=True
+        )
         for n in range(4)
     ]
     for t in threads:

@@ -242,7 +242,7 @@ def test_the_server_refuses_a_peer_of_another_user(monkeypatch):
     for uid, answered in ((os.getuid(), True), (os.getuid() + 1, False)):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         monkeypatch.setattr(server.os, "getuid", lambda uid=uid: uid)
-        thread = threading.Thread(target=srv._client, args=(theirs,))
+        thread = threading.Thread(target=srv._client, args=(theirs,), daemon=True)
         thread.start()
         with ours, ours.makefile("rb") as reader:
             try:
@@ -260,7 +260,7 @@ def test_the_server_stops_when_asked_or_when_idle(tmp_path, monkeypatch):
     folder = server.make_run_dir()
     for idle, stop in ((0, True), (0.02, False)):  # 0: never idles out; 0.02 min: 1.2 s
         srv = server.Server(EngineHost(StandInEngine()), idle_minutes=idle)
-        thread = threading.Thread(target=srv.serve, args=(folder,))
+        thread = threading.Thread(target=srv.serve, args=(folder,), daemon=True)
         thread.start()
         answer = wait_until(lambda: server.ask("status"), 10, "the server to answer")
         assert answer["pid"] == os.getpid() and answer["idle_minutes"] == idle

@@ -203,7 +203,7 @@ def test_three_jobs_at_once_all_complete_one_engine_run_at_a_time(served):
                 waited.append(s.rank)
             time.sleep(0.05)
 
-    watchers = [threading.Thread(target=watch, args=(j,)) for j in jobs]
+    watchers = [threading.Thread(target=watch, args=(j,), daemon=True) for j in jobs]
     for w in watchers:
         w.start()
     results = [job.result(timeout=300) for job in jobs]

@@ -133,7 +133,7 @@ save_every = 1
                 fh.flush()
                 time.sleep(0.2)  # pacing a slow writer, not a decision: see settle_seconds
 
-    writer = threading.Thread(target=write_slowly)
+    writer = threading.Thread(target=write_slowly, daemon=True)
     writer.start()
     (paint / "renamed.png.part").write_bytes(good["cat.png"])
     os.rename(paint / "renamed.png.part", paint / "renamed.png")
