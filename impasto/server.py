@@ -454,7 +454,7 @@ def serve(idle_minutes: float, stopping: threading.Event | None = None) -> int:
     "stop") or idles out."""
     import fcntl  # POSIX only, like the whole server
 
-    from impasto import weights
+    from impasto.engine import weights
     from impasto.host import EngineHost
 
     folder = make_run_dir()
@@ -475,9 +475,9 @@ def serve(idle_minutes: float, stopping: threading.Event | None = None) -> int:
 def _warm_up() -> None:
     """What the first job would otherwise wait for: this machine's precision and the weights
     in it, as the default preset uses them."""
-    from impasto import model
+    from impasto.engine import model
+    from impasto.engine.precision import resolve
     from impasto.limits import DEFAULT_PRESET
-    from impasto.precision import resolve
     from impasto.presets import load_preset
 
     recipe = load_preset(DEFAULT_PRESET)

@@ -279,7 +279,7 @@ def test_a_second_server_gives_way_before_loading_anything(tmp_path, monkeypatch
     (tmp_path / "r").mkdir(mode=0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "r"))
     folder = server.make_run_dir()
-    monkeypatch.setattr("impasto.weights.verified_path", lambda: pytest.fail("it loaded"))
+    monkeypatch.setattr("impasto.engine.weights.verified_path", lambda: pytest.fail("it loaded"))
     with open(folder / server.LOCK, "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         assert server.serve(idle_minutes=1) == server.ANOTHER
