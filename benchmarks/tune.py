@@ -37,6 +37,9 @@ from tutorial_baseline import DATA, PAIRS, load  # noqa: E402
 import impasto  # noqa: E402
 
 W2_ONLY = {"style_weight": 0.0}
+# The peer's style layers weigh 256, 64, 16, 4, 1 from block 1 to block 5: mostly colour and fine
+# texture, little of the deep layers that redraw the photo's shapes.
+SHALLOW = {f"block{i}_conv1": 4.0 ** (5 - i) for i in range(1, 6)}
 # name -> (shipped preset, overrides). Each names the lever it tries against its base.
 CANDIDATES = {
     "classic": ("classic", {}),
@@ -51,6 +54,10 @@ CANDIDATES = {
     "W2 10, avg pooling": ("classic", {**W2_ONLY, "w2_weight": 10.0, "pooling": "avg"}),
     "W2 10, steps 20/8/5": ("classic", {**W2_ONLY, "w2_weight": 10.0, "steps": [20, 8, 5]}),
     "W2 10, steps 30/12": ("classic", {**W2_ONLY, "w2_weight": 10.0, "steps": [30, 12]}),
+    "W2 10, shallow layers": ("classic", {**W2_ONLY, "w2_weight": 10.0, "w2_layers": SHALLOW}),
+    "W2 30, shallow layers": ("classic", {**W2_ONLY, "w2_weight": 30.0, "w2_layers": SHALLOW}),
+    "Gram 3, shallow layers": ("classic", {"style_layers": SHALLOW}),
+    "Gram 10, shallow layers": ("classic", {"style_weight": 10.0, "style_layers": SHALLOW}),
 }
 
 
