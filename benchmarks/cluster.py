@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from impasto.machine import cpu_model
+from impasto.engine.machine import cpu_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import RESULTS, smoke  # noqa: E402

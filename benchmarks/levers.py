@@ -155,9 +155,9 @@ def tempfile_dir() -> str:
 
 def gram_cache_lines(size: int) -> list[str]:
     """Seconds to set one scale's targets for a new style, and for a style seen before."""
-    from impasto.objective import objective_for, style_targets
+    from impasto.engine.objective import objective_for, style_targets
+    from impasto.engine.terms import layout
     from impasto.presets import load_preset
-    from impasto.terms import layout
 
     recipe = load_preset()
     obj = objective_for(layout(recipe), recipe.pooling, "float32")
@@ -178,7 +178,7 @@ def gram_cache_lines(size: int) -> list[str]:
 
 
 def startup_lines() -> list[str]:
-    from impasto import model
+    from impasto.engine import model
 
     model._numpy_weights.cache_clear()
     started = time.perf_counter()

@@ -4,8 +4,8 @@ Each configuration runs in a fresh process, so its peak resident memory (ru_maxr
 A configuration paints a square picture of the classic preset at one size for a few Adam steps
 the way the engine does at its full-size scale: content targets and style Grams first (the style
 image as large as the picture, as style_scale 1 makes it), then steps. Untiled is the engine's
-compiled step on the whole picture; tiled is impasto.tiling's exact objective with the tiles
-impasto.memory picks for the budget (or, where the whole picture fits, forced tiles of
+compiled step on the whole picture; tiled is impasto.engine.tiling's exact objective with the tiles
+impasto.engine.memory picks for the budget (or, where the whole picture fits, forced tiles of
 --small-tile px, to show what tiling costs). Untiled sizes that would not fit in the machine's
 free memory are skipped and say so.
 
@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from impasto.machine import cpu_model
+from impasto.engine.machine import cpu_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import RESULTS, smoke  # noqa: E402
@@ -86,7 +86,7 @@ def seconds(result: dict) -> str:
 
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from impasto import memory, tiling
+    from impasto.engine import memory, tiling
     from impasto.presets import load_preset
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

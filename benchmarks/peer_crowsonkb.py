@@ -96,8 +96,8 @@ def torchvision_state_dict() -> dict:
     import h5py
     import torch
 
-    from impasto.vgg19 import BGR_MEANS, LAYERS
-    from impasto.weights import verified_path
+    from impasto.engine.vgg19 import BGR_MEANS, LAYERS
+    from impasto.engine.weights import verified_path
 
     state = {}
     with h5py.File(verified_path(), "r") as f:
@@ -196,7 +196,7 @@ def _version(module: str) -> str:
 
 
 def _machine() -> str:
-    from impasto.machine import cpu_model
+    from impasto.engine.machine import cpu_model
 
     return f"{cpu_model()}, {os.cpu_count()} cores"
 

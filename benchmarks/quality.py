@@ -74,8 +74,8 @@ def distances(result: np.ndarray, content: np.ndarray, style: np.ndarray) -> dic
     """impasto's own ruler: VGG19 (max pooling, float32) content and Gram style distances."""
     import tensorflow as tf
 
-    from impasto.losses import gram, relative_error
-    from impasto.model import extractor
+    from impasto.engine.losses import gram, relative_error
+    from impasto.engine.model import extractor
 
     features = extractor(("block4_conv2",) + STYLE_LAYERS, "max", "float32")
     fr, fc, fs = (features(tf.constant(a[None])) for a in (result, content, style))

@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageFilter  # noqa: E402
 from report import RESULTS, smoke  # noqa: E402
 
-from impasto.machine import cpu_model  # noqa: E402
+from impasto.engine.machine import cpu_model  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 PAINTINGS = {
@@ -82,8 +82,8 @@ def colour_distance(a: np.ndarray, b: np.ndarray) -> float:
 def style_distance(a: np.ndarray, painting: np.ndarray) -> float:
     import tensorflow as tf
 
-    from impasto.losses import gram, relative_error
-    from impasto.model import extractor
+    from impasto.engine.losses import gram, relative_error
+    from impasto.engine.model import extractor
 
     features = extractor(STYLE_LAYERS, "max", "float32")
     fa, fp = (features(tf.constant(x[None])) for x in (a, painting))

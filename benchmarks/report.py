@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from impasto import machine
+from impasto.engine import machine
 
 SMOKE_DIR = os.environ.get("IMPASTO_BENCH_SMOKE") or None
 SMOKE = SMOKE_DIR is not None

@@ -709,7 +709,7 @@ def plan(args) -> None:
 
 
 def results_path(folder: Path) -> Path:
-    from impasto.machine import cpu_model
+    from impasto.engine.machine import cpu_model
 
     cpu = "-".join(cpu_model().split()[:2])
     return folder / f"soak-{cpu}-{os.cpu_count()}cores.md"

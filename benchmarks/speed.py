@@ -24,9 +24,9 @@ CHILD = r"""
 import json, os, resource, statistics, sys, time
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np, tensorflow as tf
-from impasto.objective import objective_for, params
+from impasto.engine.objective import objective_for, params
 from impasto.presets import apply_overrides, load_preset
-from impasto.terms import layout
+from impasto.engine.terms import layout
 
 size, precision, steps = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 recipe = apply_overrides(load_preset("classic"), {"precision": precision})
@@ -49,7 +49,7 @@ print(json.dumps({"median": statistics.median(times), "min": min(times), "peak_m
 def precision_line() -> str:
     """What `auto` picks on this machine, and why (measured in a fresh process)."""
     code = (
-        "from impasto.precision import resolve; c = resolve('auto'); "
+        "from impasto.engine.precision import resolve; c = resolve('auto'); "
         "print(f'{c.precision}: {c.reason}')"
     )
     out = subprocess.run(

@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from impasto.machine import cpu_model
+from impasto.engine.machine import cpu_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import RESULTS, SMOKE, smoke  # noqa: E402
@@ -51,7 +51,7 @@ def mark(name):
     now = time.perf_counter()
     stages[name] = now - t
     t = now
-import impasto.cli_stylize
+import impasto.commands.stylize
 from impasto.job import StyleJob, check_job
 mark("imports without TensorFlow")
 overrides = {"steps": int(steps)} if int(steps) else {}
@@ -62,7 +62,7 @@ impasto.import_tensorflow()
 mark("import TensorFlow")
 engine = impasto.load_engine()
 mark("import the engine")
-from impasto import model
+from impasto.engine import model
 model._numpy_weights()
 mark("weights: md5 check and read")
 engine.describe(checked)

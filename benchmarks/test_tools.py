@@ -52,7 +52,7 @@ def test_the_peers_vgg19_is_impastos():
     import torch
     from torch.nn import functional as F
 
-    from impasto.model import extractor
+    from impasto.engine.model import extractor
 
     image = np.random.default_rng(0).random((40, 48, 3), np.float32)
     state = peer.torchvision_state_dict()

@@ -50,7 +50,7 @@ def machine() -> dict:
     """What a timing depends on: the CPU model, its core count and TensorFlow's version."""
     import tensorflow as tf
 
-    from impasto.machine import cpu_model
+    from impasto.engine.machine import cpu_model
 
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "tensorflow": tf.__version__}
 
@@ -68,7 +68,7 @@ def loop(content: np.ndarray, style: np.ndarray):
     import tensorflow as tf
 
     vgg = keras.applications.VGG19(include_top=False, weights=None)
-    from impasto.weights import verified_path
+    from impasto.engine.weights import verified_path
 
     vgg.load_weights(str(verified_path()))
     vgg.trainable = False

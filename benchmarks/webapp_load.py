@@ -37,7 +37,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from impasto.machine import cpu_model
+from impasto.engine.machine import cpu_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import RESULTS, SMOKE, smoke  # noqa: E402

@@ -15,10 +15,10 @@ import socket
 import sys
 import threading
 
-from impasto import memory
+from impasto.engine import memory
+from impasto.engine.memory import parse_size
 from impasto.errors import ImpastoError
 from impasto.limits import MAX_SIZE, WEB_MAX_SIZE, WEB_MAX_STEPS, WEB_MIN_SIZE
-from impasto.memory import parse_size
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860

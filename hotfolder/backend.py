@@ -23,7 +23,8 @@ class LocalBackend:
 
     def __init__(self, engine=None):
         if engine is None:
-            from impasto import load_engine, weights
+            from impasto import load_engine
+            from impasto.engine import weights
 
             weights.verified_path()  # missing weights: one clear line now, not failed files
             engine = load_engine()

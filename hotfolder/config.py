@@ -15,7 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from impasto import memory
+from impasto.engine import memory
 from impasto.errors import ImpastoError, InputError, PresetError
 from impasto.hotfolder.layout import STATE_DIR, Layout
 from impasto.images import OUTPUT_FORMATS, load_image

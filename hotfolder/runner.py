@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from impasto import checkpoint as checkpoints
+from impasto.engine import checkpoint as checkpoints
 from impasto.errors import ImpastoError, InputError, PresetError, WeightsError, first_line
 from impasto.hotfolder.config import Config, Route
 from impasto.hotfolder.intake import Unreadable, inspect, read_input, takeable
@@ -50,7 +50,7 @@ ERROR_SUFFIX = ".error.txt"
 
 
 class Runner:
-    """Runs jobs one at a time through one engine; `engine` is impasto.engine, a cluster
+    """Runs jobs one at a time through one engine; `engine` is impasto.engine.loop, a cluster
     worker (impasto.cluster.pool.RemoteEngine) or a stand-in with stylize() and describe() in
     tests. Several runners (one per cluster worker, each in its own thread with its own journal
     connection) share `lock`: everything but the painting holds it, so two runners never pick

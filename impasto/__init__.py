@@ -61,11 +61,11 @@ def load_engine():
     import importlib
 
     import_tensorflow()
-    return importlib.import_module("impasto.engine")
+    return importlib.import_module("impasto.engine.loop")
 
 
 def stylize(job, on_progress=None, cancel=None):
-    """Run a job and return a StyleResult (see impasto.engine.stylize)."""
+    """Run a job and return a StyleResult (see impasto.engine.loop.stylize)."""
     return load_engine().stylize(job, on_progress=on_progress, cancel=cancel)
 
 

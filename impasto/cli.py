@@ -21,12 +21,12 @@ from impasto.errors import ImpastoError
 # below, so this file names none of them. A module is imported only when its sub-command runs
 # (or for the overall help), so `impasto presets list` never pays for TensorFlow or Gradio.
 CORE_COMMANDS = {
-    "stylize": "impasto.cli_stylize",
-    "batch": "impasto.cli_batch",
-    "presets": "impasto.cli_presets",
-    "weights": "impasto.cli_weights",
-    "doctor": "impasto.cli_doctor",
-    "engine": "impasto.cli_engine",
+    "stylize": "impasto.commands.stylize",
+    "batch": "impasto.commands.batch",
+    "presets": "impasto.commands.presets",
+    "weights": "impasto.commands.weights",
+    "doctor": "impasto.commands.doctor",
+    "engine": "impasto.commands.engine",
 }
 COMMAND_GROUP = "impasto.commands"
 
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImpastoError as exc:
         print(f"impasto: error: {exc}", file=sys.stderr)
         return 2
-    if argv is None and args._module == "impasto.cli_stylize" and "tensorflow" in sys.modules:
+    if argv is None and args._module == "impasto.commands.stylize" and "tensorflow" in sys.modules:
         # The program itself (not a caller of main()), done painting alone: TensorFlow's
         # teardown at exit takes a second or two and does nothing a finished command needs
         # (the picture is written, synced and closed).

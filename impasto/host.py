@@ -125,7 +125,7 @@ class Ticket:
 class EngineHost:
     """Runs checked jobs one at a time on one engine thread and streams their events.
 
-    engine: impasto.engine (or a stand-in with stylize() and describe()), or a bare stylize
+    engine: impasto.engine.loop (or a stand-in with stylize() and describe()), or a bare stylize
     callable (tests); None means impasto's, imported with impasto.load_engine() (which hides
     TensorFlow's start-up chatter) on first use.
     """
@@ -162,7 +162,7 @@ class EngineHost:
         return describe(checked) if describe is not None else {}
 
     def stylize(self, checked, on_progress=None, cancel=None, client: str = "") -> StyleResult:
-        """impasto.engine.stylize, on the engine thread: on_progress is called in the caller's
+        """impasto.engine.loop.stylize, on the engine thread: on_progress is called in the caller's
         thread; a `cancel` set before the job starts still gets the engine's cancelled result."""
         ticket = self.submit(checked, client, cancel, keep=True)
         for item in ticket.events():

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from PIL import Image, ImageChops
 
+from impasto.engine.memory import parse_size
 from impasto.errors import InputError, PresetError
 from impasto.images import LoadedImage, load_image, save_image
 from impasto.limits import DEFAULT_PRESET, MAX_SIZE, MIN_SIZE
-from impasto.memory import parse_size
 from impasto.numbers import finite
 from impasto.paths import regular_file
 from impasto.presets import Recipe, apply_overrides, load_preset
@@ -106,7 +106,7 @@ class ProgressEvent:
     scale: int  # 1-based index of the current scale
     scales: int
     size: tuple[int, int]  # (w, h) of the current scale
-    losses: dict[str, float]  # weighted, per active term (impasto.terms), and total
+    losses: dict[str, float]  # weighted, per active term (impasto.engine.terms), and total
     elapsed: float  # seconds since the job started
     eta: float  # estimated seconds left
     preview: Image.Image | None = None  # set every job.preview_every steps, and at the last step

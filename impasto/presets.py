@@ -18,12 +18,12 @@ from dataclasses import asdict, dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
 
+from impasto.engine.memory import parse_size
+from impasto.engine.vgg19 import LAYERS
 from impasto.errors import InputError, PresetError
 from impasto.limits import DEFAULT_PRESET, MAX_SIZE, MIN_SIZE, PRESERVE_COLOR, STYLE_STRENGTH
-from impasto.memory import parse_size
 from impasto.numbers import checked_number, finite
 from impasto.paths import reason, regular_file
-from impasto.vgg19 import LAYERS
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ CHOICES = {
     "pooling": ("max", "avg"),
     "init": ("content", "noise"),
     "preserve_color": PRESERVE_COLOR,
-    # auto: measured on this machine (impasto.precision); the others force that precision.
+    # auto: measured on this machine (impasto.engine.precision); the others force that precision.
     "precision": ("auto", "float32", "bfloat16", "float16"),
     "optimizer": ("lbfgs", "adam"),
 }
@@ -71,9 +71,9 @@ class Recipe:
     precision: str  # "auto" (this machine's faster), "float32", "bfloat16" or "float16"
     style_scale: float  # style image size relative to the output
     # Memory a run may use, bytes ("8G" in a file; None: from the machine's free memory). Not
-    # part of the look: above it a step is computed in tiles, exactly (impasto/tiling.py).
+    # part of the look: above it a step is computed in tiles, exactly (impasto/engine/tiling.py).
     max_memory: int | None = None
-    # Further style terms (impasto/terms.py, which names each term's keys), off at weight 0.
+    # Further style terms (impasto/engine/terms.py, which names each term's keys), off at weight 0.
     w2_weight: float = 0.0  # weight of the Wasserstein-2 error of the features' mean/covariance
     w2_layers: dict | None = None  # layer -> relative weight (None: the style_layers)
     hist_weight: float = 0.0  # weight of the sliced-histogram error (sorted projections)
@@ -301,7 +301,7 @@ def _check(data: dict, where: str) -> Recipe:
             raise PresetError(
                 f"{where}: {key} must be between {MIN_SIZE} and {MAX_SIZE} px, not {value}"
             )
-    # The terms on features (impasto/terms.py; TV alone has nothing to paint towards).
+    # The terms on features (impasto/engine/terms.py; TV alone has nothing to paint towards).
     feature_terms = ("content_weight", *STYLE_WEIGHTS)
     if all(_number(data[k], k, where) == 0 for k in feature_terms):
         raise PresetError(f"{where}: {', '.join(feature_terms)} must not all be 0")

@@ -257,12 +257,13 @@ class Server:
     def serve(self, folder: Path) -> None:
         """Serve on folder's socket until stopped or idle (the caller holds folder's lock)."""
         path = folder / SOCKET
-        path.unlink(missing_ok=True)  # a dead server's: the lock says none is alive
+        # A dead server's socket, or one it was still preparing: the lock says none is alive.
+        for old in (path, *folder.glob(f".{SOCKET}.*")):
+            old.unlink(missing_ok=True)
         # Bound under a temporary name, made 0600 and listening, then renamed into place: a
         # client never sees the socket before it is private and ready (a client that checked
         # between bind and chmod was refused as "open to other users").
         staging = folder / f".{SOCKET}.{os.getpid()}"
-        staging.unlink(missing_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(str(staging))
         os.chmod(staging, 0o600)  # the 0700 folder already keeps others out; this says so too
@@ -454,7 +455,7 @@ def serve(idle_minutes: float, stopping: threading.Event | None = None) -> int:
     "stop") or idles out."""
     import fcntl  # POSIX only, like the whole server
 
-    from impasto import weights
+    from impasto.engine import weights
     from impasto.host import EngineHost
 
     folder = make_run_dir()
@@ -475,9 +476,9 @@ def serve(idle_minutes: float, stopping: threading.Event | None = None) -> int:
 def _warm_up() -> None:
     """What the first job would otherwise wait for: this machine's precision and the weights
     in it, as the default preset uses them."""
-    from impasto import model
+    from impasto.engine import model
+    from impasto.engine.precision import resolve
     from impasto.limits import DEFAULT_PRESET
-    from impasto.precision import resolve
     from impasto.presets import load_preset
 
     recipe = load_preset(DEFAULT_PRESET)

@@ -64,7 +64,7 @@ def as_unprivileged_user(check) -> str:
 
 
 def _find_weights() -> str | None:
-    from impasto import weights
+    from impasto.engine import weights
 
     st = weights.status()
     return str(st.path) if st.path else None
@@ -89,7 +89,7 @@ os.environ["XDG_CACHE_HOME"] = str(_SESSION_CACHE)
 os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="impasto-test-run-")
 if _WEIGHTS:
     subprocess.run(
-        [sys.executable, "-c", "from impasto.precision import resolve; resolve('auto')"],
+        [sys.executable, "-c", "from impasto.engine.precision import resolve; resolve('auto')"],
         check=True,
         capture_output=True,
     )

@@ -30,6 +30,7 @@ WRITES = {
     "cluster.py": ["cluster-*cores.md"],
     "regions.py": ["regions-*cores.md", "regions-*cores.jpg"],
     "soak.py": ["soak-*cores.md"],
+    "tune.py": ["*-*cores.md"],
 }
 
 

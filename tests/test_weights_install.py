@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from impasto import weights
+from impasto.engine import weights
 
 pytestmark = pytest.mark.slow
 

@@ -129,7 +129,7 @@ class RemoteEngine:
         return {"total": checked.recipe.total_steps}
 
     def stylize(self, checked: CheckedJob, on_progress=None, cancel=None) -> StyleResult:
-        """The engine's stylize, on this worker; see impasto.engine.stylize."""
+        """The engine's stylize, on this worker; see impasto.engine.loop.stylize."""
         from impasto.cluster.worker import Request
 
         name = Path(checked.content.source).name

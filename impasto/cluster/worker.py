@@ -140,7 +140,8 @@ class EngineWorker:
 
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(threads)
-            from impasto import load_engine, weights
+            from impasto import load_engine
+            from impasto.engine import weights
             from impasto.host import EngineHost
 
             weights.verified_path()

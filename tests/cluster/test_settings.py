@@ -20,7 +20,8 @@ def python(code: str) -> subprocess.CompletedProcess:
 
 def test_nothing_imports_ray_unless_a_cluster_is_asked_for():
     run = python(
-        "import sys, impasto, impasto.cli, impasto.cli_batch, hotfolder.daemon, hotfolder.cli\n"
+        "import sys, impasto, impasto.cli, impasto.commands.batch\n"
+        "import hotfolder.daemon, hotfolder.cli\n"
         "import impasto.cluster, impasto.cluster.connect\n"
         "print('ray' in sys.modules)"
     )

@@ -235,7 +235,7 @@ def test_no_tensorflow_noise_by_default_but_with_verbose(tmp_path):
     assert _noise(quiet.stderr) == []
     # The download path: a URL that fails at once, in a fresh Keras folder.
     download = (
-        "import impasto.weights as w; w.KERAS_URL = 'file:///nonexistent/vgg19.h5'\n"
+        "import impasto.engine.weights as w; w.KERAS_URL = 'file:///nonexistent/vgg19.h5'\n"
         "try:\n    w._from_keras(print)\nexcept Exception as exc:\n    print('failed', exc)\n"
     )
     run = subprocess.run(

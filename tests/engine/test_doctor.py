@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from impasto import machine, weights
-from impasto.cli_doctor import render
+from impasto.commands.doctor import render
+from impasto.engine import machine, weights
 
 
 def doctor(*args, env=None):

@@ -25,7 +25,7 @@ def job(**kw):
 def test_gram_matches_numpy():
     import tensorflow as tf
 
-    from impasto.losses import gram
+    from impasto.engine.losses import gram
 
     f = np.random.default_rng(1).normal(size=(1, 5, 7, 3)).astype(np.float32)
     flat = f.reshape(-1, 3)
@@ -36,7 +36,7 @@ def test_gram_stays_finite_in_reduced_precision():
     """Large activations (as at high resolution) would overflow a float16 Gram matrix."""
     import tensorflow as tf
 
-    from impasto.losses import gram
+    from impasto.engine.losses import gram
 
     f = tf.cast(tf.fill((1, 256, 256, 8), 300.0), tf.float16)
     g = gram(f)
@@ -51,9 +51,9 @@ def test_loss_terms_do_not_depend_on_the_image_size():
     content loss, would grow 9-fold and tip the balance towards the photo at large sizes."""
     import tensorflow as tf
 
+    from impasto.engine.losses import content_loss, gram, style_loss, tv_loss
+    from impasto.engine.model import extractor
     from impasto.images import fit_long_side, load_image
-    from impasto.losses import content_loss, gram, style_loss, tv_loss
-    from impasto.model import extractor
     from impasto.presets import load_preset
 
     recipe = load_preset("classic")
@@ -116,9 +116,9 @@ def test_content_only_reconstructs_the_photo():
 def _style_distance(img: Image.Image, style_path) -> float:
     import tensorflow as tf
 
+    from impasto.engine.losses import gram, relative_error
+    from impasto.engine.model import extractor
     from impasto.images import fit_long_side
-    from impasto.losses import gram, relative_error
-    from impasto.model import extractor
 
     layers = ("block1_conv1", "block2_conv1", "block3_conv1")
     fe = extractor(layers, "avg", "float32")
@@ -157,7 +157,7 @@ def test_luminance_keeps_the_photo_colours():
 
 
 def test_histogram_recolours_the_style_to_the_photo():
-    from impasto.color import matched_histogram
+    from impasto.engine.color import matched_histogram
 
     style, photo = Image.open(STARRY).convert("RGB"), Image.open(CAT).convert("RGB")
     out = np.asarray(matched_histogram(style, photo), np.float32)
@@ -252,7 +252,7 @@ def test_the_time_left_starts_from_the_estimate_then_follows_the_measured_rate(m
     """A scale's first step also traces the graph: a rate taken from it said "119:39 left" for
     a job of minutes. Until STEADY_STEPS steady steps are timed the time left is the job's
     estimate less the time spent; then the rate of the steady steps."""
-    from impasto import engine
+    from impasto.engine import loop as engine
 
     now = [0.0]
     monkeypatch.setattr(engine.time, "perf_counter", lambda: now[0])
@@ -270,7 +270,7 @@ def test_the_time_left_starts_from_the_estimate_then_follows_the_measured_rate(m
 
 
 def test_a_resumed_jobs_estimate_counts_only_the_work_left():
-    from impasto import engine
+    from impasto.engine import loop as engine
 
     resume = type("Resume", (), {"step": 4, "scale": 1, "scale_step": 0})()
     plan = [((10, 10), 4), ((20, 20), 4)]

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 import impasto
-from impasto import color, memory
+from impasto.engine import color, memory
 from impasto.errors import InputError
 from impasto.job import StyleJob, check_job
 from tests.conftest import STARRY

@@ -1,7 +1,8 @@
-"""Regions: a mask per style in the engine (impasto/terms.py's module doc). A masked style term is
-zero at its region's own statistics and moves only its region; tiled and untiled agree with
-masks; a blend weight scales its region's loss; and end to end, each masked region takes its own
-style while the part no mask covers stays the photo, with colour preservation and a resume too.
+"""Regions: a mask per style in the engine (see the module doc of impasto/engine/terms.py).
+A masked style term is zero at its region's own statistics and moves only its region; tiled and
+untiled agree with masks; a blend weight scales its region's loss; and end to end, each masked
+region takes its own style while the part no mask covers stays the photo, with colour
+preservation and a resume too.
 The job-level checks of a mask are in tests/engine/test_masks_job.py."""
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 import impasto
-from impasto import engine, terms, tiling
-from impasto.objective import objective_for
+from impasto.engine import loop as engine
+from impasto.engine import terms, tiling
+from impasto.engine.objective import objective_for
 from impasto.presets import apply_overrides, load_preset
 from tests.conftest import CAT
 from tests.engine.test_tiling import images, only, relative
@@ -268,7 +270,7 @@ def test_the_memory_plan_counts_the_masks(photo):
     with_masks = impasto.check_job(job(masks=thirds(photo.size)))
     (a,), (b,) = engine.memory_plans(plain, "float32"), engine.memory_plans(with_masks, "float32")
     (w, h), _ = engine.plan(with_masks)[0]
-    from impasto import memory
+    from impasto.engine import memory
 
     want = (
         2 * w * h * memory.MASK_BYTES + 2 * photo.size[0] * photo.size[1] * memory.MASK_INPUT_BYTES

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from impasto import memory
+from impasto.engine import memory
 from impasto.errors import InputError
 
 G = 2**30

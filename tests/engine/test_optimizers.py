@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from impasto import optimizers
+from impasto.engine import optimizers
 from impasto.presets import apply_overrides, load_preset
 
 
@@ -96,7 +96,7 @@ def test_start_builds_the_recipes_optimizer_and_restores_saved_state(problem):
 
 def test_a_second_job_with_the_same_style_reuses_its_gram_targets():
     import impasto
-    from impasto import objective
+    from impasto.engine import objective
 
     def job():
         return impasto.StyleJob(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from impasto.engine import scale_sizes
+from impasto.engine.loop import scale_sizes
 from impasto.images import MIN_SIDE, load_image
 from tests.conftest import CAT, STARRY, as_unprivileged_user
 

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from impasto import StyleJob, machine, precision
+from impasto import StyleJob
+from impasto.engine import machine, precision
 from tests.conftest import CAT, STARRY
 
 KEY = {"cpu": "Test CPU 3000", "cpus": 2, "tensorflow": "2.99.0", "onednn": "default"}

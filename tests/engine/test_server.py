@@ -271,6 +271,35 @@ def test_the_server_stops_when_asked_or_when_idle(tmp_path, monkeypatch):
         assert server.ask("status") is None
 
 
+def test_a_client_never_finds_the_socket_open_while_the_server_starts(tmp_path, monkeypatch):
+    """The worst moment: a client that looks just as the server makes its socket private (the
+    socket was bound 0755 under the umask; a client checking then was refused as "open to other
+    users", and CI failed once). It finds no server yet, and the next look finds it ready."""
+    (tmp_path / "r").mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "r"))
+    folder = server.make_run_dir()
+    seen, real_chmod = [], os.chmod
+
+    def chmod_with_a_client_looking(path, mode, **kw):
+        try:
+            seen.append(server.ask("status"))
+        except server.NotPrivate as exc:
+            seen.append(exc)
+        return real_chmod(path, mode, **kw)
+
+    monkeypatch.setattr(server.os, "chmod", chmod_with_a_client_looking)
+    srv = server.Server(EngineHost(StandInEngine()), idle_minutes=0)
+    thread = threading.Thread(target=srv.serve, args=(folder,), daemon=True)
+    thread.start()
+    try:
+        answer = wait_until(lambda: server.ask("status"), 10, "the server to answer")
+    finally:
+        srv.stopping.set()
+        thread.join(30)
+    assert seen == [None]  # looked at the worst moment: no server yet, not a refusal
+    assert answer["pid"] == os.getpid()  # and once ready, it answers
+
+
 def test_a_second_server_gives_way_before_loading_anything(tmp_path, monkeypatch):
     """Two commands that autostart at once start two servers: the one that finds the lock
     taken returns at once (its starter then waits for the other) instead of loading first."""
@@ -279,7 +308,7 @@ def test_a_second_server_gives_way_before_loading_anything(tmp_path, monkeypatch
     (tmp_path / "r").mkdir(mode=0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "r"))
     folder = server.make_run_dir()
-    monkeypatch.setattr("impasto.weights.verified_path", lambda: pytest.fail("it loaded"))
+    monkeypatch.setattr("impasto.engine.weights.verified_path", lambda: pytest.fail("it loaded"))
     with open(folder / server.LOCK, "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         assert server.serve(idle_minutes=1) == server.ANOTHER

@@ -1,5 +1,5 @@
-"""The objective's terms (impasto/terms.py): the whole-picture objective is the paper's formulas,
-W2 and the histogram term are zero at the painting's statistics and their gradients move a
+"""The objective's terms (impasto/engine/terms.py): the whole-picture objective is the paper's
+formulas, W2 and the histogram term are zero at the painting's statistics and their gradients move a
 picture towards them, and progress events name the active terms. Tiled against untiled, for every
 term: tests/engine/test_tiling.py."""
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import impasto
-from impasto import terms
+from impasto.engine import terms
 from impasto.presets import apply_overrides, load_preset
 from tests.conftest import CAT, STARRY
 
@@ -22,9 +22,9 @@ def test_the_engine_objective_is_the_papers_formulas():
     """Content, Gram style and TV through the term list give losses.py's numbers."""
     import tensorflow as tf
 
-    from impasto.losses import content_loss, gram, style_loss, tv_loss
-    from impasto.model import extractor
-    from impasto.objective import objective_for
+    from impasto.engine.losses import content_loss, gram, style_loss, tv_loss
+    from impasto.engine.model import extractor
+    from impasto.engine.objective import objective_for
 
     recipe = apply_overrides(load_preset("classic"), {"precision": "float32"})
     rng = np.random.default_rng(0)
@@ -110,8 +110,8 @@ def _stats_distance(image, style_path, layers=tuple(LAYERS)):
     between a picture and the painting (at 64 px)."""
     import tensorflow as tf
 
+    from impasto.engine.model import extractor
     from impasto.images import fit_long_side, load_image, to_array
-    from impasto.model import extractor
 
     fe = extractor(layers, "max", "float32")
     style = load_image(style_path).rgb
@@ -172,7 +172,7 @@ def test_a_blend_of_a_style_with_itself_is_that_style():
 
 def test_jobs_that_change_only_numbers_reuse_the_traced_graph():
     """Weights, layer weights, style pictures and sizes are tensors: one trace per layout."""
-    from impasto.objective import objective_for
+    from impasto.engine.objective import objective_for
 
     base = {"precision": "float32", "w2_weight": 1.0, "hist_weight": 1.0, "style_layers": LAYERS}
     recipe = apply_overrides(load_preset("classic"), base)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import impasto
-from impasto import memory
-from impasto.checkpoint import load
+from impasto.engine import memory
+from impasto.engine.checkpoint import load
 from tests.conftest import CAT, STARRY
 
 pytestmark = pytest.mark.usefixtures("weights_available")

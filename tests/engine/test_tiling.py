@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from impasto import tiling
+from impasto.engine import tiling
+from impasto.engine.terms import TERMS
+from impasto.engine.vgg19 import LAYERS
 from impasto.presets import apply_overrides, load_preset
-from impasto.terms import TERMS
-from impasto.vgg19 import LAYERS
 
 pytestmark = pytest.mark.usefixtures("weights_available")
 
@@ -30,8 +30,8 @@ def untiled(recipe, content, style, x):
     """The engine's untiled objective: targets eagerly, the loss and its gradient in one compiled
     function over the whole picture (tests/engine/test_terms.py checks it against the paper's
     formulas)."""
-    from impasto import terms
-    from impasto.objective import objective_for
+    from impasto.engine import terms
+    from impasto.engine.objective import objective_for
 
     objective = objective_for(terms.layout(recipe), recipe.pooling, recipe.precision)
     return objective.at(content, [(style, 1.0)], terms.params(recipe))(x)
@@ -98,8 +98,8 @@ def test_tiled_objective_in_bfloat16_differs_only_by_bfloat16_rounding():
 
 
 def test_style_statistics_by_tiles_equal_the_whole_images():
-    from impasto import terms
-    from impasto.objective import objective_for, style_targets
+    from impasto.engine import terms
+    from impasto.engine.objective import objective_for, style_targets
 
     layers = {"block1_conv1": 1.0, "block3_conv1": 1.0, "block5_conv1": 1.0}
     recipe = apply_overrides(

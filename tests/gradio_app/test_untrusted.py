@@ -153,16 +153,16 @@ def test_a_presets_style_scale_cannot_take_the_style_beyond_max_size(client, mon
     (user_preset_dir() / "huge-style.toml").write_text(recipe_text("huge-style", style_scale=16))
     worked = []  # the (w, h) of every image the engine turns into an array
 
-    import impasto.engine
+    import impasto.engine.loop
 
-    real = impasto.engine.to_array
+    real = impasto.engine.loop.to_array
 
     def spy(img, size=None):
         array = real(img, size)
         worked.append(array.shape[1::-1])
         return array
 
-    monkeypatch.setattr(impasto.engine, "to_array", spy)
+    monkeypatch.setattr(impasto.engine.loop, "to_array", spy)
     status, image, _, _ = stylize(client, CAT, STARRY, size=64, steps=2, preset="huge-style")
     assert status.startswith("Done: 64×43")
     assert f"style images worked at {MAX_SIZE} px, this server's limit" in status

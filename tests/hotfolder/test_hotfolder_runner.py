@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from impasto import memory
+from impasto.engine import memory
 from impasto.errors import InputError
 from impasto.hotfolder.config import Config, DaemonSettings, Route
 from impasto.hotfolder.journal import Identity, Journal

@@ -188,8 +188,8 @@ def test_further_style_terms_are_off_unless_set_and_use_the_style_layers():
 
 def test_every_term_names_keys_a_recipe_has():
     pytest.importorskip("tensorflow")
+    from impasto.engine.terms import TERMS
     from impasto.presets import RECIPE_KEYS
-    from impasto.terms import TERMS
 
     for term in TERMS:
         assert term.weight_key in RECIPE_KEYS

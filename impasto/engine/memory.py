@@ -1,5 +1,5 @@
 """The memory budget: parsing `--max-memory 8G`, the one place a job's budget is resolved
-(budget()), and the choice between an untiled step and tiles of a given size (impasto/tiling.py).
+(budget()), and the choice between an untiled step and tiles of a given size (tiling.py).
 
 No TensorFlow here: the doors check a budget before the engine starts.
 
@@ -10,7 +10,7 @@ where the step pixels are the whole picture's untiled, or one tile's crop (core 
 the style pass is the largest style picture's forward pass for its Gram matrices (whole untiled,
 one crop tiled), which runs before the steps and whose memory they reuse; `held` is what the job
 keeps besides: the decoded inputs at full resolution, the style pictures at the scale's size and
-the colour transfer's arrays and the masks (see impasto.engine.memory_plans).
+the colour transfer's arrays and the masks (see impasto.engine.loop.memory_plans).
 The constants come from peak RSS of fresh processes (classic's layers, which reach block5 as deep
 as any shipped preset; shallower layer sets need less), rounded up for other allocators and
 layouts. Measured in bfloat16: 1024 px in 512 px tiles (672 px crops) 1.49 GB, in one 1024 px
@@ -48,7 +48,7 @@ STEP_BYTES = {"float32": 2600, "bfloat16": 2100, "float16": 2100}
 FORWARD_BYTES = 1000
 # Held per pixel of an input at full resolution (Pillow keeps RGB in 4 bytes, alpha in 1 more),
 # of a style picture at a scale's size (its float32 array and its resized 8-bit image), and of
-# a picture colour transfer works on (impasto.color: float32 arrays and their temporaries).
+# a picture colour transfer works on (impasto.engine.color: float32 arrays and their temporaries).
 INPUT_BYTES = 5
 STYLE_BYTES = 16
 COLOR_BYTES = 64

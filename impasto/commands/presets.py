@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 
 from impasto.atomic import atomic_write
+from impasto.engine.memory import format_size
 from impasto.errors import PresetError
 from impasto.limits import DEFAULT_PRESET
-from impasto.memory import format_size
 from impasto.numbers import whole_number_arg
 from impasto.presets import find_preset, list_presets, load_preset, user_preset_dir
 

@@ -1,9 +1,9 @@
 """What the optimisers minimise: the weighted loss of a picture and its gradient, for one scale.
 
-    total = sum over the recipe's active terms (impasto.terms) of weight * term error
+    total = sum over the recipe's active terms (impasto.engine.terms) of weight * term error
 
 `Objective` is compiled once per layout (active terms and their layers, pooling, precision, and
-the number of regions of a job with masks, see impasto.terms);
+the number of regions of a job with masks, see impasto.engine.terms);
 TensorFlow traces its loss-and-gradient function once for every image shape and every job with
 that layout: targets and weights are tensors. An optimiser only ever calls the `Evaluate` that
 `Objective.at(...)` returns, so how the loss is computed (on the whole picture, or tile by tile
@@ -25,8 +25,8 @@ import threading
 import numpy as np
 import tensorflow as tf
 
-from impasto.model import extractor
-from impasto.terms import BY_NAME, layers_of, params, positions, region_scales, targets_of
+from impasto.engine.model import extractor
+from impasto.engine.terms import BY_NAME, layers_of, params, positions, region_scales, targets_of
 
 __all__ = ["Evaluate", "Objective", "objective_for", "params", "style_targets"]
 
@@ -148,7 +148,7 @@ class Evaluate:
 @functools.cache
 def objective_for(layout: tuple, pooling: str, precision: str, regions: int = 0) -> Objective:
     """One Objective per layout per process (the traced graphs are what is worth keeping);
-    layout: impasto.terms.layout(recipe); regions: the number of styles of a job with masks."""
+    layout: terms.layout(recipe); regions: the number of styles of a job with masks."""
     return Objective(layout, pooling, precision, regions)
 
 

@@ -1,8 +1,8 @@
 """The optimisation loop: coarse to fine, the picture itself is the variable.
 
 For each scale of a pyramid (coarse to fine, sizes spaced geometrically from the preset's min_size
-to the output size) an optimiser (impasto.optimizers) moves the picture to a lower loss
-(impasto.objective). Departures from Gatys et al., and why:
+to the output size) an optimiser (impasto.engine.optimizers) moves the picture to a lower loss
+(impasto.engine.objective). Departures from Gatys et al., and why:
 - Coarse to fine: large-scale structure is settled where steps are cheap; the fine scales only
   add detail, so most of the work happens at low resolution.
 - The optimiser's state is carried into the next scale where it can be (Adam's moments), so the
@@ -19,13 +19,13 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from impasto import checkpoint as ckpt_io
-from impasto import color, memory, optimizers, terms, tiling
+from impasto.engine import checkpoint as ckpt_io
+from impasto.engine import color, memory, optimizers, terms, tiling
+from impasto.engine.model import device
+from impasto.engine.objective import objective_for
+from impasto.engine.precision import resolve as resolve_precision
 from impasto.images import MIN_SIDE, fit_for_network, fit_long_side, to_array, to_image
 from impasto.job import CheckedJob, ProgressEvent, StyleJob, StyleResult, check_job
-from impasto.model import device
-from impasto.objective import objective_for
-from impasto.precision import resolve as resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def stylize(
 
 def _evaluator(objective, checked, precision, content, style_imgs, size, tile):
     """What the optimiser calls at this scale: the whole picture at once, or tile by tile when
-    the memory budget says so (the same loss and gradient either way; see impasto.tiling)."""
+    the memory budget says so (the same loss and gradient either way; see impasto.engine.tiling)."""
     recipe = checked.recipe
     styles = _style_arrays(checked, style_imgs, size)
     masks = mask_arrays(checked, size)

@@ -45,8 +45,8 @@ def collect(remeasure: bool = False) -> dict:
     import PIL
     import tensorflow as tf
 
-    from impasto import machine, precision, weights
-    from impasto.model import device
+    from impasto.engine import machine, precision, weights
+    from impasto.engine.model import device
 
     choice = precision.auto(remeasure=remeasure)
     st = weights.status()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from impasto import weights
+from impasto.engine import weights
 
 HELP = "show or install the VGG19 weights"  # one line in `impasto --help`
 

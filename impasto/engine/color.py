@@ -32,7 +32,7 @@ def with_chroma_of(result: Image.Image, content: Image.Image) -> Image.Image:
 def matched_histogram(style: Image.Image, content: Image.Image) -> Image.Image:
     """The style recoloured so its RGB mean and covariance equal the content's (the paper's
     linear colour transfer, with symmetric matrix square roots). float32 pixels (the engine
-    hands both at its working size, impasto.engine._inputs); the 3x3 statistics in float64."""
+    hands both at its working size, impasto.engine.loop._inputs); the 3x3 statistics in float64."""
     s = np.asarray(style.convert("RGB"), dtype=np.float32).reshape(-1, 3)
     mu_s, cov_s = _mean_cov(s)
     mu_c, cov_c = _mean_cov(np.asarray(content.convert("RGB"), dtype=np.float32).reshape(-1, 3))

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from impasto import machine, paths
+from impasto import paths
 from impasto.atomic import atomic_write
+from impasto.engine import machine
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def auto(
     unwritable cache folder only means measuring again in the next process.
     """
     if device is None:
-        from impasto.model import device as current_device
+        from impasto.engine.model import device as current_device
 
         device = current_device()
     if device == "GPU":

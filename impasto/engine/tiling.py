@@ -2,7 +2,7 @@
 
 A step on the whole picture keeps every layer's activations for the backward pass: about 2 KB a
 pixel, 30 GB at 4096x4096. Here the picture is cut into tiles and the same numbers come out:
-- Every term's loss is a function of statistics of the picture's features (impasto.terms): sums
+- Every term's loss is a function of statistics of the picture's features (terms.py): sums
   over positions (or rows, one per position), so each tile's core gives its part of them. A tile
   is run with a halo of real pixels as wide as the deepest layer's receptive field, so the core's
   features are the whole picture's; a tile at the picture's edge ends where the picture ends and
@@ -16,7 +16,7 @@ pixel, 30 GB at 4096x4096. Here the picture is cut into tiles and the same numbe
   second pass takes each tile's gradient of the surrogate <S_core, dL/dS>, whose gradient is the
   tile's share of the true one.
 - The targets' norms and every count of positions are the whole picture's, summed over tiles.
-- With masks (regions, see impasto.terms), each tile takes its core's part of the pixel masks:
+- With masks (regions, see terms.py), each tile takes its core's part of the pixel masks:
   a core lies on the pooling grid, so its pooled masks are the whole picture's at its positions,
   and the weighted sums (and the masses) add up over tiles as the plain ones do.
 Each tile's gradient covers its crop (core and halo); the picture's gradient is their sum, because
@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from impasto.model import extractor
-from impasto.terms import (
+from impasto.engine.model import extractor
+from impasto.engine.terms import (
     BY_NAME,
     layers_of,
     layout,
@@ -46,7 +46,7 @@ from impasto.terms import (
     region_scales,
     targets_of,
 )
-from impasto.vgg19 import BLOCKS, LAYERS
+from impasto.engine.vgg19 import BLOCKS, LAYERS
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def _split_rows(g, parts: list) -> list:
 
 def summaries(net: _TileNet, image: np.ndarray, tile: int, terms: list) -> dict:
     """For (term, layers) pairs: each layer's summary of the image's reference statistics,
-    computed tile by tile (eagerly, as impasto.objective computes its targets: a compiled graph
+    computed tile by tile (eagerly, as objective.py computes its targets: a compiled graph
     fuses the bias into the convolution and rounds bfloat16 differently)."""
     if not terms:
         return {}
@@ -228,7 +228,7 @@ def summaries(net: _TileNet, image: np.ndarray, tile: int, terms: list) -> dict:
 
 
 class TiledObjective:
-    """The engine's objective at one scale, evaluated tile by tile; an impasto.objective.Evaluate
+    """The engine's objective at one scale, evaluated tile by tile; an objective.Evaluate
     with the same numbers: objective(x) -> (weighted losses with "total", d total / d x).
 
     content: the content image at this scale (HxWx3 in [0, 1]); its features are computed here,
@@ -238,7 +238,7 @@ class TiledObjective:
         computed tile by tile too (the style picture is as large as the output at style_scale 1).
     recipe: a presets.Recipe (its terms' weights and layers, and pooling); precision: a concrete
         one.
-    masks: None, or with regions [R, H, W] in [0, 1], one per style (see impasto.terms).
+    masks: None, or with regions [R, H, W] in [0, 1], one per style (see impasto.engine.terms).
     """
 
     def __init__(

@@ -1,11 +1,11 @@
 """The two optimisers that move the picture: L-BFGS (most presets) and Adam.
 
-Both only call `evaluate(x) -> (losses, gradient)` (see impasto.objective) and keep the picture
+Both only call `evaluate(x) -> (losses, gradient)` (see objective.py) and keep the picture
 in [0, 1]. `benchmarks/quality.py` measured L-BFGS reaching lower content and style errors than
 Adam at equal time, as the classic Lua tool found; Adam stays for recipes tuned around it.
 
 Each optimiser hands its state to checkpoints as the arrays image, m, v, ema (see
-impasto.checkpoint) and is carried up to the next, larger scale by `grown(size)`.
+impasto.engine.checkpoint) and is carried up to the next, larger scale by `grown(size)`.
 """
 
 from __future__ import annotations

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from impasto import remote
 from impasto.config import engine_settings
+from impasto.engine.memory import parse_size
 from impasto.errors import InputError
 from impasto.job import ProgressEvent, StyleJob, check_job
 from impasto.limits import DEFAULT_PRESET
-from impasto.memory import parse_size
 from impasto.numbers import finite_number_arg, whole_number_arg
 from impasto.outputs import (
     check_not_input,

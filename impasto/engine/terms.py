@@ -10,14 +10,14 @@ float32 tensors of one region's features F [h, w, C] (a tile's core, or the whol
 - targets([(summary, blend weight)], layer): what the term aims at, computed once per job;
 - loss(S, target, n): the relative error of the whole picture from its statistics S, with n
   positions in the layer.
-The loss on the whole picture is loss(stats(whole picture)); impasto/tiling.py sums (or stacks)
+The loss on the whole picture is loss(stats(whole picture)); tiling.py sums (or stacks)
 each tile core's stats first. `split` says how a term is cut into tiles:
 - "positions": the loss is linear in sums over positions (content, TV), so each tile adds its
   share of the loss and of the gradient in one pass;
 - "sums": a global statistic first (Gram, W2): the tiles' sums, then dL/dS, then each tile's
   gradient of <stats(tile), dL/dS>;
 - "rows": the same with rows stacked (the histogram's projections, sorted globally).
-Every loss is relative (divided by a norm of its target, see impasto/losses.py), so weights do
+Every loss is relative (divided by a norm of its target, see losses.py), so weights do
 not depend on the layer or the picture's size, and stays in float32 (float64 for W2's roots).
 
 Regions (a mask per style, Gatys et al. 2017, "Controlling Perceptual Factors"): when a job has
@@ -42,8 +42,8 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from impasto.losses import relative_error
-from impasto.vgg19 import CHANNELS, LAYERS
+from impasto.engine.losses import relative_error
+from impasto.engine.vgg19 import CHANNELS, LAYERS
 
 EPS = 1e-8  # losses.relative_error's guard against an all-zero target
 HIST_DIRECTIONS = 32  # projections per layer: half of block1's channels, far less deeper

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from impasto.cli_stylize import _stop_on_signals, add_recipe_arguments, build_job
+from impasto.commands.stylize import _stop_on_signals, add_recipe_arguments, build_job
 from impasto.errors import ImpastoError, InputError, first_line
 from impasto.images import OUTPUT_FORMATS
 from impasto.job import StyleJob, check_job

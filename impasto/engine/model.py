@@ -15,8 +15,8 @@ import h5py
 import numpy as np
 import tensorflow as tf
 
-from impasto.vgg19 import BGR_MEANS, BLOCKS, LAYERS
-from impasto.weights import verified_path
+from impasto.engine.vgg19 import BGR_MEANS, BLOCKS, LAYERS
+from impasto.engine.weights import verified_path
 
 log = logging.getLogger(__name__)
 
