@@ -599,8 +599,9 @@ def kill_report(args, r: dict) -> str:
     ]  # fmt: skip
     lines = [
         f"`python benchmarks/soak.py --backend {r['backend']} --files {args.files} "
-        f"--kills {args.kills} --worker-kills {args.worker_kills} --seed {args.seed} "
-        f"--size {args.size}` ({args.size} px, 1 step, preset quick-draft)",
+        f"--kills {args.kills} "
+        + (f"--worker-kills {args.worker_kills} " if r["backend"] == "ray" else "")
+        + f"--seed {args.seed} --size {args.size}` ({args.size} px, 1 step, preset quick-draft)",
         "",
         "| | |",
         "|---|---|",
