@@ -66,12 +66,14 @@ BACKENDS = ("local", "ray")
 VALID = ("png", "jpg", "webp", "tif", "bmp", "gif")
 MIX = {"broken": 0.10, "slow": 0.06, "same-name": 0.05, "link": 0.03}
 FIRST = ("valid",) * 6 + ("broken",) * 4 + ("slow", "link", "same-name")  # every kind, early
-# For --plan, from trial runs (200 files, 3 kills; 60 files, 3 + 3 kills on Ray) on a busy
-# 2-core AMD EPYC at 32 px, one step: seconds per file with files arriving steadily, and per
-# kill (the restart: TensorFlow's, and Ray's with its workers'; the job redone).
-PER_FILE = {"local": 0.4, "ray": 0.6}
-PER_KILL = {"local": 10.0, "ray": 60.0}
-PER_WORKER_KILL = 20.0  # one worker starting again while the other paints on
+# For --plan: seconds per file with files arriving steadily, and per kill (the restart:
+# TensorFlow's, and Ray's with its workers'; the job redone) at 32 px, one step. Fitted to the
+# full runs alone on a quiet 2-core AMD EPYC (10,000 files and 20 kills: 16.0 min local, 16.5 min
+# on Ray with 20 worker kills; results/soak-AMD-EPYC-2cores.md); the split between files and
+# kills is a judgement, not measured. Trial runs on a busy machine took up to four times longer.
+PER_FILE = {"local": 0.076, "ray": 0.05}
+PER_KILL = {"local": 10.0, "ray": 20.0}
+PER_WORKER_KILL = 5.0  # one worker starting again while the other paints on
 FLAT_RULE = (
     "flat: the least-squares line through the samples taken after the first tenth of the run "
     "(TensorFlow's and Ray's warm-up) rises by less than 2% of the starting memory per hour"
@@ -704,8 +706,8 @@ def plan(args) -> None:
             f"{seconds / 60:.0f} min; the memory run: {args.hours or 1:g} h and a minute"
         )
     print(
-        "(from trial runs on a busy 2-core AMD EPYC, see PER_FILE in the script; a quiet "
-        "machine is faster, and the engine's part shrinks with more cores)"
+        "(fitted to runs alone on a quiet 2-core AMD EPYC, see PER_FILE in the script; a busy "
+        "machine takes longer, and the engine's part shrinks with more cores)"
     )
 
 
