@@ -103,6 +103,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     wins: dict[str, int] = dict.fromkeys(chosen, 0)
+    compared = 0  # pairs with a peer picture to compare with
     seconds_of: dict[str, list[float]] = {k: [] for k in chosen}
     for content_name, style_name in pairs:
         content, style = load(content_name, args.size), load(style_name, args.size)
@@ -113,6 +114,7 @@ def main() -> None:
             tiny = (2, 2) if SMOKE else None
             image, meta = peer.paint(DATA / content_name, DATA / style_name, args.size, tiny)
             reference = scores(image, content, style)
+            compared += 1
             lines.append(row("peer (its defaults)", pair, meta["wall_seconds"], reference, ""))
         for name, (preset, overrides) in chosen.items():
             if content_name == pairs[0][0]:
@@ -136,7 +138,8 @@ def main() -> None:
     lines += ["", "| candidate | median seconds | pairs where closer on both than the peer |"]
     lines += ["|---|---|---|"]
     for name in chosen:
-        lines.append(f"| {name} | {statistics.median(seconds_of[name]):.1f} | {wins[name]} |")
+        against = f"{wins[name]} of {compared}" if compared else "no peer picture to compare"
+        lines.append(f"| {name} | {statistics.median(seconds_of[name]):.1f} | {against} |")
     body = "\n".join(lines)
     print(body)
     print("written to", write_section(f"tune-{args.size}", f"Tuning at {args.size} px", body))
