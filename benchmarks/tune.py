@@ -40,6 +40,8 @@ W2_ONLY = {"style_weight": 0.0}
 # The peer's style layers weigh 256, 64, 16, 4, 1 from block 1 to block 5: mostly colour and fine
 # texture, little of the deep layers that redraw the photo's shapes.
 SHALLOW = {f"block{i}_conv1": 4.0 ** (5 - i) for i in range(1, 6)}
+# Halfway between: each block half the weight of the one before.
+HALVING = {f"block{i}_conv1": 2.0 ** (5 - i) for i in range(1, 6)}
 # name -> (shipped preset, overrides). Each names the lever it tries against its base.
 CANDIDATES = {
     "classic": ("classic", {}),
@@ -58,6 +60,13 @@ CANDIDATES = {
     "W2 30, shallow layers": ("classic", {**W2_ONLY, "w2_weight": 30.0, "w2_layers": SHALLOW}),
     "Gram 3, shallow layers": ("classic", {"style_layers": SHALLOW}),
     "Gram 10, shallow layers": ("classic", {"style_weight": 10.0, "style_layers": SHALLOW}),
+    "W2 100, shallow layers": ("classic", {**W2_ONLY, "w2_weight": 100.0, "w2_layers": SHALLOW}),
+    "W2 10, halving layers": ("classic", {**W2_ONLY, "w2_weight": 10.0, "w2_layers": HALVING}),
+    "W2 30, halving layers": ("classic", {**W2_ONLY, "w2_weight": 30.0, "w2_layers": HALVING}),
+    "W2 10 + Gram 3, halving": (
+        "classic",
+        {"w2_weight": 10.0, "w2_layers": HALVING, "style_layers": HALVING},
+    ),
 }
 
 
@@ -87,6 +96,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--only", nargs="*", help="candidate names (default: all)")
     parser.add_argument("--peer", action="store_true", help="paint the peer where not cached")
+    parser.add_argument("--section", help="results section (default: tune-SIZE)")
     args = smoke(parser.parse_args(), size=64, runs=1, only=["quick-draft"])
     problem = judge.available()
     if problem and not SMOKE:
@@ -142,7 +152,8 @@ def main() -> None:
         lines.append(f"| {name} | {statistics.median(seconds_of[name]):.1f} | {against} |")
     body = "\n".join(lines)
     print(body)
-    print("written to", write_section(f"tune-{args.size}", f"Tuning at {args.size} px", body))
+    section = args.section or f"tune-{args.size}"
+    print("written to", write_section(section, f"Tuning at {args.size} px ({section})", body))
 
 
 def row(name: str, pair: str, seconds: float, got: dict, verdict: str) -> str:
