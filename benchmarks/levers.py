@@ -32,6 +32,7 @@ from report import SMOKE, smoke, write_section  # noqa: E402
 from tutorial_baseline import DATA, PAIRS, STEPS, baseline, load  # noqa: E402
 
 import impasto  # noqa: E402
+from impasto.limits import DEFAULT_PRESET  # noqa: E402
 
 ALL_STYLE = {f"block{i}_conv1": 1.0 for i in range(1, 6)}
 # name -> overrides of the default preset. The first is the default itself.
@@ -54,9 +55,14 @@ VARIANTS = {
 }
 
 
-def run(content: str, style: str, size: int, overrides: dict) -> tuple[float, np.ndarray, int]:
+def run(
+    content: str, style: str, size: int, overrides: dict, preset: str = DEFAULT_PRESET
+) -> tuple[float, np.ndarray, int]:
+    """One picture in this warm process: its seconds, its pixels in [0, 1], its evaluations."""
     started = time.perf_counter()
-    job = impasto.StyleJob(str(DATA / content), [str(DATA / style)], size=size, overrides=overrides)
+    job = impasto.StyleJob(
+        str(DATA / content), [str(DATA / style)], preset=preset, size=size, overrides=overrides
+    )
     result = impasto.stylize(job)
     seconds = time.perf_counter() - started
     picture = np.asarray(result.image.convert("RGB"), np.float32) / 255

@@ -21,20 +21,17 @@ import math
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import judge  # noqa: E402
-import numpy as np  # noqa: E402
 import peer_crowsonkb as peer  # noqa: E402
+from levers import run as paint  # noqa: E402
 from quality import distances, same_shape  # noqa: E402
 from report import SMOKE, smoke, write_section  # noqa: E402
 from tutorial_baseline import DATA, PAIRS, load  # noqa: E402
-
-import impasto  # noqa: E402
 
 W2_ONLY = {"style_weight": 0.0}
 # The peer's style layers weigh 256, 64, 16, 4, 1 from block 1 to block 5: mostly colour and fine
@@ -70,21 +67,20 @@ CANDIDATES = {
 }
 
 
-def paint(content: str, style: str, size: int, preset: str, overrides: dict):
-    job = impasto.StyleJob(
-        str(DATA / content), [str(DATA / style)], preset=preset, size=size, overrides=overrides
-    )
-    started = time.perf_counter()
-    result = impasto.stylize(job)
-    seconds = time.perf_counter() - started
-    return seconds, np.asarray(result.image.convert("RGB"), np.float32) / 255
+# (closer to the photo, closer to the painting) than the peer -> the table's words
+VERDICTS = {
+    (True, True): "both",
+    (True, False): "photo only",
+    (False, True): "painting only",
+    (False, False): "neither",
+}
 
 
-def scores(picture, content, style) -> dict:
+def scores(picture, content, style, judged: bool = True) -> dict:
     picture = same_shape(picture, content)
     judged = (
         judge.distances(picture, content, style)
-        if judge.available() is None
+        if judged
         else dict.fromkeys(("content", "style"), math.nan)  # a smoke run without the bench extra
     )
     return {"judge": judged, "vgg": distances(picture, content, style)}
@@ -115,7 +111,7 @@ def main() -> None:
     wins: dict[str, int] = dict.fromkeys(chosen, 0)
     compared = 0  # pairs with a peer picture to compare with
     seconds_of: dict[str, list[float]] = {k: [] for k in chosen}
-    for content_name, style_name in pairs:
+    for index, (content_name, style_name) in enumerate(pairs):
         content, style = load(content_name, args.size), load(style_name, args.size)
         pair = f"{Path(content_name).stem} / {Path(style_name).stem}"
         reference = None
@@ -123,25 +119,25 @@ def main() -> None:
         if asked or peer.cached(DATA / content_name, DATA / style_name, args.size):
             tiny = (2, 2) if SMOKE else None
             image, meta = peer.paint(DATA / content_name, DATA / style_name, args.size, tiny)
-            reference = scores(image, content, style)
+            reference = scores(image, content, style, not problem)
             compared += 1
             lines.append(row("peer (its defaults)", pair, meta["wall_seconds"], reference, ""))
         for name, (preset, overrides) in chosen.items():
-            if content_name == pairs[0][0]:
-                paint(content_name, style_name, args.size, preset, overrides)  # warm-up
+            if index == 0:
+                paint(content_name, style_name, args.size, overrides, preset)  # warm-up
             runs = [
-                paint(content_name, style_name, args.size, preset, overrides)
+                paint(content_name, style_name, args.size, overrides, preset)
                 for _ in range(args.runs)
             ]
-            seconds = statistics.median(s for s, _ in runs)
+            seconds = statistics.median(s for s, _, _ in runs)
             seconds_of[name].append(seconds)
-            got = scores(runs[-1][1], content, style)
+            got = scores(runs[-1][1], content, style, not problem)
             verdict = ""
             if reference:
-                closer = [got["judge"][k] < reference["judge"][k] for k in ("content", "style")]
-                verdict = {(True, True): "both", (True, False): "photo only"}.get(
-                    tuple(closer), "painting only" if closer[1] else "neither"
+                closer = tuple(
+                    got["judge"][k] < reference["judge"][k] for k in ("content", "style")
                 )
+                verdict = VERDICTS[closer]
                 wins[name] += verdict == "both"
             lines.append(row(name, pair, seconds, got, verdict))
             print(lines[-1], flush=True)
