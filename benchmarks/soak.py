@@ -697,14 +697,15 @@ def memory_report(args, r: dict) -> str:
 
 # --- main --------------------------------------------------------------------------------------
 def plan(args) -> None:
-    for backend in BACKENDS:
+    for backend in BACKENDS if args.backend == "both" else (args.backend,):
+        if args.hours:  # a memory run is fed for that long, whatever the machine's pace
+            print(f"{backend}: the memory run: {args.hours:g} h and a minute")
+            continue
         seconds = args.files * PER_FILE[backend] + args.kills * PER_KILL[backend]
         seconds += args.worker_kills * PER_WORKER_KILL if backend == "ray" else 0
         workers = f" and {args.worker_kills} worker kills" if backend == "ray" else ""
-        print(
-            f"{backend}: {args.files} files, {args.kills} kills{workers}: about "
-            f"{seconds / 60:.0f} min; the memory run: {args.hours or 1:g} h and a minute"
-        )
+        minutes = f"about {seconds / 60:.0f} min"
+        print(f"{backend}: {args.files} files, {args.kills} kills{workers}: {minutes}")
     print(
         "(fitted to runs alone on a quiet 2-core AMD EPYC, see PER_FILE in the script; a busy "
         "machine takes longer, and the engine's part shrinks with more cores)"
