@@ -152,7 +152,9 @@ def paint(
             source = extract_source(Path(tmp) / "src")
             out = Path(tmp) / "out.png"
             cmd = [sys.executable, "-c", "from style_transfer.cli import main; main()"]
-            cmd += [str(content), str(style), "-o", str(out), "--end-scale", str(size)]
+            # It runs in the temporary folder, so a relative path would name nothing there.
+            cmd += [str(content.resolve()), str(style.resolve()), "-o", str(out)]
+            cmd += ["--end-scale", str(size)]
             cmd += ["--devices", "cpu"]
             if iterations:
                 cmd += ["--initial-iterations", str(iterations[0])]
