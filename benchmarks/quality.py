@@ -175,7 +175,7 @@ def plan(cases, presets: list[str], args) -> list[tuple[str, float]]:
     for split, size, content, style in cases:
         scale = (size / 384) ** 2
         name = f"{pair_name(content, style)} at {size} px ({split})"
-        if cached(content, style, size, STEPS) is None:
+        if cached(content, style, size, STEPS) is None and not args.kept_tutorial_only:
             work.append((f"tutorial, 1000 steps: {name}", PLAN_SECONDS["tutorial"] * scale))
         if size in args.peer_sizes and not peer.cached(DATA / content, DATA / style, size):
             work.append((f"peer {peer.NAME}: {name}", PLAN_SECONDS["peer"] * scale))
@@ -185,16 +185,18 @@ def plan(cases, presets: list[str], args) -> list[tuple[str, float]]:
     return work
 
 
-def paint_impasto(cases, presets, args) -> tuple[dict, dict, dict]:
-    """Every preset's picture and times per case, and the tutorial's paces, interleaved."""
+def paint_impasto(cases, presets, args, paced) -> tuple[dict, dict, dict]:
+    """Every preset's picture and times per case, and the tutorial's paces for the paced cases,
+    interleaved."""
     runs = {(case, p): [] for case in cases for p in presets}
-    paces: dict = {case: [] for case in cases}
+    paces: dict = {case: [] for case in cases if case in paced}
     pictures = {}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.runs):
             for case in cases:
                 _, size, content, style = case
-                paces[case].append(tutorial_pace(content, style, size, args.pace_steps))
+                if case in paces:
+                    paces[case].append(tutorial_pace(content, style, size, args.pace_steps))
                 for p in presets:
                     out = Path(tmp) / "out.png"  # read at once, then painted over
                     runs[case, p].append(
@@ -217,22 +219,25 @@ def same_shape(picture: np.ndarray, like: np.ndarray) -> np.ndarray:
 
 def measure(cases, presets, args, run_peer: bool, run_judge: bool = True) -> dict:
     """{case: {method: {"picture", "judge", "vgg", "wall", "cpu", ...}}} for every method."""
-    tutorial = {c: baseline(c[2], c[3], c[1], STEPS) for c in cases}
+    # With --kept-tutorial-only, a case without a kept 1000-step run leaves the tutorial out.
+    find = cached if args.kept_tutorial_only else baseline
+    tutorial = {c: found for c in cases if (found := find(c[2], c[3], c[1], STEPS))}
     peers = {}
     for case in cases:
         _, size, content, style = case
         if run_peer and size in args.peer_sizes:
             tiny = (2, 2) if SMOKE else None  # a smoke run: two iterations per scale
             peers[case] = peer.paint(DATA / content, DATA / style, size, tiny)
-    pictures, runs, paces = paint_impasto(cases, presets, args)
+    pictures, runs, paces = paint_impasto(cases, presets, args, tutorial)
     results = {}
     for case in cases:
         _, size, content_name, style_name = case
         got = results[case] = {}
-        image, meta = tutorial[case]
-        got[TUTORIAL] = {"picture": image, "kept_wall": meta["wall_seconds"]}
-        for what in ("wall", "cpu"):
-            got[TUTORIAL][what] = STEPS * statistics.median(p[what] for p in paces[case])
+        if case in tutorial:
+            image, meta = tutorial[case]
+            got[TUTORIAL] = {"picture": image, "kept_wall": meta["wall_seconds"]}
+            for what in ("wall", "cpu"):
+                got[TUTORIAL][what] = STEPS * statistics.median(p[what] for p in paces[case])
         if case in peers:
             image, meta = peers[case]
             got[PEER] = {"picture": image, "wall": meta["wall_seconds"]}
@@ -332,6 +337,8 @@ def report(results: dict, methods: list[str], args, load_before: float, peer_pro
         else f"The peer {peer.NAME} did not run: {peer_problem}."
     )
     options = " ".join(args.impasto_args) or "none (each preset's own settings)"
+    only = "; only on the pairs with a kept run (--kept-tutorial-only)"
+    only = only if args.kept_tutorial_only else ""
     sheets_named = ", ".join(f"`{p.name}`" for p in sheets(results, methods, args.section))
     scatter(results, methods, RESULTS / f"{args.section}.png")
     parts = [
@@ -348,7 +355,7 @@ def report(results: dict, methods: list[str], args, load_before: float, peer_pro
         f"options: {options}), the whole command, median of {args.runs} interleaved runs. "
         "The tutorial (TensorFlow's 1000-step recipe): its picture from a real 1000-step run "
         "kept in `benchmarks/results/tutorial/`; its times 1000 x its pace per step "
-        f"({args.pace_steps} steps after warm-up), timed before each round of impasto runs. "
+        f"({args.pace_steps} steps after warm-up), timed before each round of impasto runs{only}. "
         f"{peer_line} Load average {load_before:.1f} when this run began, "
         f"{os.getloadavg()[0]:.1f} when it ended.",
         "",
@@ -375,6 +382,11 @@ def main() -> None:
         "--peer-sizes", type=int, nargs="*", default=[384], help="sizes the peer runs at (none: [])"
     )
     parser.add_argument("--section", default="quality", help="name of the results section")
+    parser.add_argument(
+        "--kept-tutorial-only",
+        action="store_true",
+        help="the tutorial only on pairs with a kept 1000-step run (none is made)",
+    )
     parser.add_argument("--plan", action="store_true", help="print the work and its time; stop")
     parser.add_argument("impasto_args", nargs="*", help="extra `impasto stylize` options after --")
     args = parser.parse_args()
