@@ -11,7 +11,7 @@ ImageNet normalisation of [0, 1] RGB is folded into the first convolution, which
 because it pads that convolution by replicating edge pixels. The classifier, which it never
 runs, is zeros. Its defaults: Wasserstein-2 style loss on five layers, Adam, scales from 128 px
 up to the size asked for by factors of sqrt(2), 1000 iterations on the first and 500 on each
-other (about 25 minutes a picture at 384 px on 2 cores), so finished pictures are cached (with
+other (about 40 minutes a picture at 384 px on 2 cores), so finished pictures are cached (with
 their wall and CPU seconds) in ~/.cache/impasto-bench/peers/, keyed by commit, pair and size.
 
     python benchmarks/peer_crowsonkb.py CONTENT STYLE --size 384   # one picture (cached)

@@ -16,7 +16,7 @@ every pair and size, then round 2, ...) so a busy spell hits them all. The tutor
 is a real 1000-step run, made once per machine and kept (tutorial_baseline.py; its wall seconds
 shown), and its comparable time is 1000 x its pace per step, timed in a fresh process before
 each round's impasto runs of that pair and size, so both are timed under the same load. The
-peer: one run of its whole command (about 25 minutes at 384 px on 2 cores, twice that at 512),
+peer: one run of its whole command (about 40 minutes at 384 px on 2 cores, more at 512),
 cached by commit, pair and size in ~/.cache/impasto-bench/peers/ (peer_crowsonkb.py), its load
 average noted. It runs at --peer-sizes only.
 
@@ -66,8 +66,8 @@ PRESETS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "presets
 SPLITS = {"tuning": PAIRS, "held-out": HELD_OUT}
 TUTORIAL, PEER = "tutorial", "peer"
 # Rough seconds of each piece of work at 384 px on a quiet 2-core CPU (they grow with the
-# pixels), for --plan only: the tutorial's kept 1000-step runs took 8 to 16 minutes, the peer 25.
-PLAN_SECONDS = {"tutorial": 750, "peer": 1500, "pace": 35, "impasto": 25, "judging": 10}
+# pixels), for --plan only: the tutorial's kept 1000-step runs took 8 to 24 minutes, the peer 41.
+PLAN_SECONDS = {"tutorial": 750, "peer": 2400, "pace": 35, "impasto": 25, "judging": 10}
 
 
 def distances(result: np.ndarray, content: np.ndarray, style: np.ndarray) -> dict:
