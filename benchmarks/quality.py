@@ -302,6 +302,35 @@ def summary_table(results: dict, methods: list[str], split: str) -> list[str]:
     return lines
 
 
+def against_peer(results: dict, presets: list[str], split: str) -> list[str]:
+    """Per preset, over this split's pairs where the peer ran: on how many the judge finds it
+    closer to the photo, to the painting, to both, than the peer; and the peer's wall time over
+    the preset's (the median over those pairs). The goal: both on every held-out pair, at 100x."""
+    cases = [c for c, got in results.items() if c[0] == split and PEER in got]
+    if not cases:
+        return []
+    lines = [
+        "| preset | closer to the photo | closer to the painting | closer to both "
+        "| the peer's time over the preset's |",
+        "|---|---|---|---|---|",
+    ]
+    for p in presets:
+        closer = [
+            {
+                d: results[c][p]["judge"][d] < results[c][PEER]["judge"][d]
+                for d in ("content", "style")
+            }
+            for c in cases
+        ]
+        ratio = statistics.median(results[c][PEER]["wall"] / results[c][p]["wall"] for c in cases)
+        counts = [sum(x["content"] for x in closer), sum(x["style"] for x in closer)]
+        counts.append(sum(x["content"] and x["style"] for x in closer))
+        lines.append(
+            f"| {p} | " + " | ".join(f"{n} of {len(cases)}" for n in counts) + f" | {ratio:.0f}x |"
+        )
+    return lines
+
+
 def detail_table(results: dict, methods: list[str]) -> list[str]:
     lines = [
         "| pair | split | px | method | judge: content | judge: style | VGG19: content | "
@@ -366,6 +395,10 @@ def report(results: dict, methods: list[str], args, load_before: float, peer_pro
         if any(case[0] == split for case in results):
             parts += ["", f"### {split.capitalize()} pairs: medians per method", ""]
             parts += summary_table(results, methods, split)
+            versus = against_peer(results, [m for m in methods if m not in (TUTORIAL, PEER)], split)
+            if versus:
+                parts += ["", f"### {split.capitalize()} pairs: each preset against the peer", ""]
+                parts += versus
     parts += ["", "### Every picture", "", *detail_table(results, methods)]
     return "\n".join(parts)
 
