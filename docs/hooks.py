@@ -1,8 +1,9 @@
 """MkDocs hook: the site shows files that live outside docs/ without keeping copies of them.
 
 README.md becomes the home page (its links into docs/ made relative to the site), and the
-preset gallery's tiles and benchmarks/results/ are added at their repository paths, so a page
-links `benchmarks/results/quality-512.jpg` and the build copies the file into site/.
+preset gallery's tiles and benchmarks/results/ (pages, pictures, plots) are added at their
+repository paths, so a page links `benchmarks/results/quality-512.jpg` and the build copies the
+file into site/.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from mkdocs.structure.files import File, Files
 
 ROOT = Path(__file__).resolve().parents[1]
-OUTSIDE = ("presets/gallery/*.png", "benchmarks/results/*.md", "benchmarks/results/*.jpg")
+OUTSIDE = ("presets/gallery/*.png", *(f"benchmarks/results/*.{x}" for x in ("md", "jpg", "png")))
 
 
 def on_files(files: Files, config) -> Files:
