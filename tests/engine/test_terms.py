@@ -73,9 +73,9 @@ def test_a_style_term_is_zero_at_the_paintings_statistics_and_positive_elsewhere
 
 @pytest.mark.parametrize("eps", [1e-6, terms.W2_EPS])
 def test_w2_is_the_closed_form_and_stays_finite_for_rank_deficient_covariances(eps, monkeypatch):
-    """Against numpy's W2 between Gaussians: exact with a tiny epsilon, within the documented
-    bias with the default one; with a covariance of rank 2 in 6 channels (ReLU features are
-    often like that) the loss and its gradient stay finite."""
+    """Against numpy's W2 between Gaussians: to float32's rounding with a tiny epsilon, within
+    the documented bias with the default one; with a covariance of rank 2 in 6 channels (ReLU
+    features are often like that) the loss and its gradient stay finite."""
     import tensorflow as tf
 
     monkeypatch.setattr(terms, "W2_EPS", eps)
@@ -101,7 +101,10 @@ def test_w2_is_the_closed_form_and_stays_finite_for_rank_deficient_covariances(e
         tape.watch(x)
         got = term.loss(term.stats(x, None, layer), target, n)
     grad = tape.gradient(got, x).numpy()
-    assert abs(float(got) - want) < (1e-4 if eps < 1e-3 else 2 * eps)
+    # The sums are float32, so a rank-deficient covariance's zero eigenvalues come out as
+    # rounding noise of ~1e-7 of the norm, and their roots as ~3e-4: that is the floor with a
+    # tiny epsilon (1e-4 held on one CPU, not on another); an error in the formula is far larger.
+    assert abs(float(got) - want) < (1e-3 * want if eps < 1e-3 else 2 * eps)
     assert np.isfinite(grad).all() and np.abs(grad).max() > 0
 
 

@@ -26,6 +26,11 @@ def main(args):
     os.replace(tmp, spec["report"])
 
 
+def _say(line):
+    # Into kritarunner's log, which the test shows if Krita dies or hangs mid-way.
+    print(line, file=sys.stderr, flush=True)
+
+
 def _run(spec, report):
     from impasto_krita import impasto_client as client
     from impasto_krita.job import KritaJob
@@ -40,6 +45,7 @@ def _run(spec, report):
         """recorded: the recording stand-in plays the engine (tests/plugin/recording_engine.py),
         its records in out/NAME/. prepare(doc) may return the layer to stylise."""
         entry = report.setdefault(name, {"events": []})
+        _say(f"scenario {name}: start")
         doc = app.openDocument(spec["content"])
         node = doc.topLevelNodes()[0]
         try:
@@ -79,6 +85,7 @@ def _run(spec, report):
             entry["trace"] = traceback.format_exc()
         finally:
             doc.close()
+            _say(f"scenario {name}: {entry.get('status')}")
 
     def settings(**kw):
         base = {"styles": [spec["style"]], "steps": spec["steps"], "seed": spec["seed"]}
@@ -134,4 +141,4 @@ def _run(spec, report):
     run("grey", to_grey, settings())
     run("engine_error", nothing, settings(styles=[spec["bad_style"]]))
     run("cancel", nothing, settings(steps=2000), cancel_after=2)
-    print("scenarios done", file=sys.stderr)
+    _say("scenarios done")

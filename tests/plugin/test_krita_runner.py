@@ -93,9 +93,10 @@ def scenarios(tmp_path_factory):
         "main",
         str(root / "spec.json"),
     ]
-    run_group(cmd, env, timeout=600, log_path=log)
+    code = run_group(cmd, env, timeout=600, log_path=log)
     report_path = root / "report.json"
-    assert report_path.exists(), f"kritarunner wrote no report:\n{log_tail(log)}"
+    ended = "was stopped after 600 s" if code is None else f"exited with {code}"
+    assert report_path.exists(), f"kritarunner {ended} and wrote no report:\n{log_tail(log)}"
     report = json.loads(report_path.read_text())
     assert "fatal" not in report, report["fatal"]
     return {"report": report, "root": root, "content": content, "log": log}
