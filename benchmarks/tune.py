@@ -48,6 +48,11 @@ CANDIDATES = {
     "classic": ("classic", {}),
     "quick-draft": ("quick-draft", {}),
     "faithful": ("faithful", {}),
+    "balanced": ("balanced", {}),
+    # The photo is where balanced loses to the peer: does holding it harder cost less painting
+    # than the other levers did?
+    "balanced, content 2": ("balanced", {"content_weight": 2.0}),
+    "balanced, content 4": ("balanced", {"content_weight": 4.0}),
     "classic, style 10": ("classic", {"style_weight": 10.0}),
     "W2 3 (no Gram)": ("classic", {**W2_ONLY, "w2_weight": 3.0}),
     "W2 10 (no Gram)": ("classic", {**W2_ONLY, "w2_weight": 10.0}),
