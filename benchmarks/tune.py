@@ -52,7 +52,15 @@ CANDIDATES = {
     # The photo is where balanced loses to the peer: does holding it harder cost less painting
     # than the other levers did?
     "balanced, content 2": ("balanced", {"content_weight": 2.0}),
+    "balanced, content 3": ("balanced", {"content_weight": 3.0}),
     "balanced, content 4": ("balanced", {"content_weight": 4.0}),
+    # The same with two full-size steps fewer, for the 1/100 time budget.
+    "balanced, content 4, steps 30/12/6": (
+        "balanced",
+        {"content_weight": 4.0, "steps": [30, 12, 6]},
+    ),
+    "classic, content 2": ("classic", {"content_weight": 2.0}),
+    "classic, content 4": ("classic", {"content_weight": 4.0}),
     "classic, style 10": ("classic", {"style_weight": 10.0}),
     "W2 3 (no Gram)": ("classic", {**W2_ONLY, "w2_weight": 3.0}),
     "W2 10 (no Gram)": ("classic", {**W2_ONLY, "w2_weight": 10.0}),
