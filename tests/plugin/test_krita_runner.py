@@ -93,9 +93,10 @@ def scenarios(tmp_path_factory):
         "main",
         str(root / "spec.json"),
     ]
-    code = run_group(cmd, env, timeout=600, log_path=log)
+    timeout = 600
+    code = run_group(cmd, env, timeout=timeout, log_path=log)
     report_path = root / "report.json"
-    ended = "was stopped after 600 s" if code is None else f"exited with {code}"
+    ended = f"was stopped after {timeout} s" if code is None else f"exited with {code}"
     assert report_path.exists(), f"kritarunner {ended} and wrote no report:\n{log_tail(log)}"
     report = json.loads(report_path.read_text())
     assert "fatal" not in report, report["fatal"]
